@@ -1,0 +1,81 @@
+//! `kimi-vault token` and `kimi-vault exec`: a fresh access token for scripts and programs.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::Command;
+
+use crate::cli::Ctx;
+use crate::error::{Error, Result, exit};
+use crate::oauth::endpoints::{Endpoints, Region};
+use crate::oauth::refresh::fresh_credential;
+
+/// Default variable for `exec`.
+pub const DEFAULT_TOKEN_VAR: &str = "ANTHROPIC_AUTH_TOKEN";
+/// `exec` sets this to the Anthropic-compatible base unless it is already set.
+pub const BASE_URL_VAR: &str = "ANTHROPIC_BASE_URL";
+/// Threshold `exec` uses before handing a token to a program.
+const EXEC_MIN_VALID: i64 = 300;
+
+/// Prints a valid access token and a newline.
+pub fn token(ctx: &Ctx, min_valid: u32) -> Result<u8> {
+    let cred = fresh_credential(&ctx.vault, &ctx.profile, i64::from(min_valid))?;
+    let mut line =
+        zeroize::Zeroizing::new(String::with_capacity(cred.access_token.expose().len() + 1));
+    line.push_str(cred.access_token.expose());
+    line.push('\n');
+    let mut out = std::io::stdout().lock();
+    out.write_all(line.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::io("cannot write the token to stdout", e))?;
+    Ok(exit::OK)
+}
+
+fn check_var(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "--env takes an environment variable name (letters, digits, '_'), not '{}'",
+            name.escape_default()
+        )))
+    }
+}
+
+/// Runs `cmd` with the token in its environment; its exit code becomes ours.
+pub fn exec(ctx: &Ctx, vars: &[String], cmd: &[OsString]) -> Result<u8> {
+    vars.iter().try_for_each(|v| check_var(v))?;
+    let cred = fresh_credential(&ctx.vault, &ctx.profile, EXEC_MIN_VALID)?;
+    let endpoints = Endpoints::resolve(Region::from_stored(&cred.region))?;
+    let (program, args) = cmd
+        .split_first()
+        .ok_or_else(|| Error::Usage("exec needs a command after --".into()))?;
+    let mut child = Command::new(program);
+    child.args(args);
+    if vars.is_empty() {
+        child.env(DEFAULT_TOKEN_VAR, cred.access_token.expose());
+    }
+    for var in vars {
+        child.env(var, cred.access_token.expose());
+    }
+    if std::env::var_os(BASE_URL_VAR).is_none() {
+        child.env(BASE_URL_VAR, endpoints.anthropic_base_url());
+    }
+    let shown = program.to_string_lossy().into_owned();
+    #[cfg(unix)]
+    {
+        // Replace this process: signals, the terminal and the exit code are CMD's own.
+        use std::os::unix::process::CommandExt;
+        let err = child.exec();
+        Err(Error::Exec(format!("cannot run {shown}: {err}")))
+    }
+    #[cfg(not(unix))]
+    {
+        let status = child
+            .status()
+            .map_err(|e| Error::Exec(format!("cannot run {shown}: {e}")))?;
+        Ok(status.code().map(|c| c as u8).unwrap_or(exit::FAILURE))
+    }
+}

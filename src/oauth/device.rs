@@ -1,0 +1,126 @@
+//! RFC 8628 device authorization grant against Kimi's auth server.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::oauth::endpoints::Endpoints;
+use crate::oauth::http::Http;
+use crate::oauth::response::{
+    DeviceAuthorization, TokenGrant, TokenOutcome, classify_token, parse_device_authorization,
+};
+use crate::redact::redact_body;
+
+/// Extra seconds added to the interval on `slow_down` (RFC 8628 §3.5).
+pub const SLOW_DOWN_STEP: u64 = 5;
+/// Consecutive transient failures tolerated while polling.
+const MAX_POLL_FAILURES: u32 = 5;
+
+/// What happens during a login, for the caller to show.
+#[derive(Debug)]
+pub enum LoginEvent<'a> {
+    /// The user must visit the URL and enter the code.
+    Verification(&'a DeviceAuthorization),
+    /// One more poll found the authorization still pending.
+    Waiting,
+    /// The server asked to poll more slowly; the new interval in seconds.
+    SlowDown(u64),
+}
+
+fn service(endpoints: &Endpoints, detail: &str) -> Error {
+    Error::Service(format!(
+        "Kimi's auth server at {} is unreachable or failing: {detail}",
+        endpoints.oauth_host
+    ))
+}
+
+/// Asks for a device code.
+pub fn start(http: &Http, endpoints: &Endpoints) -> Result<DeviceAuthorization> {
+    let reply = http
+        .post_form(
+            &endpoints.device_authorization_url(),
+            &[("client_id", endpoints.client_id.as_str())],
+        )
+        .map_err(|e| service(endpoints, &e))?;
+    match reply.status {
+        200..=299 => parse_device_authorization(&reply.body).map_err(|e| {
+            Error::Protocol(format!(
+                "Kimi's auth server sent an unusable device authorization ({e})"
+            ))
+        }),
+        429 | 500..=599 => Err(service(
+            endpoints,
+            &format!("HTTP {}: {}", reply.status, redact_body(&reply.body)),
+        )),
+        s => Err(Error::Protocol(format!(
+            "Kimi's auth server refused the login request (HTTP {s}: {})",
+            redact_body(&reply.body)
+        ))),
+    }
+}
+
+/// Polls the token endpoint until the user approves, denies, or the code expires.
+pub fn poll(
+    http: &Http,
+    endpoints: &Endpoints,
+    auth: &DeviceAuthorization,
+    on_event: &mut dyn FnMut(LoginEvent<'_>),
+) -> Result<TokenGrant> {
+    let deadline = Instant::now() + Duration::from_secs(auth.expires_in);
+    let mut interval = auth.interval;
+    let mut failures = 0;
+    let url = endpoints.token_url();
+    loop {
+        let wait = Duration::from_secs(interval);
+        if Instant::now() + wait > deadline {
+            return Err(Error::LoginFailed(
+                "the login code expired before it was approved: run `kimi-vault login` again"
+                    .into(),
+            ));
+        }
+        std::thread::sleep(wait);
+        let form = [
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", auth.device_code.expose()),
+            ("client_id", endpoints.client_id.as_str()),
+        ];
+        let outcome = match http.post_form(&url, &form) {
+            Ok(reply) => classify_token(reply.status, &reply.body, reply.retry_after),
+            Err(e) => TokenOutcome::Transient(format!("network error: {e}"), None),
+        };
+        match outcome {
+            TokenOutcome::Granted(g) => return Ok(g),
+            TokenOutcome::Pending => {
+                failures = 0;
+                on_event(LoginEvent::Waiting);
+            }
+            TokenOutcome::SlowDown => {
+                interval += SLOW_DOWN_STEP;
+                on_event(LoginEvent::SlowDown(interval));
+            }
+            TokenOutcome::Expired => {
+                return Err(Error::LoginFailed(
+                    "the login code expired: run `kimi-vault login` again".into(),
+                ));
+            }
+            TokenOutcome::Denied => {
+                return Err(Error::LoginFailed(
+                    "the login was denied in the browser; nothing was stored".into(),
+                ));
+            }
+            TokenOutcome::Transient(why, retry_after) => {
+                failures += 1;
+                if failures >= MAX_POLL_FAILURES {
+                    return Err(service(endpoints, &why));
+                }
+                if let Some(ra) = retry_after {
+                    std::thread::sleep(ra.min(Duration::from_secs(30)));
+                }
+            }
+            TokenOutcome::Rejected(why) | TokenOutcome::Malformed(why) => {
+                return Err(Error::Protocol(format!(
+                    "Kimi's auth server refused the login ({why}); run `kimi-vault login` again"
+                )));
+            }
+        }
+    }
+}

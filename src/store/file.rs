@@ -1,0 +1,165 @@
+//! The encrypted-file backend: every profile in one `vault.enc`, sealed with the key of
+//! `vault.key`.
+
+use zeroize::Zeroizing;
+
+use crate::diag::warn;
+use crate::error::{Error, Result, VaultProblem};
+use crate::store::crypto::{self, EnvelopeError};
+use crate::store::fsutil;
+use crate::store::key;
+use crate::store::lock::VaultLock;
+use crate::store::paths::{VAULT_FILE, VaultPaths};
+use crate::store::record::{CONTENTS_VERSION, Credential, VaultContents};
+use crate::store::{Backend, BackendKind};
+
+/// Largest `vault.enc` we read (a vault of many profiles is a few KiB).
+pub const MAX_VAULT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The encrypted-file backend.
+#[derive(Debug, Clone)]
+pub struct FileBackend {
+    paths: VaultPaths,
+}
+
+impl FileBackend {
+    /// The backend for this vault directory.
+    pub fn new(paths: VaultPaths) -> Self {
+        FileBackend { paths }
+    }
+
+    /// True when `vault.enc` exists (as anything, even a symlink).
+    pub fn exists(&self) -> bool {
+        std::fs::symlink_metadata(self.paths.vault()).is_ok()
+    }
+
+    /// Decrypts the whole vault. `Ok(None)` when there is no `vault.enc`.
+    pub fn load_contents(&self) -> Result<Option<VaultContents>> {
+        let path = self.paths.vault();
+        let Some(data) = fsutil::read_private(&path, MAX_VAULT_BYTES)? else {
+            return Ok(None);
+        };
+        let data = Zeroizing::new(data);
+        let Some(key) = key::load(&self.paths)? else {
+            return Err(Error::vault(self.paths.key(), VaultProblem::KeyMissing));
+        };
+        decode(&key, &data)
+            .map(Some)
+            .map_err(|problem| Error::vault(&path, problem))
+    }
+
+    /// Encrypts and atomically replaces the whole vault (creating the key if needed).
+    pub fn store_contents(&self, contents: &VaultContents, lock: &VaultLock) -> Result<()> {
+        let key = key::load_or_create(&self.paths, lock)?;
+        let plain = Zeroizing::new(serde_json::to_vec(contents).expect("vault serializes"));
+        let sealed = crypto::seal(&key, &plain);
+        fsutil::write_atomic(self.paths.home(), VAULT_FILE, &sealed)
+    }
+
+    /// Loads for a write. When `set_aside` is true, an unreadable vault (wrong key, tampered,
+    /// corrupt, key missing or corrupt) is renamed to `*.unreadable-<timestamp>` and an empty
+    /// vault is returned; unsafe files are never touched.
+    fn load_for_write(&self, set_aside: bool, _lock: &VaultLock) -> Result<VaultContents> {
+        match self.load_contents() {
+            Ok(contents) => Ok(contents.unwrap_or_else(empty)),
+            Err(Error::VaultUnreadable { path, problem })
+                if set_aside && !matches!(problem, VaultProblem::Unsafe(_)) =>
+            {
+                let key_broken = path == self.paths.key();
+                if key_broken && problem != VaultProblem::KeyMissing {
+                    let aside = fsutil::set_aside(&self.paths.key())?;
+                    warn(&format!(
+                        "{} was unreadable; kept aside as {}",
+                        self.paths.key().display(),
+                        aside.display()
+                    ));
+                }
+                if self.exists() {
+                    let aside = fsutil::set_aside(&self.paths.vault())?;
+                    warn(&format!(
+                        "{} was unreadable; kept aside as {} and a new vault was started",
+                        self.paths.vault().display(),
+                        aside.display()
+                    ));
+                }
+                Ok(empty())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores one profile, setting an unreadable vault aside first when `set_aside` (login).
+    pub fn save_profile(
+        &self,
+        profile: &str,
+        cred: &Credential,
+        lock: &VaultLock,
+        set_aside: bool,
+    ) -> Result<()> {
+        let mut contents = self.load_for_write(set_aside, lock)?;
+        contents.profiles.insert(profile.to_owned(), cred.clone());
+        self.store_contents(&contents, lock)
+    }
+}
+
+fn empty() -> VaultContents {
+    VaultContents {
+        version: CONTENTS_VERSION,
+        profiles: Default::default(),
+    }
+}
+
+/// Decrypts and parses `vault.enc` bytes (pure; used by the fuzz target too).
+pub fn decode(key: &crypto::VaultKey, data: &[u8]) -> Result<VaultContents, VaultProblem> {
+    let plain = crypto::open(key, data).map_err(|e| match e {
+        EnvelopeError::WrongKey => VaultProblem::WrongKey,
+        EnvelopeError::Tampered => VaultProblem::Tampered,
+        EnvelopeError::Truncated => VaultProblem::Corrupt("the file is cut short".into()),
+        EnvelopeError::NotAVault => VaultProblem::Corrupt("it does not start with KVLT".into()),
+        EnvelopeError::UnsupportedVersion(v) => VaultProblem::Corrupt(format!(
+            "format version {v} is not known to this kimi-vault; upgrade kimi-vault"
+        )),
+    })?;
+    let contents: VaultContents = serde_json::from_slice(&plain).map_err(|e| {
+        // serde_json's Display can quote the offending value: only its position is used.
+        VaultProblem::Corrupt(format!(
+            "the decrypted content has an unexpected shape at line {}, column {}",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if contents.version != CONTENTS_VERSION {
+        return Err(VaultProblem::Corrupt(format!(
+            "content version {} is not known to this kimi-vault; upgrade kimi-vault",
+            contents.version
+        )));
+    }
+    Ok(contents)
+}
+
+impl Backend for FileBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::File
+    }
+
+    fn load(&self, profile: &str) -> Result<Option<Credential>> {
+        Ok(self
+            .load_contents()?
+            .and_then(|mut c| c.profiles.remove(profile)))
+    }
+
+    fn save(&self, profile: &str, cred: &Credential, lock: &VaultLock) -> Result<()> {
+        self.save_profile(profile, cred, lock, false)
+    }
+
+    fn delete(&self, profile: &str, lock: &VaultLock) -> Result<bool> {
+        let Some(mut contents) = self.load_contents()? else {
+            return Ok(false);
+        };
+        if contents.profiles.remove(profile).is_none() {
+            return Ok(false);
+        }
+        self.store_contents(&contents, lock)?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,269 @@
+//! Careful file handling for the vault directory: private directory, files opened without
+//! following symlinks and checked for owner and mode, atomic durable writes, exclusive creation.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::diag::warn;
+use crate::error::{Error, Result, VaultProblem};
+
+/// The effective user id of this process (0 where there is no such notion).
+pub fn current_uid() -> u32 {
+    #[cfg(unix)]
+    {
+        rustix::process::geteuid().as_raw()
+    }
+    #[cfg(not(unix))]
+    {
+        0
+    }
+}
+
+#[cfg(unix)]
+fn nofollow_flags() -> i32 {
+    libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK
+}
+
+fn is_symlink_error(e: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(libc::ELOOP)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
+}
+
+fn symlink_refused(path: &Path) -> Error {
+    Error::vault(
+        path,
+        VaultProblem::Unsafe("it is a symbolic link, and kimi-vault never follows links".into()),
+    )
+}
+
+/// Creates the vault directory with mode 0700, or checks an existing one (owned by us, a
+/// directory; group/other permissions are removed with a warning).
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    match fs::metadata(dir) {
+        Ok(meta) => {
+            if !meta.is_dir() {
+                return Err(Error::vault(
+                    dir,
+                    VaultProblem::Unsafe("it is not a directory".into()),
+                ));
+            }
+            check_owner_and_mode(dir, &meta, 0o700, |mode| {
+                fs::set_permissions(dir, mode_permissions(mode))
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let mut builder = fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder
+                .create(dir)
+                .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))
+        }
+        Err(e) => Err(Error::io(format!("cannot inspect {}", dir.display()), e)),
+    }
+}
+
+#[cfg(unix)]
+fn mode_permissions(mode: u32) -> fs::Permissions {
+    std::os::unix::fs::PermissionsExt::from_mode(mode)
+}
+#[cfg(not(unix))]
+fn mode_permissions(_mode: u32) -> fs::Permissions {
+    unreachable!("no modes off unix")
+}
+
+/// Refuses files owned by someone else; repairs group/other permission bits with a warning.
+fn check_owner_and_mode(
+    path: &Path,
+    meta: &fs::Metadata,
+    wanted: u32,
+    repair: impl FnOnce(u32) -> io::Result<()>,
+) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = current_uid();
+        if meta.uid() != uid {
+            return Err(Error::vault(
+                path,
+                VaultProblem::Unsafe(format!(
+                    "it is owned by uid {}, not by you (uid {uid})",
+                    meta.uid()
+                )),
+            ));
+        }
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            repair(wanted).map_err(|e| {
+                Error::io(
+                    format!("cannot repair permissions of {}", path.display()),
+                    e,
+                )
+            })?;
+            warn(&format!(
+                "{} had mode {mode:o} (readable or writable by others); repaired to {wanted:o}. If others could read it, consider its secrets exposed and log in again",
+                path.display()
+            ));
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, meta, wanted, repair);
+        Ok(())
+    }
+}
+
+/// Opens an existing vault file for reading without following a symlink, and checks that it
+/// is a regular file owned by us (repairing too-open modes). `Ok(None)` when it does not exist.
+pub fn open_private(path: &Path) -> Result<Option<File>> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, nofollow_flags());
+    let file = match options.open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if is_symlink_error(&e) => return Err(symlink_refused(path)),
+        Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
+    };
+    check_open_file(path, &file)?;
+    Ok(Some(file))
+}
+
+fn check_open_file(path: &Path, file: &File) -> Result<()> {
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("cannot inspect {}", path.display()), e))?;
+    if !meta.is_file() {
+        return Err(Error::vault(
+            path,
+            VaultProblem::Unsafe("it is not a regular file".into()),
+        ));
+    }
+    check_owner_and_mode(path, &meta, 0o600, |mode| {
+        file.set_permissions(mode_permissions(mode))
+    })
+}
+
+/// Reads a whole vault file of at most `max` bytes. `Ok(None)` when it does not exist.
+pub fn read_private(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    let Some(file) = open_private(path)? else {
+        return Ok(None);
+    };
+    let mut data = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    if data.len() as u64 > max {
+        data.iter_mut().for_each(|b| *b = 0);
+        return Err(Error::vault(
+            path,
+            VaultProblem::Corrupt(format!("larger than {max} bytes")),
+        ));
+    }
+    Ok(Some(data))
+}
+
+/// Opens (creating with mode 0600 if needed) a file for locking, never through a symlink.
+pub fn open_lock_file(path: &Path) -> Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(nofollow_flags());
+    }
+    let file = match options.open(path) {
+        Ok(f) => f,
+        Err(e) if is_symlink_error(&e) => return Err(symlink_refused(path)),
+        Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
+    };
+    check_open_file(path, &file)?;
+    Ok(file)
+}
+
+fn temp_in(dir: &Path, name: &str, data: &[u8]) -> Result<tempfile::NamedTempFile> {
+    let ctx = || format!("cannot write a temporary file in {}", dir.display());
+    // tempfile creates with O_CREAT|O_EXCL and mode 0600 on Unix.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(ctx(), e))?;
+    tmp.write_all(data).map_err(|e| Error::io(ctx(), e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(ctx(), e))?;
+    Ok(tmp)
+}
+
+/// Flushes a directory's entries to disk (after a rename or link).
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(format!("cannot sync directory {}", dir.display()), e))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Replaces `dir/name` with `data` atomically and durably: temp file in the same directory,
+/// write, fsync, rename, fsync the directory. A crash leaves the old or the new file.
+/// The caller holds the vault lock.
+pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
+    let target = dir.join(name);
+    let tmp = temp_in(dir, name, data)?;
+    tmp.persist(&target)
+        .map_err(|e| Error::io(format!("cannot replace {}", target.display()), e.error))?;
+    sync_dir(dir)
+}
+
+/// Creates `dir/name` holding `data` only if nothing of that name exists (not even a symlink),
+/// atomically: the file appears complete or not at all. Returns false when it already existed.
+pub fn create_exclusive(dir: &Path, name: &str, data: &[u8]) -> Result<bool> {
+    let target = dir.join(name);
+    let tmp = temp_in(dir, name, data)?;
+    let created = match fs::hard_link(tmp.path(), &target) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(Error::io(format!("cannot create {}", target.display()), e)),
+    };
+    drop(tmp);
+    sync_dir(dir)?;
+    Ok(created)
+}
+
+/// Renames `path` to `path.unreadable-<unix seconds>` so that nothing overwrites it; returns
+/// the new name.
+pub fn set_aside(path: &Path) -> Result<PathBuf> {
+    let stamp = crate::diag::now_unix();
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".unreadable-{stamp}"));
+    let mut aside = PathBuf::from(name);
+    let mut n = 1;
+    while fs::symlink_metadata(&aside).is_ok() {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".unreadable-{stamp}-{n}"));
+        aside = PathBuf::from(name);
+        n += 1;
+    }
+    fs::rename(path, &aside)
+        .map_err(|e| Error::io(format!("cannot move {} aside", path.display()), e))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(aside)
+}
