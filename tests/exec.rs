@@ -1,0 +1,52 @@
+//! `kimi-vault exec` through the real binary.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn exec_injects_token_and_base_url_and_returns_exit_code() {
+    let env = TestEnv::new();
+    env.seed("default", "at-exec-0123456789abcdef", "rt-exec-0123456789abcdef", 3600);
+    let out_file = env.dir.path().join("seen");
+    let script = format!(
+        "printf '%s|%s|%s' \"$ANTHROPIC_AUTH_TOKEN\" \"$ANTHROPIC_BASE_URL\" \"$MY_TOKEN\" > {}; exit 7",
+        out_file.display()
+    );
+    let out = env
+        .cmd()
+        .args(["exec", "--", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "CMD's exit code is ours");
+    assert_no_secret(&out, &["at-exec-0123456789abcdef"]);
+    let seen = std::fs::read_to_string(&out_file).unwrap();
+    assert_eq!(
+        seen,
+        format!("at-exec-0123456789abcdef|{}/coding|", env.server.url)
+    );
+
+    // --env replaces the default variable; a preset ANTHROPIC_BASE_URL is kept.
+    env.cmd()
+        .env("ANTHROPIC_BASE_URL", "http://127.0.0.1:1/custom")
+        .args(["exec", "--env", "MY_TOKEN", "--", "sh", "-c", &script])
+        .assert()
+        .code(7);
+    let seen = std::fs::read_to_string(&out_file).unwrap();
+    assert_eq!(seen, "|http://127.0.0.1:1/custom|at-exec-0123456789abcdef");
+}
+
+#[test]
+fn exec_refuses_when_not_logged_in_and_bad_vars() {
+    let env = TestEnv::new();
+    env.cmd().args(["exec", "--", "true"]).assert().code(3);
+    env.seed("default", "at-exec-0123456789abcdef", "rt-exec-0123456789abcdef", 3600);
+    env.cmd()
+        .args(["exec", "--env", "BAD=NAME", "--", "true"])
+        .assert()
+        .code(2);
+    env.cmd()
+        .args(["exec", "--", "/nonexistent/program"])
+        .assert()
+        .code(1);
+}
