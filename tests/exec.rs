@@ -7,7 +7,12 @@ use common::*;
 #[test]
 fn exec_injects_token_and_base_url_and_returns_exit_code() {
     let env = TestEnv::new();
-    env.seed("default", "at-exec-0123456789abcdef", "rt-exec-0123456789abcdef", 3600);
+    env.seed(
+        "default",
+        "at-exec-0123456789abcdef",
+        "rt-exec-0123456789abcdef",
+        3600,
+    );
     let out_file = env.dir.path().join("seen");
     let script = format!(
         "printf '%s|%s|%s' \"$ANTHROPIC_AUTH_TOKEN\" \"$ANTHROPIC_BASE_URL\" \"$MY_TOKEN\" > {}; exit 7",
@@ -40,7 +45,12 @@ fn exec_injects_token_and_base_url_and_returns_exit_code() {
 fn exec_refuses_when_not_logged_in_and_bad_vars() {
     let env = TestEnv::new();
     env.cmd().args(["exec", "--", "true"]).assert().code(3);
-    env.seed("default", "at-exec-0123456789abcdef", "rt-exec-0123456789abcdef", 3600);
+    env.seed(
+        "default",
+        "at-exec-0123456789abcdef",
+        "rt-exec-0123456789abcdef",
+        3600,
+    );
     env.cmd()
         .args(["exec", "--env", "BAD=NAME", "--", "true"])
         .assert()

@@ -22,14 +22,26 @@ fn login_json_events_and_storage() {
         .args(["login", "--no-browser", "--json"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let events = json_lines(&out.stdout);
     assert_eq!(events[0]["type"], "verification");
     assert_eq!(events[0]["user_code"], "ABCD-1234");
-    assert!(events[0]["verification_uri_complete"].as_str().unwrap().contains("ABCD-1234"));
+    assert!(
+        events[0]["verification_uri_complete"]
+            .as_str()
+            .unwrap()
+            .contains("ABCD-1234")
+    );
     assert_eq!(events[0]["expires_in"], 600);
     let waiting = events.iter().filter(|e| e["type"] == "waiting").count();
-    assert_eq!(waiting, 2, "one waiting line per pending poll (400 and 200)");
+    assert_eq!(
+        waiting, 2,
+        "one waiting line per pending poll (400 and 200)"
+    );
     let last = events.last().unwrap();
     assert_eq!(last["type"], "success");
     assert_eq!(last["profile"], "default");
@@ -50,20 +62,32 @@ fn login_json_events_and_storage() {
 #[test]
 fn device_headers_are_sent() {
     let env = TestEnv::new();
-    env.server.with(|s| s.device = DeviceScenario::Approve { pending: 0 });
+    env.server
+        .with(|s| s.device = DeviceScenario::Approve { pending: 0 });
     env.cmd().args(["login", "--no-browser"]).assert().success();
     let headers = env.server.with(|s| s.seen_headers.clone());
     let id = std::fs::read_to_string(env.vault_home().join("device-id")).unwrap();
     for h in &headers {
         assert_eq!(h["x-msh-platform"], "kimi-vault");
         assert!(h["user-agent"].starts_with("kimi-vault/"));
-        for name in ["x-msh-version", "x-msh-device-name", "x-msh-device-model", "x-msh-os-version"] {
-            assert!(h.get(name).is_some_and(|v| v.is_ascii() && !v.is_empty()), "{name}");
+        for name in [
+            "x-msh-version",
+            "x-msh-device-name",
+            "x-msh-device-model",
+            "x-msh-os-version",
+        ] {
+            assert!(
+                h.get(name).is_some_and(|v| v.is_ascii() && !v.is_empty()),
+                "{name}"
+            );
         }
         assert_eq!(h["x-msh-device-id"], id.trim());
     }
     let forms = env.server.with(|s| s.seen_forms.clone());
-    assert_eq!(forms[0]["client_id"], "17e5f671-d194-4dfb-9706-5516cb48c098");
+    assert_eq!(
+        forms[0]["client_id"],
+        "17e5f671-d194-4dfb-9706-5516cb48c098"
+    );
     assert_eq!(
         forms[1]["grant_type"],
         "urn:ietf:params:oauth:grant-type:device_code"
@@ -73,7 +97,8 @@ fn device_headers_are_sent() {
 #[test]
 fn slow_down_is_honoured() {
     let env = TestEnv::new();
-    env.server.with(|s| s.device = DeviceScenario::SlowDownThenApprove);
+    env.server
+        .with(|s| s.device = DeviceScenario::SlowDownThenApprove);
     env.cmd()
         .args(["login", "--no-browser", "-v"])
         .assert()
@@ -107,7 +132,11 @@ fn denied_and_expired_fail_cleanly() {
 #[test]
 fn endpoint_rule_refuses_before_sending() {
     let env = TestEnv::new();
-    for bad in ["https://evil.example.com", "http://auth.kimi.com", "https://10.1.2.3"] {
+    for bad in [
+        "https://evil.example.com",
+        "http://auth.kimi.com",
+        "https://10.1.2.3",
+    ] {
         env.cmd()
             .env("KIMI_CODE_OAUTH_HOST", bad)
             .args(["login", "--no-browser"])
@@ -120,7 +149,11 @@ fn endpoint_rule_refuses_before_sending() {
         .args(["login", "--no-browser"])
         .assert()
         .code(1);
-    assert_eq!(env.server.with(|s| s.seen_headers.len()), 0, "nothing was sent");
+    assert_eq!(
+        env.server.with(|s| s.seen_headers.len()),
+        0,
+        "nothing was sent"
+    );
 }
 
 #[test]
@@ -149,17 +182,26 @@ fn login_keeps_unreadable_vault_aside() {
     bytes[n - 1] ^= 0x40;
     std::fs::write(&vault, &bytes).unwrap();
     env.cmd().arg("token").assert().code(4);
-    env.server.with(|s| s.device = DeviceScenario::Approve { pending: 0 });
+    env.server
+        .with(|s| s.device = DeviceScenario::Approve { pending: 0 });
     let out = env.cmd().args(["login", "--no-browser"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("kept aside"));
     let aside: Vec<_> = std::fs::read_dir(env.vault_home())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("vault.enc.unreadable-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("vault.enc.unreadable-")
+        })
         .collect();
     assert_eq!(aside.len(), 1);
-    assert_eq!(std::fs::read(aside[0].path()).unwrap(), bytes, "kept byte for byte");
+    assert_eq!(
+        std::fs::read(aside[0].path()).unwrap(),
+        bytes,
+        "kept byte for byte"
+    );
     env.cmd().arg("token").assert().success();
 }
 
@@ -167,9 +209,19 @@ fn login_keeps_unreadable_vault_aside() {
 fn usage_errors_exit_2() {
     let env = TestEnv::new();
     env.cmd().arg("frobnicate").assert().code(2);
-    env.cmd().args(["login", "--region", "mars"]).assert().code(2);
-    env.cmd().args(["--profile", "../x", "status"]).assert().code(2);
+    env.cmd()
+        .args(["login", "--region", "mars"])
+        .assert()
+        .code(2);
+    env.cmd()
+        .args(["--profile", "../x", "status"])
+        .assert()
+        .code(2);
     env.cmd().args(["exec"]).assert().code(2);
-    env.cmd().env("KIMI_VAULT_BACKEND", "floppy").arg("status").assert().code(2);
+    env.cmd()
+        .env("KIMI_VAULT_BACKEND", "floppy")
+        .arg("status")
+        .assert()
+        .code(2);
     env.cmd().arg("--version").assert().success();
 }

@@ -10,7 +10,12 @@ use predicates::prelude::*;
 #[test]
 fn valid_token_is_printed_without_any_request() {
     let env = TestEnv::new();
-    env.seed("default", "at-valid-0123456789abcdef", "rt-0123456789abcdef", 3600);
+    env.seed(
+        "default",
+        "at-valid-0123456789abcdef",
+        "rt-0123456789abcdef",
+        3600,
+    );
     env.cmd()
         .arg("token")
         .assert()
@@ -22,15 +27,29 @@ fn valid_token_is_printed_without_any_request() {
 #[test]
 fn expiring_token_is_refreshed_and_rotated() {
     let env = TestEnv::new();
-    env.seed("default", "at-old-0123456789abcdef", "rt-old-0123456789abcdef", 60);
+    env.seed(
+        "default",
+        "at-old-0123456789abcdef",
+        "rt-old-0123456789abcdef",
+        60,
+    );
     let out = env.cmd().arg("token").output().unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "at-gen1-0123456789abcdef0123456789");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "at-gen1-0123456789abcdef0123456789"
+    );
     let stored = env.stored("default").unwrap();
-    assert_eq!(stored.refresh_token.expose(), "rt-gen1-0123456789abcdef0123456789");
+    assert_eq!(
+        stored.refresh_token.expose(),
+        "rt-gen1-0123456789abcdef0123456789"
+    );
     assert!(stored.expires_at > kimi_vault::diag::now_unix() + 800);
     // The next call uses the stored token; --min-valid beyond its life forces another rotation.
-    env.cmd().arg("token").assert().stdout(predicate::str::contains("at-gen1"));
+    env.cmd()
+        .arg("token")
+        .assert()
+        .stdout(predicate::str::contains("at-gen1"));
     env.cmd()
         .args(["token", "--min-valid", "2000"])
         .assert()
@@ -39,13 +58,21 @@ fn expiring_token_is_refreshed_and_rotated() {
     let forms = env.server.with(|s| s.seen_forms.clone());
     assert_eq!(forms[0]["grant_type"], "refresh_token");
     assert_eq!(forms[0]["refresh_token"], "rt-old-0123456789abcdef");
-    assert_eq!(forms[1]["refresh_token"], "rt-gen1-0123456789abcdef0123456789");
+    assert_eq!(
+        forms[1]["refresh_token"],
+        "rt-gen1-0123456789abcdef0123456789"
+    );
 }
 
 #[test]
 fn omitted_refresh_token_keeps_the_old_one() {
     let env = TestEnv::new();
-    env.seed("default", "at-old-0123456789abcdef", "rt-keep-0123456789abcdef", 10);
+    env.seed(
+        "default",
+        "at-old-0123456789abcdef",
+        "rt-keep-0123456789abcdef",
+        10,
+    );
     env.server.with(|s| s.omit_refresh_in_response = true);
     env.cmd().arg("token").assert().success();
     assert_eq!(
@@ -58,7 +85,8 @@ fn omitted_refresh_token_keeps_the_old_one() {
 fn rejected_refresh_marks_needs_login_and_exits_3() {
     let env = TestEnv::new();
     env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 10);
-    env.server.with(|s| s.valid_refresh = Some("something-else".into()));
+    env.server
+        .with(|s| s.valid_refresh = Some("something-else".into()));
     let out = env.cmd().arg("token").output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("kimi-vault login"));
@@ -80,7 +108,12 @@ fn rejected_refresh_marks_needs_login_and_exits_3() {
 #[test]
 fn retry_after_is_honoured_then_success() {
     let env = TestEnv::new();
-    env.seed("default", "at-old-0123456789abcdef", "rt-old-0123456789abcdef", 10);
+    env.seed(
+        "default",
+        "at-old-0123456789abcdef",
+        "rt-old-0123456789abcdef",
+        10,
+    );
     env.server.with(|s| {
         s.canned.push_back(Canned {
             status: 503,
@@ -146,7 +179,10 @@ fn malformed_bodies_with_canaries_never_leak() {
         assert_eq!(out.status.code(), Some(1), "body {body}");
         assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
         assert!(String::from_utf8_lossy(&out.stderr).contains("unchanged"));
-        assert_eq!(env.stored("default").unwrap().refresh_token.expose(), CANARY_REFRESH);
+        assert_eq!(
+            env.stored("default").unwrap().refresh_token.expose(),
+            CANARY_REFRESH
+        );
     }
 }
 
@@ -169,7 +205,12 @@ fn not_logged_in_exits_3() {
 fn concurrent_token_processes_refresh_exactly_once() {
     const N: usize = 24;
     let env = TestEnv::new();
-    env.seed("default", "at-old-0123456789abcdef", "rt-old-0123456789abcdef", 30);
+    env.seed(
+        "default",
+        "at-old-0123456789abcdef",
+        "rt-old-0123456789abcdef",
+        30,
+    );
     let children: Vec<_> = (0..N)
         .map(|_| {
             env.std_cmd()
@@ -193,14 +234,22 @@ fn concurrent_token_processes_refresh_exactly_once() {
         .collect();
     assert_eq!(tokens.len(), 1, "one resulting token: {tokens:?}");
     assert!(tokens.iter().next().unwrap().contains("at-gen1"));
-    assert_eq!(env.server.refresh_requests(), 1, "exactly one refresh request");
+    assert_eq!(
+        env.server.refresh_requests(),
+        1,
+        "exactly one refresh request"
+    );
 }
 
 #[test]
 fn status_never_shows_a_secret() {
     let env = TestEnv::new();
     env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
-    for args in [vec!["status"], vec!["status", "--json"], vec!["-v", "status"]] {
+    for args in [
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["-v", "status"],
+    ] {
         let out = env.cmd().args(&args).output().unwrap();
         assert!(out.status.success());
         assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
@@ -229,7 +278,12 @@ fn status_never_shows_a_secret() {
 fn logout_removes_and_is_idempotent() {
     let env = TestEnv::new();
     env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
-    env.seed("other", "at-other-0123456789abcdef", "rt-other-0123456789abcdef", 3600);
+    env.seed(
+        "other",
+        "at-other-0123456789abcdef",
+        "rt-other-0123456789abcdef",
+        3600,
+    );
     env.cmd().arg("logout").assert().success();
     assert!(env.stored("default").is_none());
     assert!(env.stored("other").is_some(), "other profiles untouched");

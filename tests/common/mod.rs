@@ -95,7 +95,12 @@ impl FakeKimi {
                 let headers: HashMap<String, String> = req
                     .headers()
                     .iter()
-                    .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.to_string()))
+                    .map(|h| {
+                        (
+                            h.field.as_str().as_str().to_ascii_lowercase(),
+                            h.value.to_string(),
+                        )
+                    })
                     .collect();
                 let (status, body, extra) = handle(&st, req.url(), &headers, &form(&body));
                 let mut resp = tiny_http::Response::from_string(body).with_status_code(status);
@@ -153,7 +158,11 @@ fn tokens(st: &mut State) -> String {
 }
 
 fn oauth_error(status: u16, code: &str) -> (u16, String, Vec<(String, String)>) {
-    (status, serde_json::json!({"error": code}).to_string(), vec![])
+    (
+        status,
+        serde_json::json!({"error": code}).to_string(),
+        vec![],
+    )
 }
 
 fn handle(
@@ -192,9 +201,10 @@ fn handle(
                     st.polls += 1;
                     let polls = st.polls;
                     match st.device.clone() {
-                        DeviceScenario::Approve { pending } if polls <= pending => {
-                            oauth_error(if polls % 2 == 1 { 400 } else { 200 }, "authorization_pending")
-                        }
+                        DeviceScenario::Approve { pending } if polls <= pending => oauth_error(
+                            if polls % 2 == 1 { 400 } else { 200 },
+                            "authorization_pending",
+                        ),
                         DeviceScenario::SlowDownThenApprove if polls == 1 => {
                             oauth_error(400, "slow_down")
                         }
@@ -256,7 +266,10 @@ impl TestEnv {
             .env("KIMI_VAULT_HOME", self.vault_home())
             .env("KIMI_VAULT_BACKEND", "file")
             .env("KIMI_CODE_OAUTH_HOST", &self.server.url)
-            .env("KIMI_CODE_BASE_URL", format!("{}/coding/v1", self.server.url));
+            .env(
+                "KIMI_CODE_BASE_URL",
+                format!("{}/coding/v1", self.server.url),
+            );
         c
     }
 
@@ -271,7 +284,12 @@ impl TestEnv {
         let vault = self.vault();
         let lock = vault.lock().unwrap();
         vault
-            .save(profile, &credential(access, refresh, expires_in), &lock, false)
+            .save(
+                profile,
+                &credential(access, refresh, expires_in),
+                &lock,
+                false,
+            )
             .unwrap();
         self.server
             .with(|s| s.valid_refresh = Some(refresh.to_owned()));

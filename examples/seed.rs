@@ -1,0 +1,28 @@
+//! Seeds a vault with a valid (fake) credential, for benchmarks: `seed DIR [file|keyring]`.
+
+use kimi_vault::secret::SecretString;
+use kimi_vault::store::{BackendMode, Credential, Vault, VaultPaths};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = args.next().expect("usage: seed DIR [file|keyring]");
+    let mode = match args.next().as_deref() {
+        Some("keyring") => BackendMode::Keyring,
+        _ => BackendMode::File,
+    };
+    let vault = Vault::new(VaultPaths::at(dir.into()), mode);
+    let cred = Credential {
+        access_token: SecretString::from("bench-access-token-".repeat(40).as_str()),
+        refresh_token: SecretString::from("bench-refresh-token-".repeat(40).as_str()),
+        expires_at: kimi_vault::diag::now_unix() + 86_400,
+        scope: "kimi-code".into(),
+        token_type: "Bearer".into(),
+        region: "cn".into(),
+        needs_login: false,
+        updated_at_ms: 0,
+        proxy_client_key: None,
+    };
+    let lock = vault.lock().expect("lock");
+    let backend = vault.save("default", &cred, &lock, false).expect("save");
+    println!("seeded {}", backend.as_str());
+}

@@ -1,0 +1,209 @@
+//! The keyring backend against a real Secret Service (gnome-keyring under dbus-run-session,
+//! started by scripts/test.sh, which sets KIMI_VAULT_TEST_KEYRING=1). Without it these tests say
+//! they were skipped; the no-D-Bus fallback tests always run.
+
+mod common;
+
+use common::*;
+use predicates::prelude::*;
+
+fn keyring_session() -> bool {
+    let ok = std::env::var("KIMI_VAULT_TEST_KEYRING").as_deref() == Ok("1");
+    if !ok {
+        eprintln!("skipped: no Secret Service (run through scripts/test.sh)");
+    }
+    ok
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+/// The binary in the test's D-Bus session, keyring mode `mode`.
+fn kr_cmd(env: &TestEnv, mode: &str) -> assert_cmd::Command {
+    let mut c = env.cmd();
+    c.env("KIMI_VAULT_BACKEND", mode);
+    for var in ["DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"] {
+        if let Some(v) = std::env::var_os(var) {
+            c.env(var, v);
+        }
+    }
+    c
+}
+
+fn keyring_entry(profile: &str) -> keyring_core::Entry {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        keyring_core::set_default_store(zbus_secret_service_keyring_store::Store::new().unwrap())
+    });
+    keyring_core::Entry::new("kimi-vault", profile).unwrap()
+}
+
+#[test]
+fn login_token_status_logout_in_the_keyring() {
+    if !keyring_session() {
+        return;
+    }
+    let env = TestEnv::new();
+    let profile = unique("kr-login");
+    env.server
+        .with(|s| s.device = DeviceScenario::Approve { pending: 0 });
+    kr_cmd(&env, "auto")
+        .args(["--profile", &profile, "login", "--no-browser", "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(r#""backend":"keyring""#));
+    let stored = keyring_entry(&profile).get_password().unwrap();
+    assert!(stored.contains("at-gen1"));
+    assert!(
+        !env.vault_home().join("vault.enc").exists(),
+        "nothing written to the file backend"
+    );
+    let out = kr_cmd(&env, "auto")
+        .args(["--profile", &profile, "status", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backend"], "keyring");
+    assert_eq!(v["logged_in"], true);
+    kr_cmd(&env, "keyring")
+        .args(["--profile", &profile, "token"])
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with("at-gen1"));
+    kr_cmd(&env, "auto")
+        .args(["--profile", &profile, "logout"])
+        .assert()
+        .success();
+    assert!(matches!(
+        keyring_entry(&profile).get_password(),
+        Err(keyring_core::Error::NoEntry)
+    ));
+    kr_cmd(&env, "auto")
+        .args(["--profile", &profile, "token"])
+        .assert()
+        .code(3);
+}
+
+#[test]
+fn a_keyring_write_removes_the_file_copy() {
+    if !keyring_session() {
+        return;
+    }
+    let env = TestEnv::new();
+    let profile = unique("kr-move");
+    env.seed(
+        &profile,
+        "at-file-0123456789abcdef",
+        "rt-file-0123456789abcdef",
+        30,
+    );
+    // auto reads the file copy, refreshes, writes to the keyring, removes the file copy.
+    kr_cmd(&env, "auto")
+        .args(["--profile", &profile, "token"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("at-gen1"));
+    assert!(env.stored(&profile).is_none(), "file copy removed");
+    assert!(
+        keyring_entry(&profile)
+            .get_password()
+            .unwrap()
+            .contains("at-gen1")
+    );
+    let _ = keyring_entry(&profile).delete_credential();
+}
+
+#[test]
+fn keyring_refresh_is_single_flight() {
+    if !keyring_session() {
+        return;
+    }
+    let env = TestEnv::new();
+    let profile = unique("kr-flight");
+    let cred = credential("at-kr-0123456789abcdef", "rt-kr-0123456789abcdef", 30);
+    keyring_entry(&profile)
+        .set_password(&cred.to_secret_json())
+        .unwrap();
+    env.server
+        .with(|s| s.valid_refresh = Some("rt-kr-0123456789abcdef".into()));
+    let children: Vec<_> = (0..12)
+        .map(|_| {
+            let mut c = env.std_cmd();
+            c.env("KIMI_VAULT_BACKEND", "keyring");
+            for var in ["DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"] {
+                if let Some(v) = std::env::var_os(var) {
+                    c.env(var, v);
+                }
+            }
+            c.args(["--profile", &profile, "token"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("at-gen1"));
+    }
+    assert_eq!(env.server.refresh_requests(), 1);
+    let _ = keyring_entry(&profile).delete_credential();
+}
+
+#[test]
+fn a_corrupt_keyring_entry_is_named_not_printed() {
+    if !keyring_session() {
+        return;
+    }
+    let env = TestEnv::new();
+    let profile = unique("kr-corrupt");
+    let mut bytes = CANARY_REFRESH.as_bytes().to_vec();
+    bytes.extend_from_slice(&[0xff, 0xfe, 0x00]);
+    keyring_entry(&profile).set_secret(&bytes).unwrap();
+    let out = kr_cmd(&env, "auto")
+        .args(["--profile", &profile, "token"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_no_secret(&out, &[CANARY_REFRESH]);
+    keyring_entry(&profile)
+        .set_password(&format!("{{\"access_token\": \"{CANARY_ACCESS}\"}}"))
+        .unwrap();
+    let out = kr_cmd(&env, "auto")
+        .args(["--profile", &profile, "token"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert_no_secret(&out, &[CANARY_ACCESS]);
+    let _ = keyring_entry(&profile).delete_credential();
+}
+
+#[test]
+fn without_dbus_auto_falls_back_and_keyring_mode_fails() {
+    let env = TestEnv::new();
+    let mut c = env.cmd();
+    c.env("KIMI_VAULT_BACKEND", "auto");
+    let out = c.args(["status", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backend"], "file");
+    assert!(v["backend_reason"].as_str().unwrap().contains("D-Bus"));
+    env.seed(
+        "default",
+        "at-fb-0123456789abcdef",
+        "rt-fb-0123456789abcdef",
+        3600,
+    );
+    env.cmd()
+        .env("KIMI_VAULT_BACKEND", "auto")
+        .arg("token")
+        .assert()
+        .success();
+    env.cmd()
+        .env("KIMI_VAULT_BACKEND", "keyring")
+        .arg("token")
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("OS keyring"));
+}
