@@ -8,17 +8,11 @@ use kimi_vault::store::crypto::{VaultKey, open, seal};
 use kimi_vault::store::{BackendMode, Credential, Vault, VaultPaths};
 
 fn credential() -> Credential {
-    Credential {
-        access_token: SecretString::from("a".repeat(900).as_str()),
-        refresh_token: SecretString::from("r".repeat(900).as_str()),
-        expires_at: kimi_vault::diag::now_unix() + 900,
-        scope: "kimi-code".into(),
-        token_type: "Bearer".into(),
-        region: "cn".into(),
-        needs_login: false,
-        updated_at_ms: 0,
-        proxy_client_key: None,
-    }
+    Credential::new(
+        SecretString::from("a".repeat(900).as_str()),
+        SecretString::from("r".repeat(900).as_str()),
+        kimi_vault::diag::now_unix() + 900,
+    )
 }
 
 fn benches(c: &mut Criterion) {
@@ -26,7 +20,9 @@ fn benches(c: &mut Criterion) {
     let plain = serde_json::to_vec(&credential()).unwrap();
     let sealed = seal(&key, &plain);
     c.bench_function("envelope_seal_2k", |b| b.iter(|| seal(&key, &plain)));
-    c.bench_function("envelope_open_2k", |b| b.iter(|| open(&key, &sealed).unwrap()));
+    c.bench_function("envelope_open_2k", |b| {
+        b.iter(|| open(&key, &sealed).unwrap())
+    });
 
     let dir = tempfile::tempdir().unwrap();
     let vault = Vault::new(VaultPaths::at(dir.path().join("v")), BackendMode::File);

@@ -11,17 +11,11 @@ fn main() {
         _ => BackendMode::File,
     };
     let vault = Vault::new(VaultPaths::at(dir.into()), mode);
-    let cred = Credential {
-        access_token: SecretString::from("bench-access-token-".repeat(40).as_str()),
-        refresh_token: SecretString::from("bench-refresh-token-".repeat(40).as_str()),
-        expires_at: kimi_vault::diag::now_unix() + 86_400,
-        scope: "kimi-code".into(),
-        token_type: "Bearer".into(),
-        region: "cn".into(),
-        needs_login: false,
-        updated_at_ms: 0,
-        proxy_client_key: None,
-    };
+    let cred = Credential::new(
+        SecretString::from("bench-access-token-".repeat(40).as_str()),
+        SecretString::from("bench-refresh-token-".repeat(40).as_str()),
+        kimi_vault::diag::now_unix() + 86_400,
+    );
     let lock = vault.lock().expect("lock");
     let backend = vault.save("default", &cred, &lock, false).expect("save");
     println!("seeded {}", backend.as_str());

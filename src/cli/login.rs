@@ -93,17 +93,17 @@ pub fn run(ctx: &Ctx, no_browser: bool, region: Region) -> Result<u8> {
         .ok()
         .flatten()
         .and_then(|l| l.cred.proxy_client_key);
-    let cred = Credential {
-        access_token: grant.access_token,
-        refresh_token: grant.refresh_token.unwrap_or_default(),
-        expires_at: now_unix() + grant.expires_in,
-        scope: grant.scope.unwrap_or_default(),
-        token_type: grant.token_type.unwrap_or_else(|| "Bearer".into()),
-        region: region.as_str().to_owned(),
-        needs_login: false,
-        updated_at_ms: 0,
-        proxy_client_key: previous_key,
-    };
+    let mut cred = Credential::new(
+        grant.access_token,
+        grant.refresh_token.unwrap_or_default(),
+        now_unix() + grant.expires_in,
+    );
+    cred.scope = grant.scope.unwrap_or_default();
+    if let Some(t) = grant.token_type {
+        cred.token_type = t;
+    }
+    cred.region = region.as_str().to_owned();
+    cred.proxy_client_key = previous_key;
     if cred.refresh_token.is_empty() {
         crate::diag::warn(
             "Kimi sent no refresh token: you will have to log in again when the access token expires",

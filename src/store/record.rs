@@ -36,6 +36,22 @@ pub struct Credential {
 }
 
 impl Credential {
+    /// A fresh credential: the given tokens, expiring at `expires_at` (Unix seconds), type
+    /// `Bearer`, no scope, default region.
+    pub fn new(access_token: SecretString, refresh_token: SecretString, expires_at: i64) -> Self {
+        Credential {
+            access_token,
+            refresh_token,
+            expires_at,
+            scope: String::new(),
+            token_type: "Bearer".into(),
+            region: String::new(),
+            needs_login: false,
+            updated_at_ms: 0,
+            proxy_client_key: None,
+        }
+    }
+
     /// Seconds until the access token expires (negative once expired).
     pub fn expires_in(&self, now: i64) -> i64 {
         self.expires_at - now

@@ -301,17 +301,14 @@ impl TestEnv {
 }
 
 pub fn credential(access: &str, refresh: &str, expires_in: i64) -> Credential {
-    Credential {
-        access_token: SecretString::from(access),
-        refresh_token: SecretString::from(refresh),
-        expires_at: kimi_vault::diag::now_unix() + expires_in,
-        scope: "kimi-code".into(),
-        token_type: "Bearer".into(),
-        region: "cn".into(),
-        needs_login: false,
-        updated_at_ms: 0,
-        proxy_client_key: None,
-    }
+    let mut cred = Credential::new(
+        SecretString::from(access),
+        SecretString::from(refresh),
+        kimi_vault::diag::now_unix() + expires_in,
+    );
+    cred.scope = "kimi-code".into();
+    cred.region = "cn".into();
+    cred
 }
 
 /// Asserts that none of `secrets` appears in the output.
