@@ -30,5 +30,9 @@ exec dbus-run-session -- bash -c '
     # A non-empty password creates and unlocks the login keyring.
     printf "kimi-vault-test-password" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
     export KIMI_VAULT_TEST_KEYRING=1
-    cargo test "$@"
+    log=$(mktemp)
+    cargo test "$@" 2>&1 | tee "$log"
+    # One closing line over every suite.
+    awk "/^test result:/ { p += \$4; f += \$6 } END { printf \"all suites: %d passed, %d failed\\n\", p, f }" "$log"
+    rm -f "$log"
 ' -- "$@"
