@@ -20,8 +20,8 @@ fn unique(name: &str) -> String {
 }
 
 /// The binary in the test's D-Bus session, keyring mode `mode`.
-fn kr_cmd(env: &TestEnv, mode: &str) -> assert_cmd::Command {
-    let mut c = env.cmd();
+fn kr_std_cmd(env: &TestEnv, mode: &str) -> std::process::Command {
+    let mut c = env.std_cmd();
     c.env("KIMI_VAULT_BACKEND", mode);
     for var in ["DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"] {
         if let Some(v) = std::env::var_os(var) {
@@ -29,6 +29,10 @@ fn kr_cmd(env: &TestEnv, mode: &str) -> assert_cmd::Command {
         }
     }
     c
+}
+
+fn kr_cmd(env: &TestEnv, mode: &str) -> assert_cmd::Command {
+    assert_cmd::Command::from_std(kr_std_cmd(env, mode))
 }
 
 fn keyring_entry(profile: &str) -> keyring_core::Entry {
@@ -129,14 +133,8 @@ fn keyring_refresh_is_single_flight() {
         .with(|s| s.valid_refresh = Some("rt-kr-0123456789abcdef".into()));
     let children: Vec<_> = (0..12)
         .map(|_| {
-            let mut c = env.std_cmd();
-            c.env("KIMI_VAULT_BACKEND", "keyring");
-            for var in ["DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"] {
-                if let Some(v) = std::env::var_os(var) {
-                    c.env(var, v);
-                }
-            }
-            c.args(["--profile", &profile, "token"])
+            kr_std_cmd(&env, "keyring")
+                .args(["--profile", &profile, "token"])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()
