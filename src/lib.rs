@@ -5,7 +5,7 @@
 //! - [`secret`], [`redact`], [`error`], [`diag`]: secret types, keeping secrets out of text;
 //! - [`store`]: OS keyring and encrypted-file backends, crypto, atomic writes and the lock;
 //! - [`oauth`]: endpoints, HTTP, device-flow login, single-flight refresh;
-//! - [`cli`]: the command line.
+//! - [`cli`], [`migrate`]: the command line, and moving other tools' credentials in.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod diag;
 pub mod error;
+pub mod migrate;
 pub mod oauth;
 pub mod redact;
 pub mod secret;

@@ -205,3 +205,45 @@ fn without_dbus_auto_falls_back_and_keyring_mode_fails() {
         .code(1)
         .stderr(predicate::str::contains("OS keyring"));
 }
+
+#[test]
+fn migrate_moves_kimi_cli_legacy_keyring_entry() {
+    if !keyring_session() {
+        return;
+    }
+    let env = TestEnv::new();
+    let profile = unique("kr-migrate");
+    let _ = keyring_entry(&profile); // sets the default store
+    let legacy = keyring_core::Entry::new("kimi-code", "oauth/kimi-code").unwrap();
+    let expires = kimi_vault::diag::now_unix() + 3600;
+    legacy
+        .set_password(&format!(
+            r#"{{"access_token":"{CANARY_ACCESS}","refresh_token":"{CANARY_REFRESH}","expires_at":{expires}.5,"scope":"kimi-code","token_type":"Bearer"}}"#
+        ))
+        .unwrap();
+    let out = kr_cmd(&env, "auto")
+        .args(["--profile", &profile, "migrate", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["imported"][0]["tool"], "kimi-cli-keyring");
+    assert_eq!(v["imported"][0]["path"], "keyring:kimi-code");
+    assert_eq!(v["removed"][0]["path"], "keyring:kimi-code");
+    assert!(matches!(
+        legacy.get_password(),
+        Err(keyring_core::Error::NoEntry)
+    ));
+    assert!(
+        keyring_entry(&profile)
+            .get_password()
+            .unwrap()
+            .contains(CANARY_ACCESS)
+    );
+    let _ = keyring_entry(&profile).delete_credential();
+}

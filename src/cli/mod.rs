@@ -2,6 +2,7 @@
 
 mod login;
 mod logout;
+mod migrate;
 mod output;
 mod status;
 mod token;
@@ -86,6 +87,23 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<OsString>,
     },
+    /// Move other Kimi tools' plaintext credentials into the vault.
+    Migrate {
+        /// Source file to migrate (repeatable; `keyring:kimi-code` for kimi-cli's old keyring
+        /// entry). Without it, every known location is scanned.
+        #[arg(long = "from", value_name = "PATH")]
+        from: Vec<std::path::PathBuf>,
+        /// Leave the sources in place (refresh tokens rotate: one of the two copies will stop
+        /// working).
+        #[arg(long)]
+        keep: bool,
+        /// Read and report only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace a credential the profile already has.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// What every command needs.
@@ -159,5 +177,11 @@ fn run(cli: Cli) -> Result<u8> {
         Command::Status => status::run(&ctx),
         Command::Token { min_valid } => token::token(&ctx, min_valid),
         Command::Exec { env, cmd } => token::exec(&ctx, &env, &cmd),
+        Command::Migrate {
+            from,
+            keep,
+            dry_run,
+            force,
+        } => migrate::run(&ctx, from, keep, dry_run, force),
     }
 }

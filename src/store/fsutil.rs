@@ -25,7 +25,8 @@ fn nofollow_flags() -> i32 {
     libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK
 }
 
-fn is_symlink_error(e: &io::Error) -> bool {
+/// True when an open with `O_NOFOLLOW` failed because the path is a symlink.
+pub fn is_symlink_error(e: &io::Error) -> bool {
     #[cfg(unix)]
     {
         e.raw_os_error() == Some(libc::ELOOP)
@@ -123,14 +124,20 @@ fn check_owner_and_mode(
     }
 }
 
+/// Opens a file without following a symlink (`O_NOFOLLOW`, and `O_NONBLOCK` so a FIFO cannot
+/// block), for reading, or for reading and writing.
+pub fn open_nofollow(path: &Path, write: bool) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(write);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, nofollow_flags());
+    options.open(path)
+}
+
 /// Opens an existing vault file for reading without following a symlink, and checks that it
 /// is a regular file owned by us (repairing too-open modes). `Ok(None)` when it does not exist.
 pub fn open_private(path: &Path) -> Result<Option<File>> {
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, nofollow_flags());
-    let file = match options.open(path) {
+    let file = match open_nofollow(path, false) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) if is_symlink_error(&e) => return Err(symlink_refused(path)),

@@ -156,22 +156,32 @@ fn init_store() -> std::result::Result<(), KeyringFailure> {
 }
 
 impl KeyringBackend {
-    /// Runs `op` against the entry for `profile` on a helper thread, with the timeout.
+    /// Runs `op` against our entry for `profile` on a helper thread, with the timeout.
     fn call<T: Send + 'static>(
         &self,
         profile: &str,
+        op: impl FnOnce(&keyring_core::Entry) -> keyring_core::Result<T> + Send + 'static,
+    ) -> std::result::Result<keyring_core::Result<T>, KeyringFailure> {
+        self.call_entry(SERVICE, profile, op)
+    }
+
+    /// Runs `op` against any `service`/`user` entry on a helper thread, with the timeout.
+    fn call_entry<T: Send + 'static>(
+        &self,
+        service: &str,
+        user: &str,
         op: impl FnOnce(&keyring_core::Entry) -> keyring_core::Result<T> + Send + 'static,
     ) -> std::result::Result<keyring_core::Result<T>, KeyringFailure> {
         if let Some(reason) = quick_unavailable() {
             return Err(KeyringFailure::Unavailable(reason));
         }
         let (tx, rx) = mpsc::channel();
-        let user = profile.to_owned();
+        let (service, user) = (service.to_owned(), user.to_owned());
         std::thread::Builder::new()
             .name("keyring".into())
             .spawn(move || {
                 let result = init_store().map(|()| {
-                    keyring_core::Entry::new(SERVICE, &user).and_then(|entry| op(&entry))
+                    keyring_core::Entry::new(&service, &user).and_then(|entry| op(&entry))
                 });
                 let _ = tx.send(result);
             })
@@ -215,6 +225,32 @@ impl KeyringBackend {
         let json = cred.to_secret_json();
         self.call(profile, move |e| e.set_password(&json))?
             .map_err(|e| describe(&e))
+    }
+
+    /// Reads another tool's entry (`service`/`user`) as a string, wiped on drop.
+    pub fn read_foreign(
+        &self,
+        service: &str,
+        user: &str,
+    ) -> std::result::Result<Option<zeroize::Zeroizing<String>>, KeyringFailure> {
+        match self.call_entry(service, user, |e| e.get_password())? {
+            Ok(value) => Ok(Some(zeroize::Zeroizing::new(value))),
+            Err(keyring_core::Error::NoEntry) => Ok(None),
+            Err(e) => Err(describe(&e)),
+        }
+    }
+
+    /// Deletes another tool's entry; false when there was none.
+    pub fn delete_foreign(
+        &self,
+        service: &str,
+        user: &str,
+    ) -> std::result::Result<bool, KeyringFailure> {
+        match self.call_entry(service, user, |e| e.delete_credential())? {
+            Ok(()) => Ok(true),
+            Err(keyring_core::Error::NoEntry) => Ok(false),
+            Err(e) => Err(describe(&e)),
+        }
     }
 
     /// Deletes the profile's entry; false when there was none.

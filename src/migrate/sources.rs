@@ -1,0 +1,244 @@
+//! Where other Kimi tools keep their plaintext credentials, and reading them carefully: no
+//! symlinks, regular files owned by the user, not writable by others, of sane size.
+
+use std::fs::{self, File};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use crate::migrate::parse::{self, Tool};
+use crate::store::fsutil;
+
+/// Largest source file read.
+pub const MAX_SOURCE_BYTES: u64 = 64 * 1024;
+/// `--from` value naming kimi-cli's old keyring entry.
+pub const KEYRING_SOURCE: &str = "keyring:kimi-code";
+/// kimi-cli's old keyring entry.
+pub const KIMI_CLI_KEYRING: (&str, &str) = ("kimi-code", "oauth/kimi-code");
+
+/// Where a credential comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A file.
+    File(PathBuf),
+    /// kimi-cli's old keyring entry.
+    Keyring,
+}
+
+impl Location {
+    /// For reports.
+    pub fn display(&self) -> String {
+        match self {
+            Location::File(p) => p.display().to_string(),
+            Location::Keyring => KEYRING_SOURCE.to_owned(),
+        }
+    }
+}
+
+/// A place to look, with the tool it belongs to (`None`: guess from the content).
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Where.
+    pub location: Location,
+    /// Whose format.
+    pub tool: Option<Tool>,
+}
+
+fn env_dir(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+fn files_matching(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".json"))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Every known location that exists (as anything, even a symlink), in a stable order.
+pub fn discover(home: &Path) -> Vec<Candidate> {
+    let mut out: Vec<(PathBuf, Tool)> = Vec::new();
+    let kimi_share = env_dir("KIMI_SHARE_DIR").unwrap_or_else(|| home.join(".kimi"));
+    out.push((kimi_share.join("credentials/kimi-code.json"), Tool::KimiCli));
+    let kimi_code = env_dir("KIMI_CODE_HOME").unwrap_or_else(|| home.join(".kimi-code"));
+    for p in files_matching(&kimi_code.join("credentials"), "kimi-code") {
+        out.push((p, Tool::KimiCode));
+    }
+    for dir in [
+        env_dir("RODER_DATA_DIR"),
+        env_dir("RODER_CONFIG_DIR"),
+        Some(home.join(".roder")),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        out.push((dir.join("auth/kimi-code.json"), Tool::Roder));
+    }
+    for p in files_matching(&home.join(".cli-proxy-api"), "kimi-") {
+        out.push((p, Tool::CliProxyApi));
+    }
+    out.push((home.join(".opencode-kimi-auth/oauth.json"), Tool::Opencode));
+    let mut seen = std::collections::HashSet::new();
+    out.into_iter()
+        .filter(|(p, _)| fs::symlink_metadata(p).is_ok())
+        .filter(|(p, _)| seen.insert(p.clone()))
+        .map(|(p, tool)| Candidate {
+            location: Location::File(p),
+            tool: Some(tool),
+        })
+        .collect()
+}
+
+/// The tool a `--from` path belongs to, from where it is (or `None`: sniff the content).
+pub fn tool_for_path(path: &Path) -> Option<Tool> {
+    let name = path.file_name()?.to_str()?;
+    let parent = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str());
+    let grand = path
+        .parent()
+        .and_then(Path::parent)
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str());
+    match (grand, parent, name) {
+        (Some(".kimi"), Some("credentials"), "kimi-code.json") => Some(Tool::KimiCli),
+        (Some(".kimi-code"), Some("credentials"), n) if n.starts_with("kimi-code") => {
+            Some(Tool::KimiCode)
+        }
+        (_, Some("auth"), "kimi-code.json") => Some(Tool::Roder),
+        (_, Some(".cli-proxy-api"), n) if n.starts_with("kimi-") => Some(Tool::CliProxyApi),
+        (_, Some(".opencode-kimi-auth"), "oauth.json") => Some(Tool::Opencode),
+        _ => None,
+    }
+}
+
+/// A source file read and checked; `identity` pins the file for the later removal.
+pub struct SourceFile {
+    /// The bytes, wiped on drop.
+    pub bytes: Zeroizing<Vec<u8>>,
+    /// (device, inode) of what was read.
+    pub identity: (u64, u64),
+    /// True when group or others could read it (the token may have been exposed).
+    pub was_readable_by_others: bool,
+}
+
+/// Reads a source file, refusing what must not be trusted or followed. `Err` is a reason.
+pub fn read_source(path: &Path) -> Result<SourceFile, String> {
+    let file = fsutil::open_nofollow(path, false).map_err(|e| {
+        if fsutil::is_symlink_error(&e) {
+            "it is a symbolic link: not followed".to_owned()
+        } else if e.kind() == std::io::ErrorKind::NotFound {
+            "no such file".to_owned()
+        } else {
+            format!("cannot open it: {e}")
+        }
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot inspect it: {e}"))?;
+    let (identity, readable) = check_source(&meta)?;
+    if meta.len() > MAX_SOURCE_BYTES {
+        return Err(format!(
+            "it is {} bytes, far larger than a credential file",
+            meta.len()
+        ));
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    file.take(MAX_SOURCE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    if bytes.len() as u64 > MAX_SOURCE_BYTES {
+        return Err("it grew past the size limit while being read".into());
+    }
+    Ok(SourceFile {
+        bytes,
+        identity,
+        was_readable_by_others: readable,
+    })
+}
+
+#[cfg(unix)]
+fn check_source(meta: &fs::Metadata) -> Result<((u64, u64), bool), String> {
+    use std::os::unix::fs::MetadataExt;
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let uid = fsutil::current_uid();
+    if meta.uid() != uid {
+        return Err(format!(
+            "it is owned by uid {}, not by you (uid {uid})",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "it is writable by group or others (mode {:o}), so it could have been planted; chmod 600 it and run migrate again",
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(((meta.dev(), meta.ino()), meta.mode() & 0o044 != 0))
+}
+
+#[cfg(not(unix))]
+fn check_source(meta: &fs::Metadata) -> Result<((u64, u64), bool), String> {
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    Ok(((0, 0), false))
+}
+
+/// opencode-kimi-auth's `.key` beside `oauth.json`, read with the same care.
+pub fn opencode_key(path: &Path) -> Option<SourceFile> {
+    read_source(&path.with_file_name(".key")).ok()
+}
+
+/// Overwrites the file with zeros, fsyncs, deletes it, and fsyncs its directory; only if it is
+/// still the regular file, owned by the user, that was read (`identity`).
+pub fn wipe_and_remove(path: &Path, identity: (u64, u64)) -> Result<(), String> {
+    use std::io::Write;
+    let mut file: File = fsutil::open_nofollow(path, true)
+        .map_err(|e| format!("cannot open it for removal: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot inspect it: {e}"))?;
+    let (now, _) = check_source(&meta)?;
+    if now != identity {
+        return Err("it was replaced by another file since it was read".into());
+    }
+    let zeros = vec![0u8; meta.len() as usize];
+    file.write_all(&zeros)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("cannot overwrite it: {e}"))?;
+    drop(file);
+    fs::remove_file(path).map_err(|e| format!("cannot delete it: {e}"))?;
+    if let Some(dir) = path.parent() {
+        fsutil::sync_dir(dir).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Parses a source read from `location`.
+pub fn parse_source(
+    tool: Tool,
+    bytes: &[u8],
+    location: &Location,
+) -> Result<parse::Parsed, parse::ParseError> {
+    let key = match (tool, location) {
+        (Tool::Opencode, Location::File(p)) => opencode_key(p),
+        _ => None,
+    };
+    parse::parse(tool, bytes, key.as_ref().map(|k| k.bytes.as_slice()))
+}
