@@ -31,3 +31,17 @@ pub fn rfc3339(unix: i64) -> String {
         })
         .unwrap_or_else(|| unix.to_string())
 }
+
+static VERBOSITY: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Sets the `-v` level (the CLI calls this once).
+pub fn set_verbosity(level: u8) {
+    VERBOSITY.store(level, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Prints `kimi-vault: MSG` on stderr when `-v` was given, scrubbed of remembered secrets.
+pub fn note(msg: &str) {
+    if VERBOSITY.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+        eprintln!("kimi-vault: {}", crate::redact::scrub(msg));
+    }
+}

@@ -6,6 +6,10 @@ use crate::error::{Result, exit};
 /// Removes the profile from every backend; succeeds when there was nothing.
 pub fn run(ctx: &Ctx) -> Result<u8> {
     let lock = ctx.vault.lock()?;
+    crate::diag::note(&format!(
+        "waited {} ms for the vault lock",
+        lock.waited().as_millis()
+    ));
     let removed = ctx.vault.delete(&ctx.profile, &lock)?;
     if ctx.json {
         output::json_line(&serde_json::json!({"profile": ctx.profile, "removed": removed}));

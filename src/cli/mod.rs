@@ -165,6 +165,7 @@ pub fn main() -> u8 {
 
 fn run(cli: Cli) -> Result<u8> {
     check_profile(&cli.profile)?;
+    crate::diag::set_verbosity(cli.verbose);
     let ctx = Ctx {
         profile: cli.profile,
         json: cli.json,

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use crate::diag::now_unix;
+use crate::diag::{note, now_unix};
 use crate::error::{Error, Result, profile_flag};
 use crate::oauth::endpoints::{Endpoints, Region};
 use crate::oauth::http::Http;
@@ -141,8 +141,13 @@ fn refresh_when(
         return Ok(cred);
     }
     let lock = vault.lock()?;
+    note(&format!(
+        "waited {} ms for the vault lock",
+        lock.waited().as_millis()
+    ));
     let cred = usable(profile, vault.load(profile)?.map(|l| l.cred))?;
     if !needs_refresh(&cred) {
+        note("another process refreshed the token meanwhile");
         return Ok(cred);
     }
     let endpoints = Endpoints::resolve(Region::from_stored(&cred.region))?;
@@ -150,7 +155,11 @@ fn refresh_when(
     match request_refresh(&http, &endpoints, &cred.refresh_token) {
         Ok(grant) => {
             let fresh = apply_grant(&cred, grant);
-            vault.save(profile, &fresh, &lock, false)?;
+            let backend = vault.save(profile, &fresh, &lock, false)?;
+            note(&format!(
+                "refreshed the access token ({} backend)",
+                backend.as_str()
+            ));
             Ok(fresh)
         }
         Err(RefreshFailure::Rejected(why)) => {

@@ -50,6 +50,8 @@ impl FileBackend {
 
     /// Encrypts and atomically replaces the whole vault (creating the key if needed).
     pub fn store_contents(&self, contents: &VaultContents, lock: &VaultLock) -> Result<()> {
+        fsutil::sweep_stale_temps(self.paths.home(), VAULT_FILE);
+        fsutil::sweep_stale_temps(self.paths.home(), crate::store::paths::KEY_FILE);
         let key = key::load_or_create(&self.paths, lock)?;
         let plain = Zeroizing::new(serde_json::to_vec(contents).expect("vault serializes"));
         let sealed = crypto::seal(&key, &plain);

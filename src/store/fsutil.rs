@@ -193,10 +193,35 @@ pub fn open_lock_file(path: &Path) -> Result<File> {
     let file = match options.open(path) {
         Ok(f) => f,
         Err(e) if is_symlink_error(&e) => return Err(symlink_refused(path)),
+        Err(e) if e.kind() == io::ErrorKind::IsADirectory => {
+            return Err(Error::vault(
+                path,
+                VaultProblem::Unsafe("it is not a regular file".into()),
+            ));
+        }
         Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
     };
     check_open_file(path, &file)?;
     Ok(file)
+}
+
+/// Removes temp files that a killed writer left behind (`.NAME.*.tmp`). Only call it while
+/// holding the vault lock: then no live writer of NAME has one open.
+pub fn sweep_stale_temps(dir: &Path, name: &str) {
+    let prefix = format!(".{name}.");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(n) = file_name.to_str() else {
+            continue;
+        };
+        let is_regular = entry.file_type().is_ok_and(|t| t.is_file());
+        if n.starts_with(&prefix) && n.ends_with(".tmp") && is_regular {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn temp_in(dir: &Path, name: &str, data: &[u8]) -> Result<tempfile::NamedTempFile> {

@@ -49,6 +49,8 @@ pub struct State {
     pub device_requests: usize,
     pub expires_in: i64,
     pub omit_refresh_in_response: bool,
+    /// Accept any refresh token (for kill tests, where a killed process may lose a rotation).
+    pub accept_any_refresh: bool,
     /// Served, in order, to token-endpoint requests before normal handling.
     pub canned: VecDeque<Canned>,
     /// Headers of every request (lower-case names).
@@ -83,6 +85,7 @@ impl FakeKimi {
             device_requests: 0,
             expires_in: 900,
             omit_refresh_in_response: false,
+            accept_any_refresh: false,
             canned: VecDeque::new(),
             seen_headers: Vec::new(),
             seen_forms: Vec::new(),
@@ -216,7 +219,8 @@ fn handle(
                 Some("refresh_token") => {
                     st.refresh_requests += 1;
                     let given = form.get("refresh_token").cloned().unwrap_or_default();
-                    if st.valid_refresh.as_deref() == Some(given.as_str()) {
+                    if st.accept_any_refresh || st.valid_refresh.as_deref() == Some(given.as_str())
+                    {
                         (200, tokens(&mut st), vec![])
                     } else {
                         oauth_error(401, "invalid_grant")
