@@ -33,6 +33,6 @@ exec dbus-run-session -- bash -c '
     log=$(mktemp)
     cargo test "$@" 2>&1 | tee "$log"
     # One closing line over every suite.
-    awk "/^test result:/ { p += \$4; f += \$6 } END { printf \"all suites: %d passed, %d failed\\n\", p, f }" "$log"
+    awk "/^test result:/ { p += \$4; f += \$6 } END { printf \"all suites: %d passed, %d failed\\n\", p, f }" "$log" | tee target/test-summary.txt
     rm -f "$log"
 ' -- "$@"

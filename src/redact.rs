@@ -186,6 +186,8 @@ mod tests {
     #[test]
     fn idempotent() {
         let inputs = [
+            // Found by the fuzzer: a float that did not survive print + re-parse.
+            "[205555555555555555000000000000000000000000000000000000000000000555555555555555550000000000000000000000000000000000000000000000000000000005555,\"]",
             r#"{"a":"b","token":"zzz"}"#,
             "plain words only",
             "abc123def456ghi789jkl012mno345 and more",
