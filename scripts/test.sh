@@ -30,8 +30,14 @@ exec dbus-run-session -- bash -c '
     # A non-empty password creates and unlocks the login keyring.
     printf "kimi-vault-test-password" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
     export KIMI_VAULT_TEST_KEYRING=1
+    export KIMI_VAULT_TEST_REPORT=$PWD/target/test-report.txt
+    rm -f "$KIMI_VAULT_TEST_REPORT"
     log=$(mktemp)
     cargo test "$@" 2>&1 | tee "$log"
+    if [ -f "$KIMI_VAULT_TEST_REPORT" ]; then
+        echo "== measured by the tests"
+        cat "$KIMI_VAULT_TEST_REPORT"
+    fi
     # One closing line over every suite.
     awk "/^test result:/ { p += \$4; f += \$6 } END { printf \"all suites: %d passed, %d failed\\n\", p, f }" "$log" | tee target/test-summary.txt
     rm -f "$log"

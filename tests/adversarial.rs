@@ -76,9 +76,9 @@ fn sigkilled_writers_leave_the_old_or_the_new_vault() {
             last = access;
         }
     }
-    eprintln!(
-        "{ROUNDS} SIGKILLs over {span} µs runs, vault replaced {changes} times, always old or new"
-    );
+    report(&format!(
+        "crash consistency: {ROUNDS} SIGKILLs spread over {span} µs runs; the vault was replaced {changes} times and always decrypted to the old or the new credential"
+    ));
     assert!(changes > 0, "some writes completed");
     // The next completed write sweeps what killed writers left behind.
     env.cmd()
@@ -155,11 +155,12 @@ fn soak_token_login_logout_no_corruption_no_lost_rotation() {
     waits.sort_unstable();
     let max = waits.last().copied().unwrap_or(0);
     let p50 = waits.get(waits.len() / 2).copied().unwrap_or(0);
-    eprintln!(
-        "soak: {} commands, {} lock waits, median {p50} ms, max {max} ms",
+    report(&format!(
+        "soak: {} commands (token, forced refresh, login, logout) in {} s; {} lock waits, median {p50} ms, max {max} ms",
         runs.into_inner(),
+        SOAK.as_secs(),
         waits.len()
-    );
+    ));
     assert!(max < 30_000, "lock waits bounded");
     // No corruption; no lost rotation: a usable stored credential holds the server's valid token.
     if let Some(cred) = env

@@ -329,3 +329,19 @@ pub fn mode_of(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
+
+/// Appends a measured figure to `$KIMI_VAULT_TEST_REPORT` (scripts/test.sh prints the file at the
+/// end, so CI shows the numbers) and to stderr.
+pub fn report(line: &str) {
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("KIMI_VAULT_TEST_REPORT") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
