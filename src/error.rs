@@ -40,12 +40,14 @@ pub enum VaultProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No credential is stored for the profile.
-    #[error("profile '{profile}' is not logged in: run `kimi-vault login{flag}`")]
+    #[error("profile '{profile}' is not logged in{note}: run `kimi-vault login{flag}`")]
     NotLoggedIn {
         /// The profile asked for.
         profile: String,
         /// ` --profile NAME` when the profile is not `default`, for the hint.
         flag: String,
+        /// Empty, or why the keyring could not be asked (the credential may be there).
+        note: String,
     },
     /// The stored refresh token was rejected; the record is kept and marked `needs_login`.
     #[error(

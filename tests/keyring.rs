@@ -247,3 +247,63 @@ fn migrate_moves_kimi_cli_legacy_keyring_entry() {
     );
     let _ = keyring_entry(&profile).delete_credential();
 }
+
+#[test]
+fn a_locked_keyring_falls_back_at_once_and_says_why() {
+    if !keyring_session() {
+        return;
+    }
+    // Its own D-Bus session and gnome-keyring, since locking the shared one would disturb the
+    // other tests.
+    let env = TestEnv::new();
+    env.server
+        .with(|s| s.device = DeviceScenario::Approve { pending: 0 });
+    let home = env.dir.path().join("locked-home");
+    std::fs::create_dir_all(home.join(".local/share/keyrings")).unwrap();
+    let script = r#"
+        set -u
+        printf 'locked-test-password' | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+        "$BIN" login --no-browser >/dev/null 2>&1 || echo "login failed"
+        dbus-send --session --print-reply --dest=org.freedesktop.secrets /org/freedesktop/secrets \
+            org.freedesktop.Secret.Service.Lock \
+            array:objpath:/org/freedesktop/secrets/collection/login >/dev/null
+        "$BIN" status --json
+        "$BIN" token 2>&1 >/dev/null
+        echo "token-exit=$?"
+    "#;
+    let template = env.std_cmd();
+    let envs: Vec<_> = template
+        .get_envs()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned())))
+        .collect();
+    let mut c = std::process::Command::new("dbus-run-session");
+    c.env_clear()
+        .envs(envs)
+        .env("HOME", &home)
+        .env("KIMI_VAULT_BACKEND", "auto")
+        .env("BIN", assert_cmd::cargo::cargo_bin("kimi-vault"))
+        .args(["--", "bash", "-c", script]);
+    let out = c.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("login failed"), "{stdout}");
+    let status_line = stdout
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| {
+            panic!(
+                "no status: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let v: serde_json::Value = serde_json::from_str(status_line).unwrap();
+    assert_eq!(v["backend"], "file");
+    assert!(
+        v["backend_reason"].as_str().unwrap().contains("locked"),
+        "{v}"
+    );
+    assert!(stdout.contains("token-exit=3"), "{stdout}");
+    assert!(
+        stdout.contains("the OS keyring could not be read"),
+        "{stdout}"
+    );
+}

@@ -105,10 +105,14 @@ pub fn refresh_after_rejection(
     refresh_when(vault, profile, |c| c.access_token.ct_eq(stale))
 }
 
-fn not_logged_in(profile: &str) -> Error {
+fn not_logged_in(vault: &Vault, profile: &str) -> Error {
     Error::NotLoggedIn {
         profile: profile.to_owned(),
         flag: profile_flag(profile),
+        note: vault
+            .keyring_trouble()
+            .map(|r| format!(" here (the OS keyring could not be read: {r}; if you logged in with it, fix that and retry)"))
+            .unwrap_or_default(),
     }
 }
 
@@ -120,8 +124,8 @@ fn login_required(profile: &str, why: &str) -> Error {
     }
 }
 
-fn usable(profile: &str, cred: Option<Credential>) -> Result<Credential> {
-    let cred = cred.ok_or_else(|| not_logged_in(profile))?;
+fn usable(vault: &Vault, profile: &str, cred: Option<Credential>) -> Result<Credential> {
+    let cred = cred.ok_or_else(|| not_logged_in(vault, profile))?;
     if cred.needs_login {
         return Err(login_required(
             profile,
@@ -136,7 +140,7 @@ fn refresh_when(
     profile: &str,
     needs_refresh: impl Fn(&Credential) -> bool,
 ) -> Result<Credential> {
-    let cred = usable(profile, vault.load(profile)?.map(|l| l.cred))?;
+    let cred = usable(vault, profile, vault.load(profile)?.map(|l| l.cred))?;
     if !needs_refresh(&cred) {
         return Ok(cred);
     }
@@ -145,7 +149,7 @@ fn refresh_when(
         "waited {} ms for the vault lock",
         lock.waited().as_millis()
     ));
-    let cred = usable(profile, vault.load(profile)?.map(|l| l.cred))?;
+    let cred = usable(vault, profile, vault.load(profile)?.map(|l| l.cred))?;
     if !needs_refresh(&cred) {
         note("another process refreshed the token meanwhile");
         return Ok(cred);

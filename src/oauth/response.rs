@@ -88,13 +88,18 @@ pub fn error_code(body: &str) -> Option<String> {
     serde_json::from_str::<ErrorBody>(body).ok()?.error
 }
 
+/// The body as a JSON object, or a redacted reason.
+fn json_object(body: &str) -> Result<serde_json::Map<String, Value>, String> {
+    match serde_json::from_str(body) {
+        Ok(Value::Object(obj)) => Ok(obj),
+        Ok(_) => Err("the response is not a JSON object".to_owned()),
+        Err(_) => Err(format!("the response is not JSON: {}", redact_body(body))),
+    }
+}
+
 /// Parses a token response body with status 2xx.
 pub fn parse_grant(body: &str) -> Result<TokenGrant, String> {
-    let v: Value = serde_json::from_str(body)
-        .map_err(|_| format!("the response is not JSON: {}", redact_body(body)))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| "the response is not a JSON object".to_owned())?;
+    let obj = json_object(body)?;
     let access = obj
         .get("access_token")
         .and_then(Value::as_str)
@@ -149,11 +154,7 @@ pub fn classify_token(status: u16, body: &str, retry_after: Option<Duration>) ->
 
 /// Parses a device authorization response body.
 pub fn parse_device_authorization(body: &str) -> Result<DeviceAuthorization, String> {
-    let v: Value = serde_json::from_str(body)
-        .map_err(|_| format!("the response is not JSON: {}", redact_body(body)))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| "the response is not a JSON object".to_owned())?;
+    let obj = json_object(body)?;
     let field = |name: &str| {
         obj.get(name)
             .and_then(Value::as_str)

@@ -141,6 +141,19 @@ impl Vault {
         }
     }
 
+    /// In `auto` mode, why the keyring could not be asked this time when a D-Bus session exists
+    /// (a timeout, a locked keyring): a credential kept there was not seen.
+    pub fn keyring_trouble(&self) -> Option<String> {
+        match (&*self.keyring_state.borrow(), self.mode) {
+            (Some(KeyringState::Unavailable(r)), BackendMode::Auto)
+                if !r.starts_with("no D-Bus") =>
+            {
+                Some(r.clone())
+            }
+            _ => None,
+        }
+    }
+
     /// Reads the profile without taking the lock. When both backends hold it (a crash between a
     /// write and the removal from the other), the newer copy wins.
     pub fn load(&self, profile: &str) -> Result<Option<Loaded>> {
