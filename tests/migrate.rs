@@ -403,6 +403,9 @@ fn hostile_sources_get_a_reason_and_are_never_touched() {
     write_private(&garbage, b"{not json");
     let huge = env.home().join(".kimi-code/credentials/kimi-code-b.json");
     write_private(&huge, &vec![b' '; 200_000]);
+    // Missing fields.
+    let fieldless = env.home().join(".kimi-code/credentials/kimi-code-c.json");
+    write_private(&fieldless, br#"{"user":"someone"}"#);
     // A directory where a file should be.
     let dir = env.home().join(".cli-proxy-api/kimi-dir.json");
     std::fs::create_dir_all(&dir).unwrap();
@@ -520,4 +523,27 @@ fn missing_from_path_is_an_error() {
         .args(["migrate", "--from", "/nonexistent/kimi-code.json"])
         .assert()
         .code(1);
+}
+
+#[test]
+fn from_an_unknown_place_sniffs_the_format() {
+    let env = TestEnv::new();
+    let expires = now_unix() + 3600;
+    for kind in ["kimi-code", "roder", "cliproxy", "opencode"] {
+        let (_, content, tool, access, _) = fixture(kind, expires);
+        let path = env.dir.path().join(format!("backup of {kind}.json"));
+        write_private(&path, content.as_bytes());
+        let profile = format!("p-{kind}");
+        let out = env
+            .cmd()
+            .args(["migrate", "--json", "--profile", &profile, "--from"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["imported"][0]["tool"], tool, "{kind}");
+        assert_eq!(env.stored(&profile).unwrap().access_token.expose(), access);
+        assert_eq!(env.stored(&profile).unwrap().expires_at, expires, "{kind}");
+        assert!(!path.exists());
+    }
 }
