@@ -287,7 +287,7 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
     let back = vault.load(profile)?;
     if !back.is_some_and(|b| same(&b.cred, &cred)) {
         return Err(Error::Protocol(format!(
-            "the vault copy of {} did not read back identically, so the source was left in place; check `kimi-vault status` and run migrate again",
+            "the vault copy of {} did not read back identically, so the source was left in place; run `kimi-vault migrate --force` to try again",
             chosen.location.display()
         )));
     }
