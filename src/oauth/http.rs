@@ -89,24 +89,6 @@ impl Http {
             .send_form(form.iter().copied());
         read_reply(resp)
     }
-
-    /// GETs with a bearer token.
-    pub fn get_bearer(
-        &self,
-        url: &Url,
-        token: &crate::secret::SecretString,
-    ) -> Result<Reply, String> {
-        let mut req = self.agent.get(url.as_str());
-        for (k, v) in &self.headers {
-            req = req.header(*k, v.as_str());
-        }
-        let auth = zeroize::Zeroizing::new(format!("Bearer {}", token.expose()));
-        read_reply(
-            req.header("Authorization", auth.as_str())
-                .header("Accept", "application/json")
-                .call(),
-        )
-    }
 }
 
 fn read_reply(

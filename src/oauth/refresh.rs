@@ -96,15 +96,6 @@ pub fn fresh_credential(vault: &Vault, profile: &str, min_valid: i64) -> Result<
     refresh_when(vault, profile, |c| c.expires_in(now_unix()) <= min_valid)
 }
 
-/// Refreshes unless another process already replaced `stale` (for an upstream 401).
-pub fn refresh_after_rejection(
-    vault: &Vault,
-    profile: &str,
-    stale: &SecretString,
-) -> Result<Credential> {
-    refresh_when(vault, profile, |c| c.access_token.ct_eq(stale))
-}
-
 fn not_logged_in(vault: &Vault, profile: &str) -> Error {
     Error::NotLoggedIn {
         profile: profile.to_owned(),

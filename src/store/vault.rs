@@ -93,11 +93,6 @@ impl Vault {
         self.mode
     }
 
-    /// The file backend.
-    pub fn file(&self) -> &FileBackend {
-        &self.file
-    }
-
     fn note_keyring(&self, state: KeyringState) {
         *self.keyring_state.borrow_mut() = Some(state);
     }
@@ -130,14 +125,6 @@ impl Vault {
                     format!("OS keyring unavailable: {r}; using the encrypted file"),
                 ),
             },
-        }
-    }
-
-    /// Why the keyring is unavailable, if it is (after a probe).
-    pub fn keyring_unavailable_reason(&self, profile: &str) -> Option<String> {
-        match self.keyring_state(profile) {
-            KeyringState::Available => None,
-            KeyringState::Unavailable(r) => Some(r),
         }
     }
 
