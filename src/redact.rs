@@ -9,6 +9,7 @@
 //! The output never contains a remembered secret, is valid UTF-8, and redacting twice gives the
 //! same text as redacting once.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use zeroize::Zeroizing;
@@ -23,7 +24,12 @@ const TOKEN_RUN: usize = 24;
 /// Longest text [`redact_body`] returns, in characters.
 const MAX_SNIPPET: usize = 300;
 
-static KNOWN: Mutex<Vec<Zeroizing<String>>> = Mutex::new(Vec::new());
+/// How many secrets are remembered; the oldest are forgotten first. A process holds a handful
+/// (two tokens, a device code, a proxy key); the bound keeps a long-lived process (or a fuzzer)
+/// from growing without end.
+const MAX_REMEMBERED: usize = 256;
+
+static KNOWN: Mutex<VecDeque<Zeroizing<String>>> = Mutex::new(VecDeque::new());
 
 /// Remembers `secret` so that [`scrub`] removes it from any text. Called by `SecretString::new`.
 pub fn remember(secret: &str) {
@@ -31,9 +37,16 @@ pub fn remember(secret: &str) {
         return;
     }
     let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
-    if !known.iter().any(|k| k.as_str() == secret) {
-        known.push(Zeroizing::new(secret.to_owned()));
+    if let Some(i) = known.iter().position(|k| k.as_str() == secret) {
+        // Most recently seen last, so that it is forgotten last.
+        let again = known.remove(i).expect("index from position");
+        known.push_back(again);
+        return;
     }
+    if known.len() == MAX_REMEMBERED {
+        known.pop_front();
+    }
+    known.push_back(Zeroizing::new(secret.to_owned()));
 }
 
 /// Replaces every remembered secret in `text` with `[REDACTED]`.
