@@ -342,6 +342,13 @@ fn existing_credential_needs_force_dry_run_and_keep_change_nothing() {
     let (rel, content, ..) = fixture("kimi-cli", now_unix() + 3600);
     let path = env.home().join(rel);
     write_private(&path, content.as_bytes());
+    let nothing_changed = || {
+        assert_eq!(std::fs::read(&path).unwrap(), content.as_bytes());
+        assert_eq!(
+            env.stored("default").unwrap().access_token.expose(),
+            "at-existing-0123456789abcdef"
+        );
+    };
     let (out, v) = run_json(&env, &[]);
     assert!(out.status.success());
     assert!(
@@ -350,21 +357,13 @@ fn existing_credential_needs_force_dry_run_and_keep_change_nothing() {
             .unwrap()
             .contains("--force")
     );
-    assert_eq!(std::fs::read(&path).unwrap(), content.as_bytes());
-    assert_eq!(
-        env.stored("default").unwrap().access_token.expose(),
-        "at-existing-0123456789abcdef"
-    );
+    nothing_changed();
 
     let (out, v) = run_json(&env, &["--force", "--dry-run"]);
     assert!(out.status.success());
     assert_eq!(v["dry_run"], true);
     assert_eq!(v["imported"].as_array().unwrap().len(), 1);
-    assert_eq!(std::fs::read(&path).unwrap(), content.as_bytes());
-    assert_eq!(
-        env.stored("default").unwrap().access_token.expose(),
-        "at-existing-0123456789abcdef"
-    );
+    nothing_changed();
 
     let (out, _) = run_json(&env, &["--force", "--keep"]);
     assert!(out.status.success());
