@@ -75,6 +75,8 @@ struct Valid {
     tool: Tool,
     parsed: parse::Parsed,
     identity: Option<(u64, u64)>,
+    /// opencode-kimi-auth's `.key`, as read: removed with the source.
+    key_file: Option<(PathBuf, (u64, u64))>,
 }
 
 /// Test-only fault injection (`KIMI_VAULT_FAULT=readback-mismatch`), to prove that a failed
@@ -156,13 +158,21 @@ fn read_candidate(
                 tool: Tool::KimiCliKeyring,
                 parsed,
                 identity: None,
+                key_file: None,
             }))
         }
         Location::File(path) => {
             let file = sources::read_source(path).map_err(|r| (c.tool, r))?;
             let tool = c.tool.unwrap_or_else(|| parse::sniff(&file.bytes));
-            let parsed = sources::parse_source(tool, &file.bytes, &c.location)
-                .map_err(|e: ParseError| (Some(tool), e.reason()))?;
+            let key = (tool == Tool::Opencode)
+                .then(|| sources::opencode_key(path))
+                .flatten();
+            let parsed = parse::parse(
+                tool,
+                &file.bytes,
+                key.as_ref().map(|(_, k)| k.bytes.as_slice()),
+            )
+            .map_err(|e: ParseError| (Some(tool), e.reason()))?;
             if file.was_readable_by_others {
                 warn(&format!(
                     "{} was readable by other users: the token in it may have been exposed",
@@ -174,6 +184,7 @@ fn read_candidate(
                 tool,
                 parsed,
                 identity: Some(file.identity),
+                key_file: key.map(|(path, k)| (path, k.identity)),
             }))
         }
     }
@@ -310,14 +321,9 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
     }
     let removal = match (&chosen.location, chosen.identity) {
         (Location::File(path), Some(identity)) => sources::wipe_and_remove(path, identity)
-            .and_then(|()| {
-                if chosen.tool == Tool::Opencode {
-                    let key = path.with_file_name(".key");
-                    if let Some(k) = sources::opencode_key(path) {
-                        return sources::wipe_and_remove(&key, k.identity);
-                    }
-                }
-                Ok(())
+            .and_then(|()| match &chosen.key_file {
+                Some((key, key_identity)) => sources::wipe_and_remove(key, *key_identity),
+                None => Ok(()),
             }),
         _ => {
             let (service, user) = sources::KIMI_CLI_KEYRING;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use crate::migrate::parse::{self, Tool};
+use crate::migrate::parse::Tool;
 use crate::store::fsutil;
 
 /// Largest source file read.
@@ -200,9 +200,10 @@ fn check_source(meta: &fs::Metadata) -> Result<((u64, u64), bool), String> {
     Ok(((0, 0), false))
 }
 
-/// opencode-kimi-auth's `.key` beside `oauth.json`, read with the same care.
-pub fn opencode_key(path: &Path) -> Option<SourceFile> {
-    read_source(&path.with_file_name(".key")).ok()
+/// opencode-kimi-auth's `.key` beside `oauth.json`, read with the same care, and its path.
+pub fn opencode_key(path: &Path) -> Option<(PathBuf, SourceFile)> {
+    let key = path.with_file_name(".key");
+    read_source(&key).ok().map(|file| (key, file))
 }
 
 /// Overwrites the file with zeros, fsyncs, deletes it, and fsyncs its directory; only if it is
@@ -228,17 +229,4 @@ pub fn wipe_and_remove(path: &Path, identity: (u64, u64)) -> Result<(), String> 
         fsutil::sync_dir(dir).map_err(|e| e.to_string())?;
     }
     Ok(())
-}
-
-/// Parses a source read from `location`.
-pub fn parse_source(
-    tool: Tool,
-    bytes: &[u8],
-    location: &Location,
-) -> Result<parse::Parsed, parse::ParseError> {
-    let key = match (tool, location) {
-        (Tool::Opencode, Location::File(p)) => opencode_key(p),
-        _ => None,
-    };
-    parse::parse(tool, bytes, key.as_ref().map(|k| k.bytes.as_slice()))
 }

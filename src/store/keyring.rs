@@ -156,15 +156,6 @@ fn init_store() -> std::result::Result<(), KeyringFailure> {
 }
 
 impl KeyringBackend {
-    /// Runs `op` against our entry for `profile` on a helper thread, with the timeout.
-    fn call<T: Send + 'static>(
-        &self,
-        profile: &str,
-        op: impl FnOnce(&keyring_core::Entry) -> keyring_core::Result<T> + Send + 'static,
-    ) -> std::result::Result<keyring_core::Result<T>, KeyringFailure> {
-        self.call_entry(SERVICE, profile, op)
-    }
-
     /// Runs `op` against any `service`/`user` entry on a helper thread, with the timeout.
     fn call_entry<T: Send + 'static>(
         &self,
@@ -200,20 +191,16 @@ impl KeyringBackend {
         &self,
         profile: &str,
     ) -> std::result::Result<Option<Credential>, KeyringFailure> {
-        match self.call(profile, |e| e.get_password())? {
-            Ok(json) => {
-                let json = zeroize::Zeroizing::new(json);
-                serde_json::from_str(&json).map(Some).map_err(|e| {
-                    KeyringFailure::Failed(format!(
-                        "the stored entry is not a kimi-vault credential (line {}, column {})",
-                        e.line(),
-                        e.column()
-                    ))
-                })
-            }
-            Err(keyring_core::Error::NoEntry) => Ok(None),
-            Err(e) => Err(describe(&e)),
-        }
+        let Some(json) = self.read_foreign(SERVICE, profile)? else {
+            return Ok(None);
+        };
+        serde_json::from_str(&json).map(Some).map_err(|e| {
+            KeyringFailure::Failed(format!(
+                "the stored entry is not a kimi-vault credential (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })
     }
 
     /// Writes the profile's entry.
@@ -223,11 +210,11 @@ impl KeyringBackend {
         cred: &Credential,
     ) -> std::result::Result<(), KeyringFailure> {
         let json = cred.to_secret_json();
-        self.call(profile, move |e| e.set_password(&json))?
+        self.call_entry(SERVICE, profile, move |e| e.set_password(&json))?
             .map_err(|e| describe(&e))
     }
 
-    /// Reads another tool's entry (`service`/`user`) as a string, wiped on drop.
+    /// Reads any entry (`service`/`user`, ours or another tool's) as a string, wiped on drop.
     pub fn read_foreign(
         &self,
         service: &str,
@@ -240,7 +227,7 @@ impl KeyringBackend {
         }
     }
 
-    /// Deletes another tool's entry; false when there was none.
+    /// Deletes any entry (ours or another tool's); false when there was none.
     pub fn delete_foreign(
         &self,
         service: &str,
@@ -255,11 +242,7 @@ impl KeyringBackend {
 
     /// Deletes the profile's entry; false when there was none.
     pub fn try_delete(&self, profile: &str) -> std::result::Result<bool, KeyringFailure> {
-        match self.call(profile, |e| e.delete_credential())? {
-            Ok(()) => Ok(true),
-            Err(keyring_core::Error::NoEntry) => Ok(false),
-            Err(e) => Err(describe(&e)),
-        }
+        self.delete_foreign(SERVICE, profile)
     }
 }
 
