@@ -2,23 +2,23 @@
 //! its fast path), and redaction of an HTTP body.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kimi_vault::redact::redact_body;
+use kimi_vault::internals::redact_body;
+use kimi_vault::internals::{VaultKey, open, seal};
 use kimi_vault::secret::SecretString;
-use kimi_vault::store::crypto::{VaultKey, open, seal};
 use kimi_vault::store::{BackendMode, Credential, Vault, VaultPaths};
 
 fn credential() -> Credential {
     Credential::new(
         SecretString::from("a".repeat(900).as_str()),
         SecretString::from("r".repeat(900).as_str()),
-        kimi_vault::diag::now_unix() + 900,
+        kimi_vault::now_unix() + 900,
     )
 }
 
 fn benches(c: &mut Criterion) {
     let key = VaultKey::from_bytes([3u8; 32]);
     let plain = serde_json::to_vec(&credential()).unwrap();
-    let sealed = seal(&key, &plain);
+    let sealed = seal(&key, &plain).unwrap();
     c.bench_function("envelope_seal_2k", |b| b.iter(|| seal(&key, &plain)));
     c.bench_function("envelope_open_2k", |b| {
         b.iter(|| open(&key, &sealed).unwrap())

@@ -4,9 +4,10 @@
 use std::fs;
 use std::path::Path;
 
+use kimi_vault::internals::{CONTENTS_VERSION, VaultContents};
+use kimi_vault::internals::{VaultKey, seal_with_nonce};
 use kimi_vault::secret::SecretString;
-use kimi_vault::store::crypto::{VaultKey, seal_with_nonce};
-use kimi_vault::store::record::{CONTENTS_VERSION, Credential, VaultContents};
+use kimi_vault::store::Credential;
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
     let dir = Path::new("fuzz/seeds").join(target);

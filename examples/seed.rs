@@ -14,7 +14,7 @@ fn main() {
     let cred = Credential::new(
         SecretString::from("bench-access-token-".repeat(40).as_str()),
         SecretString::from("bench-refresh-token-".repeat(40).as_str()),
-        kimi_vault::diag::now_unix() + 86_400,
+        kimi_vault::now_unix() + 86_400,
     );
     let lock = vault.lock().expect("lock");
     let backend = vault.save("default", &cred, &lock, false).expect("save");

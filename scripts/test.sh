@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo fmt --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --features testing -- -D warnings
 
 if ! command -v dbus-run-session >/dev/null || ! command -v gnome-keyring-daemon >/dev/null; then
     echo "scripts/test.sh: dbus-run-session and gnome-keyring-daemon are needed (apt-get install dbus-x11 gnome-keyring)" >&2
@@ -14,7 +14,7 @@ if ! command -v dbus-run-session >/dev/null || ! command -v gnome-keyring-daemon
 fi
 
 # Build first, outside the keyring session, so the session only runs tests.
-cargo test --no-run --quiet
+cargo test --features testing --no-run --quiet
 
 keyring_home=$(mktemp -d)
 trap 'rm -rf "$keyring_home"' EXIT
@@ -33,7 +33,7 @@ exec dbus-run-session -- bash -c '
     export KIMI_VAULT_TEST_REPORT=$PWD/target/test-report.txt
     rm -f "$KIMI_VAULT_TEST_REPORT"
     log=$(mktemp)
-    cargo test "$@" 2>&1 | tee "$log"
+    cargo test --features testing "$@" 2>&1 | tee "$log"
     if [ -f "$KIMI_VAULT_TEST_REPORT" ]; then
         echo "== measured by the tests"
         cat "$KIMI_VAULT_TEST_REPORT"

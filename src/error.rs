@@ -1,27 +1,14 @@
-//! The crate's error type. Every message is written by hand for the user, names what to do next,
-//! and never holds a secret: foreign errors that may carry secret bytes (keyring-core's
-//! `BadEncoding`, HTTP bodies) are reduced to redacted text before they get here.
+//! The library's errors. Each variant says what went wrong and carries the data a caller needs
+//! to decide what to do; none holds a secret. Foreign errors that may carry secret bytes
+//! (keyring-core's `BadEncoding`, HTTP bodies) are reduced to redacted text before they get
+//! here. What to tell a person to do next (which command to run) is the caller's business: the
+//! command line adds its hints and exit codes on top of these.
 
 use std::path::PathBuf;
 
-/// Exit codes of the command line (SPEC §3).
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// Any other failure.
-    pub const FAILURE: u8 = 1;
-    /// Usage error.
-    pub const USAGE: u8 = 2;
-    /// Login required: no credential, or the refresh token was rejected.
-    pub const LOGIN_REQUIRED: u8 = 3;
-    /// Vault unreadable: corrupt, tampered, other machine/user, unsafe permissions.
-    pub const VAULT_UNREADABLE: u8 = 4;
-    /// Kimi's service unreachable or failing after retries.
-    pub const SERVICE: u8 = 5;
-}
-
 /// Why the vault (or one of its files) cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum VaultProblem {
     /// The file was encrypted with another key: another machine, another user, or a replaced
     /// `vault.key`.
@@ -36,32 +23,114 @@ pub enum VaultProblem {
     KeyMissing,
 }
 
-/// Everything that can go wrong, each with the exit code it maps to.
+/// How the OS keyring failed. The `detail` strings are redacted descriptions of the platform's
+/// own error, for people; code decides on the variant alone.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyringError {
+    /// There is no D-Bus session bus to reach a Secret Service through (Linux).
+    #[error("no D-Bus session bus ({detail})")]
+    NoSessionBus {
+        /// Where the bus was looked for.
+        detail: String,
+    },
+    /// No keyring service answers here (no Secret Service provider on the bus, no store for
+    /// this platform).
+    #[error("no keyring service is available ({detail})")]
+    NoService {
+        /// What the platform said.
+        detail: String,
+    },
+    /// The keyring is locked, or refused access, and cannot prompt.
+    #[error("the keyring is locked or refuses access ({detail})")]
+    Locked {
+        /// What the platform said.
+        detail: String,
+    },
+    /// A keyring call did not answer in time (locked, waiting on a prompt nobody can see).
+    #[error("the keyring did not answer within {seconds} s (locked, with no way to prompt?)")]
+    TimedOut {
+        /// The timeout.
+        seconds: u64,
+    },
+    /// The entry is longer than the platform's keyring allows.
+    #[error("the entry's {attribute} is longer than this keyring allows ({limit})")]
+    TooLong {
+        /// Which part of the entry.
+        attribute: String,
+        /// The platform's limit.
+        limit: u32,
+    },
+    /// The stored entry cannot be read as a credential (not UTF-8, unexpected format).
+    #[error("the stored entry {why}")]
+    EntryUnreadable {
+        /// What is wrong with it (never its content).
+        why: String,
+    },
+    /// Several entries match one service and user.
+    #[error("{count} keyring entries match service kimi-vault; remove the extra ones")]
+    Ambiguous {
+        /// How many.
+        count: usize,
+    },
+    /// The keyring service failed in another way.
+    #[error("the keyring service failed ({detail})")]
+    Platform {
+        /// What the platform said.
+        detail: String,
+    },
+}
+
+impl KeyringError {
+    /// True when the keyring cannot be used here at all: `auto` mode then falls back to the
+    /// encrypted file.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            KeyringError::NoSessionBus { .. }
+                | KeyringError::NoService { .. }
+                | KeyringError::Locked { .. }
+                | KeyringError::TimedOut { .. }
+                | KeyringError::Platform { .. }
+        )
+    }
+}
+
+/// Why a device-flow login did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoginFailure {
+    /// The device code expired before it was approved.
+    Expired,
+    /// The user denied the request.
+    Denied,
+}
+
+/// Everything that can go wrong.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// No credential is stored for the profile.
-    #[error("profile '{profile}' is not logged in{note}: run `kimi-vault login{flag}`")]
+    #[error(
+        "profile '{profile}' is not logged in{}",
+        keyring_note(keyring_unreadable)
+    )]
     NotLoggedIn {
         /// The profile asked for.
         profile: String,
-        /// ` --profile NAME` when the profile is not `default`, for the hint.
-        flag: String,
-        /// Empty, or why the keyring could not be asked (the credential may be there).
-        note: String,
+        /// In `auto` mode, why the keyring could not be asked this time although a D-Bus
+        /// session exists: a credential kept there was not seen.
+        keyring_unreadable: Option<KeyringError>,
     },
     /// The stored refresh token was rejected; the record is kept and marked `needs_login`.
-    #[error(
-        "the login of profile '{profile}' is no longer valid ({why}): run `kimi-vault login{flag}`"
-    )]
+    #[error("the login of profile '{profile}' is no longer valid ({reason})")]
     LoginRequired {
         /// The profile.
         profile: String,
-        /// ` --profile NAME` when the profile is not `default`.
-        flag: String,
         /// What the server said, redacted.
-        why: String,
+        reason: String,
     },
-    /// A vault file cannot be read or trusted.
+    /// A vault file (or keyring entry) cannot be read or trusted.
     #[error("{}", vault_message(path, problem))]
     VaultUnreadable {
         /// The file concerned.
@@ -69,6 +138,10 @@ pub enum Error {
         /// What is wrong with it.
         problem: VaultProblem,
     },
+    /// The keyring failed where it was required (`keyring` mode) or in the middle of an
+    /// operation.
+    #[error("OS keyring: {0}")]
+    Keyring(#[from] KeyringError),
     /// Kimi's service could not be reached, or kept failing after retries.
     #[error("{0}")]
     Service(String),
@@ -85,9 +158,6 @@ pub enum Error {
         /// What exactly is wrong with it.
         why: String,
     },
-    /// The keyring failed where it was required (`KIMI_VAULT_BACKEND=keyring`) or mid-operation.
-    #[error("OS keyring: {0}")]
-    Keyring(String),
     /// A file operation failed.
     #[error("{context}: {source}")]
     Io {
@@ -107,31 +177,31 @@ pub enum Error {
         /// How long we waited.
         seconds: u64,
     },
-    /// Bad command-line usage that clap could not catch.
+    /// A profile name breaks the naming rule.
+    #[error(
+        "invalid profile name '{name}': a profile name is 1 to 64 letters, digits, '-', '_' or '.', and does not start with '.'"
+    )]
+    InvalidProfile {
+        /// The name, with control characters escaped.
+        name: String,
+    },
+    /// The configuration is unusable (a bad client id, no home directory).
     #[error("{0}")]
-    Usage(String),
-    /// The device-flow login did not complete (denied, expired).
-    #[error("{0}")]
-    LoginFailed(String),
-    /// A child process could not be started.
-    #[error("{0}")]
-    Exec(String),
+    Config(String),
+    /// The device-flow login did not complete.
+    #[error("{}", match .0 {
+        LoginFailure::Expired => "the login code expired before it was approved",
+        LoginFailure::Denied => "the login was denied; nothing was stored",
+    })]
+    LoginFailed(LoginFailure),
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Randomness,
 }
 
 impl Error {
-    /// The process exit code for this error (SPEC §3).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Error::NotLoggedIn { .. } | Error::LoginRequired { .. } => exit::LOGIN_REQUIRED,
-            Error::VaultUnreadable { .. } => exit::VAULT_UNREADABLE,
-            Error::Service(_) => exit::SERVICE,
-            Error::Usage(_) => exit::USAGE,
-            _ => exit::FAILURE,
-        }
-    }
-
     /// Wraps an I/O error with what was being done.
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
             source,
@@ -139,7 +209,7 @@ impl Error {
     }
 
     /// A vault-unreadable error for `path`.
-    pub fn vault(path: impl Into<PathBuf>, problem: VaultProblem) -> Self {
+    pub(crate) fn vault(path: impl Into<PathBuf>, problem: VaultProblem) -> Self {
         Error::VaultUnreadable {
             path: path.into(),
             problem,
@@ -147,12 +217,12 @@ impl Error {
     }
 }
 
-/// The ` --profile NAME` suffix for hints, empty for the default profile.
-pub fn profile_flag(profile: &str) -> String {
-    if profile == "default" {
-        String::new()
-    } else {
-        format!(" --profile {profile}")
+fn keyring_note(trouble: &Option<KeyringError>) -> String {
+    match trouble {
+        Some(k) => format!(
+            " here (the OS keyring could not be read: {k}; if you logged in with it, fix that and retry)"
+        ),
+        None => String::new(),
     }
 }
 
@@ -160,21 +230,22 @@ fn vault_message(path: &std::path::Path, problem: &VaultProblem) -> String {
     let p = path.display();
     match problem {
         VaultProblem::WrongKey => format!(
-            "{p} was encrypted with a different key: it was made on another machine or by another user, or vault.key was replaced. Restore the matching vault.key, or run `kimi-vault login` (the unreadable file is kept aside)"
+            "{p} was encrypted with a different key: it was made on another machine or by another user, or vault.key was replaced"
         ),
-        VaultProblem::Tampered => format!(
-            "{p} failed authentication: it was modified or damaged. Restore it from a backup, or run `kimi-vault login` (the unreadable file is kept aside)"
-        ),
-        VaultProblem::Corrupt(why) => format!(
-            "{p} is not a readable kimi-vault file ({why}). Restore it from a backup, or run `kimi-vault login` (the unreadable file is kept aside)"
-        ),
-        VaultProblem::Unsafe(why) => {
-            format!("{p} is unsafe to use: {why}. Fix or remove it, then try again")
+        VaultProblem::Tampered => {
+            format!("{p} failed authentication: it was modified or damaged")
         }
-        VaultProblem::KeyMissing => format!(
-            "{p} is missing, so the encrypted vault beside it cannot be opened. Restore vault.key, or run `kimi-vault login` (the unreadable vault is kept aside)"
-        ),
+        VaultProblem::Corrupt(why) => format!("{p} is not a readable kimi-vault file ({why})"),
+        VaultProblem::Unsafe(why) => format!("{p} is unsafe to use: {why}"),
+        VaultProblem::KeyMissing => {
+            format!("{p} is missing, so the encrypted vault beside it cannot be opened")
+        }
     }
+}
+
+/// Fills `buf` from the OS random number generator.
+pub(crate) fn random_fill(buf: &mut [u8]) -> Result<()> {
+    getrandom::fill(buf).map_err(|_| Error::Randomness)
 }
 
 /// Shorthand result type.

@@ -2,21 +2,51 @@
 //! the tools that need them.
 //!
 //! Layers, bottom to top (imports point down only):
-//! - [`secret`], [`redact`], [`error`], [`diag`]: secret types, keeping secrets out of text;
+//! - [`secret`], `redact`, [`error`], `clock`, `http`: secret types, keeping secrets out of
+//!   text, typed errors, time, the one HTTP client (reqwest on tokio, rustls with ring);
 //! - [`store`]: OS keyring and encrypted-file backends, crypto, atomic writes and the lock;
-//! - [`oauth`]: endpoints, HTTP, device-flow login, single-flight refresh;
-//! - [`cli`], [`migrate`]: the command line, and moving other tools' credentials in.
+//! - [`oauth`], beside it: protocol only (endpoints and their rule, device flow, refresh
+//!   exchange, response parsing);
+//! - [`session`], on both: a usable access token for a profile (single-flight refresh, forced
+//!   refresh after a 401, a shared back-off, an in-memory cache);
+//! - [`migrate`]: moving other Kimi tools' credentials in.
+//!
+//! The library never prints: it returns typed errors and reports warnings (`WARN`), notes
+//! (`INFO`) and detail (`DEBUG`) through `tracing`, never with a secret. The command line
+//! (the `kimi-vault` binary) sits on top: arguments, environment, exit codes, hints and output.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod cli;
-pub mod diag;
+pub(crate) mod clock;
 pub mod error;
+pub(crate) mod http;
 pub mod migrate;
 pub mod oauth;
-pub mod redact;
+pub(crate) mod redact;
 pub mod secret;
+pub mod session;
 pub mod store;
 
-pub use error::{Error, Result};
+#[cfg(any(fuzzing, feature = "testing"))]
+pub mod internals;
+
+pub use error::{Error, KeyringError, LoginFailure, Result, VaultProblem};
+pub use http::VERSION;
+pub use secret::SecretString;
+pub use session::Session;
+
+/// Text safe to show: every secret this process holds is replaced with `[REDACTED]`.
+pub fn scrub(text: &str) -> String {
+    redact::scrub(text)
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> i64 {
+    clock::now_unix()
+}
+
+/// Formats Unix seconds as RFC 3339 (UTC).
+pub fn rfc3339(unix: i64) -> String {
+    clock::rfc3339(unix)
+}

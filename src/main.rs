@@ -1,7 +1,11 @@
-//! The `kimi-vault` binary: a thin shell over the library.
+//! The `kimi-vault` binary: the command line at the edge of the library. Arguments and the
+//! environment are read here, once; exit codes, hints, human text and `--json` output are
+//! decided here. Everything else is the `kimi_vault` library.
 
 #![forbid(unsafe_code)]
 
+mod cli;
+
 fn main() -> std::process::ExitCode {
-    std::process::ExitCode::from(kimi_vault::cli::main())
+    std::process::ExitCode::from(cli::main())
 }

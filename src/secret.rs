@@ -1,11 +1,12 @@
 //! Secret values: no `Display`, a redacting `Debug`, wiped from memory on drop.
 //!
-//! Every [`SecretString`] made in this process is also remembered by [`crate::redact`], so that
-//! any text that leaves the process (error messages, server bodies) can be scrubbed of it.
+//! Every [`SecretString`] made in this process is also remembered by the redactor, so that any
+//! text that leaves the process (error messages, server bodies, log lines) can be scrubbed of it.
 
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// A secret string (access token, refresh token, proxy client key).
@@ -16,7 +17,8 @@ use zeroize::Zeroizing;
 pub struct SecretString(Zeroizing<String>);
 
 impl SecretString {
-    /// Wraps `value`, and remembers it for [`crate::redact::scrub`].
+    /// Wraps `value`, and remembers it so that it is scrubbed from any text that leaves the
+    /// process.
     pub fn new(value: String) -> Self {
         crate::redact::remember(&value);
         SecretString(Zeroizing::new(value))
@@ -38,13 +40,9 @@ impl SecretString {
     }
 }
 
-/// Constant-time comparison of two byte strings (the length is not hidden).
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    std::hint::black_box(diff) == 0
+/// Constant-time comparison of two byte strings (only the lengths are not hidden).
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
 }
 
 impl fmt::Debug for SecretString {
@@ -67,13 +65,49 @@ impl Serialize for SecretString {
 
 impl<'de> Deserialize<'de> for SecretString {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // The String is moved into the wrapper, not copied.
         let value = String::deserialize(deserializer)?;
         Ok(SecretString::new(value))
     }
 }
 
-/// A secret byte buffer (key material, decrypted vault plaintext), wiped on drop.
-pub type SecretBytes = Zeroizing<Vec<u8>>;
+/// A secret byte buffer (key material, decrypted vault plaintext): wiped on drop, and its
+/// `Debug` prints only the length.
+#[derive(Clone, Default)]
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Wraps `bytes`; they are wiped when this value is dropped.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        SecretBytes(Zeroizing::new(bytes))
+    }
+
+    /// The bytes. Every caller is a place where the secret leaves the type.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Number of bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True when there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Lets `f` fill the buffer in place (reading a file into it).
+    pub(crate) fn with_vec<R>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        f(&mut self.0)
+    }
+}
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretBytes([REDACTED; {} bytes])", self.0.len())
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -84,6 +118,8 @@ mod tests {
         let s = SecretString::from("canary-secret-value-123456");
         assert_eq!(format!("{s:?}"), "SecretString([REDACTED])");
         assert!(!format!("{:?}", Some(&s)).contains("canary"));
+        let b = SecretBytes::new(b"canary-bytes".to_vec());
+        assert_eq!(format!("{b:?}"), "SecretBytes([REDACTED; 12 bytes])");
     }
 
     #[test]

@@ -35,13 +35,18 @@ fn sigkilled_writers_leave_the_old_or_the_new_vault() {
     env.seed("default", seed, "rt-seed-0123456789abcdef", 3600);
     env.server.with(|s| s.accept_any_refresh = true);
     let mut rng = Lcg(0x5eed);
-    // Kill uniformly over the life of a whole run, so some kills land inside the write.
-    let t = Instant::now();
-    env.cmd()
-        .args(["token", "--min-valid", "99999"])
-        .assert()
-        .success();
-    let span = (t.elapsed().as_micros() as u64).max(1000) * 6 / 5;
+    // Kill uniformly over the life of a whole run (the slowest of three, as other tests load
+    // the machine), so some kills land inside the write.
+    let mut slowest = 0u64;
+    for _ in 0..3 {
+        let t = Instant::now();
+        env.cmd()
+            .args(["token", "--min-valid", "99999"])
+            .assert()
+            .success();
+        slowest = slowest.max(t.elapsed().as_micros() as u64);
+    }
+    let span = slowest.max(1000) * 3 / 2;
     let seed_now = env
         .stored("default")
         .unwrap()
@@ -187,7 +192,7 @@ fn hostile_vault_files_get_clear_errors_and_are_not_followed() {
     fn other_owned_target(env: &TestEnv) -> std::path::PathBuf {
         let t = env.dir.path().join("someone-elses");
         std::fs::write(&t, b"not yours").unwrap();
-        if kimi_vault::store::fsutil::current_uid() == 0 {
+        if rustix::process::geteuid().as_raw() == 0 {
             std::os::unix::fs::chown(&t, Some(65534), None).unwrap();
         }
         t

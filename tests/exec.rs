@@ -55,8 +55,17 @@ fn exec_refuses_when_not_logged_in_and_bad_vars() {
         .args(["exec", "--env", "BAD=NAME", "--", "true"])
         .assert()
         .code(2);
+    // As shells do: 127 when the program is not found, 126 when it cannot be executed.
     env.cmd()
         .args(["exec", "--", "/nonexistent/program"])
         .assert()
-        .code(1);
+        .code(127)
+        .stderr(predicates::str::contains("not found"));
+    let not_executable = env.dir.path().join("data.txt");
+    std::fs::write(&not_executable, "just data").unwrap();
+    env.cmd()
+        .args(["exec", "--"])
+        .arg(&not_executable)
+        .assert()
+        .code(126);
 }

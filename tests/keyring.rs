@@ -127,7 +127,7 @@ fn keyring_refresh_is_single_flight() {
     let profile = unique("kr-flight");
     let cred = credential("at-kr-0123456789abcdef", "rt-kr-0123456789abcdef", 30);
     keyring_entry(&profile)
-        .set_password(&cred.to_secret_json())
+        .set_password(&serde_json::to_string(&cred).unwrap())
         .unwrap();
     env.server
         .with(|s| s.valid_refresh = Some("rt-kr-0123456789abcdef".into()));
@@ -215,7 +215,7 @@ fn migrate_moves_kimi_cli_legacy_keyring_entry() {
     let profile = unique("kr-migrate");
     let _ = keyring_entry(&profile); // sets the default store
     let legacy = keyring_core::Entry::new("kimi-code", "oauth/kimi-code").unwrap();
-    let expires = kimi_vault::diag::now_unix() + 3600;
+    let expires = kimi_vault::now_unix() + 3600;
     legacy
         .set_password(&format!(
             r#"{{"access_token":"{CANARY_ACCESS}","refresh_token":"{CANARY_REFRESH}","expires_at":{expires}.5,"scope":"kimi-code","token_type":"Bearer"}}"#

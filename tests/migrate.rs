@@ -11,7 +11,7 @@ use aes_gcm::aes::Aes256;
 use aes_gcm::{AesGcm, Nonce};
 use base64::Engine;
 use common::*;
-use kimi_vault::diag::now_unix;
+use kimi_vault::now_unix;
 
 fn write_private(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -68,7 +68,7 @@ fn fixture(kind: &str, expires: i64) -> (String, String, &'static str, String, S
             ".cli-proxy-api/kimi-me@example.com.json".into(),
             format!(
                 r#"{{"type":"kimi","access_token":"{a}","refresh_token":"{r}","token_type":"Bearer","expired":"{}"}}"#,
-                kimi_vault::diag::rfc3339(expires)
+                kimi_vault::rfc3339(expires)
             ),
             "cliproxyapi",
             a,
@@ -449,7 +449,7 @@ fn hostile_sources_get_a_reason_and_are_never_touched() {
 
 #[test]
 fn sources_owned_by_someone_else_are_not_imported() {
-    if kimi_vault::store::fsutil::current_uid() != 0 {
+    if rustix::process::geteuid().as_raw() != 0 {
         eprintln!("skipped: needs root to chown");
         return;
     }
@@ -498,8 +498,13 @@ fn failures_before_verification_leave_the_source_byte_for_byte() {
     env.cmd().arg("migrate").assert().code(4);
     assert_eq!(std::fs::read(&path).unwrap(), content.as_bytes());
     assert_eq!(std::fs::read(&vault).unwrap(), bytes);
+}
 
-    // 3. The read-back comparison fails.
+/// The read-back comparison fails (fault injection, compiled only with the `testing` feature).
+#[cfg(feature = "testing")]
+#[test]
+fn a_failed_verification_leaves_the_source_byte_for_byte() {
+    let (rel, content, ..) = fixture("kimi-cli", now_unix() + 3600);
     let env = TestEnv::new();
     let path = env.home().join(&rel);
     write_private(&path, content.as_bytes());

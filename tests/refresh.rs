@@ -25,6 +25,41 @@ fn valid_token_is_printed_without_any_request() {
 }
 
 #[test]
+fn a_warm_token_starts_no_runtime_and_no_http_client() {
+    let env = TestEnv::new();
+    env.seed(
+        "default",
+        "at-valid-0123456789abcdef",
+        "rt-0123456789abcdef",
+        3600,
+    );
+    let out = env.cmd().args(["-vv", "token"]).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.contains("runtime") && !err.contains("HTTP client"),
+        "{err}"
+    );
+    // The same -vv on a token that needs a refresh shows both being built.
+    env.seed(
+        "default",
+        "at-old-0123456789abcdef",
+        "rt-old-0123456789abcdef",
+        10,
+    );
+    let out = env.cmd().args(["-vv", "token"]).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("runtime") && err.contains("HTTP client"),
+        "{err}"
+    );
+    for secret in ["at-old-0123", "rt-old-0123", "at-gen1", "rt-gen1"] {
+        assert!(!err.contains(secret), "{secret} in -vv output: {err}");
+    }
+}
+
+#[test]
 fn expiring_token_is_refreshed_and_rotated() {
     let env = TestEnv::new();
     env.seed(
@@ -44,7 +79,7 @@ fn expiring_token_is_refreshed_and_rotated() {
         stored.refresh_token.expose(),
         "rt-gen1-0123456789abcdef0123456789"
     );
-    assert!(stored.expires_at > kimi_vault::diag::now_unix() + 800);
+    assert!(stored.expires_at > kimi_vault::now_unix() + 800);
     // The next call uses the stored token; --min-valid beyond its life forces another rotation.
     env.cmd()
         .arg("token")
@@ -134,12 +169,9 @@ fn retry_after_is_honoured_then_success() {
     assert_eq!(env.server.refresh_requests(), 3);
 }
 
-#[test]
-fn persistent_failure_exits_5_and_keeps_credential() {
-    let env = TestEnv::new();
-    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 10);
+fn server_errors(env: &TestEnv, n: usize) {
     env.server.with(|s| {
-        for _ in 0..4 {
+        for _ in 0..n {
             s.canned.push_back(Canned {
                 status: 500,
                 body: format!(r#"{{"error":"server_error","debug":"{CANARY_REFRESH}"}}"#),
@@ -147,12 +179,99 @@ fn persistent_failure_exits_5_and_keeps_credential() {
             });
         }
     });
+}
+
+#[test]
+fn persistent_failure_exits_5_and_keeps_credential() {
+    let env = TestEnv::new();
+    // Expired: after the failed refresh there is no valid token left to hand out.
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, -10);
+    server_errors(&env, 4);
     let out = env.cmd().arg("token").output().unwrap();
     assert_eq!(out.status.code(), Some(5));
     assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
     let stored = env.stored("default").unwrap();
     assert_eq!(stored.refresh_token.expose(), CANARY_REFRESH);
     assert!(!stored.needs_login);
+    assert_eq!(env.server.refresh_requests(), 4);
+    // The failure is recorded beside the lock: the next process reports it at once, without
+    // asking the server again.
+    let out = env.cmd().arg("token").output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("reported by a kimi-vault process"), "{err}");
+    assert_eq!(env.server.refresh_requests(), 4);
+    assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
+    assert_eq!(mode_of(&env.vault_home().join("refresh.backoff")), 0o600);
+}
+
+#[test]
+fn transient_failure_hands_out_a_still_valid_token_with_a_warning() {
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 120);
+    server_errors(&env, 4);
+    // Wants 300 s: a refresh is attempted, fails for good, and the 120 s token is handed out.
+    let out = env.cmd().arg("token").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{CANARY_ACCESS}\n")
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning") && err.contains("still valid"),
+        "{err}"
+    );
+    assert!(!err.contains(CANARY_REFRESH));
+    // A second process within the back-off does not ask again.
+    env.cmd().arg("token").assert().success();
+    assert_eq!(env.server.refresh_requests(), 4);
+}
+
+#[test]
+fn waiters_behind_a_hung_auth_server_finish_within_the_budget() {
+    const N: usize = 6;
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, -10);
+    env.server
+        .with(|s| s.hang_refresh = Some(std::time::Duration::from_secs(120)));
+    let start = std::time::Instant::now();
+    let children: Vec<_> = (0..N)
+        .map(|_| {
+            env.std_cmd()
+                .arg("token")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(5),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
+    }
+    let elapsed = start.elapsed();
+    // One process spends the 30 s budget (two 15 s attempts); the others wait for the lock and
+    // then report its outcome at once, instead of each trying for 30 s in turn.
+    assert!(
+        elapsed < std::time::Duration::from_secs(45),
+        "{N} processes took {elapsed:?}"
+    );
+    assert!(
+        env.server.refresh_requests() <= 2,
+        "one process's attempts only"
+    );
+    report(&format!(
+        "hung auth server: {N} token processes finished in {:.1} s (refresh budget 30 s), {} refresh requests",
+        elapsed.as_secs_f64(),
+        env.server.refresh_requests()
+    ));
 }
 
 #[test]

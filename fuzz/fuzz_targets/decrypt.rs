@@ -2,9 +2,9 @@
 //! to a file that decrypts to the same value. Never a panic.
 #![no_main]
 
-use kimi_vault::store::crypto::{self, VaultKey};
-use kimi_vault::store::file::decode;
-use kimi_vault::store::key::parse_material;
+use kimi_vault::internals::decode;
+use kimi_vault::internals::parse_material;
+use kimi_vault::internals::{self as crypto, VaultKey};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = crypto::open(&key, vault);
     if let Ok(contents) = decode(&key, vault) {
         let again = serde_json::to_vec(&contents).unwrap();
-        let sealed = crypto::seal(&key, &again);
+        let sealed = crypto::seal(&key, &again).unwrap();
         let back = decode(&key, &sealed).expect("a re-encrypted vault decrypts");
         assert_eq!(serde_json::to_vec(&back).unwrap(), again);
     }

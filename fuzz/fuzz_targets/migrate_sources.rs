@@ -2,7 +2,7 @@
 //! token-like value of the input (16+ characters, no white space, letters and digits).
 #![no_main]
 
-use kimi_vault::migrate::parse::{Tool, parse, sniff};
+use kimi_vault::internals::{Tool, parse, sniff};
 use libfuzzer_sys::fuzz_target;
 
 fn token_like_strings(v: &serde_json::Value, out: &mut Vec<String>) {

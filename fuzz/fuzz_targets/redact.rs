@@ -2,7 +2,7 @@
 //! idempotent, and never panics.
 #![no_main]
 
-use kimi_vault::redact::{redact_body, scrub};
+use kimi_vault::internals::{redact_body, scrub};
 use kimi_vault::secret::SecretString;
 use libfuzzer_sys::fuzz_target;
 

@@ -1,7 +1,7 @@
 //! The OAuth response parsers never panic, and what they report never holds a token field's value.
 #![no_main]
 
-use kimi_vault::oauth::response::{classify_token, parse_device_authorization, parse_grant};
+use kimi_vault::internals::{classify_token, parse_device_authorization, parse_grant};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

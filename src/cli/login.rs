@@ -3,16 +3,11 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use kimi_vault::oauth::{DeviceAuthorization, LoginEvent, Region};
 use serde_json::json;
 
+use crate::cli::failure::{CmdResult, Failure, exit};
 use crate::cli::{Ctx, output};
-use crate::diag::{now_unix, rfc3339};
-use crate::error::{Result, exit};
-use crate::oauth::device::{self, LoginEvent};
-use crate::oauth::endpoints::{Endpoints, Region};
-use crate::oauth::http::Http;
-use crate::oauth::response::DeviceAuthorization;
-use crate::store::{Credential, device_id};
 
 fn has_display() -> bool {
     if cfg!(target_os = "linux") {
@@ -61,71 +56,47 @@ fn show_verification(ctx: &Ctx, auth: &DeviceAuthorization, no_browser: bool) {
 }
 
 /// Runs the device flow and stores the tokens.
-pub fn run(ctx: &Ctx, no_browser: bool, region: Region) -> Result<u8> {
-    let endpoints = Endpoints::resolve(region)?;
-    let http = Http::new(&device_id::load_or_create(ctx.vault.paths())?);
-    let auth = device::start(&http, &endpoints)?;
-    show_verification(ctx, &auth, no_browser);
-
-    let spinner = (!ctx.json && std::io::stderr().is_terminal()).then(|| {
-        let s = indicatif::ProgressBar::new_spinner();
-        s.set_message("Waiting for you to approve the login in the browser…");
-        s.enable_steady_tick(Duration::from_millis(120));
-        s
-    });
-    let grant = device::poll(&http, &endpoints, &auth, &mut |event| match event {
-        LoginEvent::Waiting if ctx.json => output::json_line(&json!({"type": "waiting"})),
-        LoginEvent::SlowDown(secs) if ctx.verbose > 0 => {
-            eprintln!("server asked to slow down: polling every {secs} s");
+pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Failure::Output)?;
+    let session = &ctx.session;
+    let grant = runtime.block_on(async {
+        let pending = session.begin_login(region).await?;
+        show_verification(ctx, pending.authorization(), no_browser);
+        let spinner = (!ctx.json && std::io::stderr().is_terminal()).then(|| {
+            let s = indicatif::ProgressBar::new_spinner();
+            s.set_message("Waiting for you to approve the login…");
+            s.enable_steady_tick(Duration::from_millis(120));
+            s
+        });
+        let json = ctx.json;
+        let grant = pending
+            .wait(&mut |event| {
+                if json && event == LoginEvent::Waiting {
+                    output::json_line(&json!({"type": "waiting"}));
+                }
+            })
+            .await;
+        if let Some(s) = &spinner {
+            s.finish_and_clear();
         }
-        _ => {}
-    });
-    if let Some(s) = &spinner {
-        s.finish_and_clear();
-    }
-    let grant = grant?;
-
-    let lock = ctx.vault.lock()?;
-    // Keep the proxy client key of an earlier login, so running proxies' clients keep working.
-    let previous_key = ctx
-        .vault
-        .load(&ctx.profile)
-        .ok()
-        .flatten()
-        .and_then(|l| l.cred.proxy_client_key);
-    let mut cred = Credential::new(
-        grant.access_token,
-        grant.refresh_token.unwrap_or_default(),
-        now_unix() + grant.expires_in,
-    );
-    cred.scope = grant.scope.unwrap_or_default();
-    if let Some(t) = grant.token_type {
-        cred.token_type = t;
-    }
-    cred.region = region.as_str().to_owned();
-    cred.proxy_client_key = previous_key;
-    if cred.refresh_token.is_empty() {
-        crate::diag::warn(
-            "Kimi sent no refresh token: you will have to log in again when the access token expires",
-        );
-    }
-    let backend = ctx.vault.save(&ctx.profile, &cred, &lock, true)?;
-    drop(lock);
+        grant
+    })?;
+    let stored = session.store_login(grant, region)?;
     if ctx.json {
         output::json_line(&json!({
             "type": "success",
-            "profile": ctx.profile,
-            "backend": backend.as_str(),
-            "expires_at": rfc3339(cred.expires_at),
+            "profile": ctx.profile(),
+            "backend": stored.backend.as_str(),
+            "expires_at": kimi_vault::rfc3339(stored.expires_at),
         }));
     }
     eprintln!(
         "Logged in: profile '{}' stored in the {}.",
-        ctx.profile,
-        match backend {
-            crate::store::BackendKind::Keyring => "OS keyring",
-            crate::store::BackendKind::File => "encrypted file",
-        }
+        ctx.profile(),
+        stored.backend.describe()
     );
     Ok(exit::OK)
 }

@@ -1,5 +1,8 @@
-//! The command line: argument parsing, dispatch, and turning errors into messages and exit codes.
+//! The command line: arguments and environment (read once, here), dispatch, and turning
+//! failures into messages and exit codes.
 
+mod failure;
+mod logging;
 mod login;
 mod logout;
 mod migrate;
@@ -8,39 +11,88 @@ mod status;
 mod token;
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kimi_vault::Session;
+use kimi_vault::oauth::{EndpointOverrides, Region};
+use kimi_vault::store::{BackendMode, Vault, VaultPaths};
 
-use crate::error::{Error, Result, exit};
-use crate::oauth::endpoints::Region;
-use crate::store::Vault;
+use failure::{CmdResult, Failure, exit};
 
 /// Keeps Kimi Code OAuth credentials safe and hands them to the tools that need them.
 #[derive(Debug, Parser)]
 #[command(name = "kimi-vault", version, about, long_about = None)]
-pub struct Cli {
+struct Cli {
     /// Profile to use.
     #[arg(
         long,
         global = true,
         env = "KIMI_VAULT_PROFILE",
-        default_value = "default"
+        default_value = "default",
+        value_name = "NAME"
     )]
-    pub profile: String,
+    profile: String,
     /// Machine-readable output on stdout (human text goes to stderr).
     #[arg(long, global = true)]
-    pub json: bool,
-    /// More detail on stderr (never a secret).
+    json: bool,
+    /// More detail on stderr (-v notes, -vv detail; never a secret).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    verbose: u8,
+    #[command(flatten)]
+    config: Config,
     /// The command.
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
+}
+
+/// Where things are, usually set through the environment.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Configuration (usually set through the environment)")]
+struct Config {
+    /// Directory of the encrypted vault, its key, lock and device id [default: the platform
+    /// data directory, ~/.local/share/kimi-vault on Linux].
+    #[arg(long, global = true, env = "KIMI_VAULT_HOME", value_name = "DIR")]
+    vault_home: Option<PathBuf>,
+    /// Where credentials are kept: auto (the OS keyring, the encrypted file where no keyring is
+    /// usable), keyring (fail rather than fall back), file.
+    #[arg(
+        long,
+        global = true,
+        env = "KIMI_VAULT_BACKEND",
+        value_enum,
+        default_value_t = BackendArg::Auto,
+        value_name = "MODE"
+    )]
+    backend: BackendArg,
+    /// OAuth host override (KIMI_OAUTH_HOST is read too, after this one).
+    #[arg(long, global = true, env = "KIMI_CODE_OAUTH_HOST", value_name = "URL")]
+    oauth_host: Option<String>,
+    /// The other name of the OAuth host override.
+    #[arg(long, global = true, env = "KIMI_OAUTH_HOST", hide = true)]
+    kimi_oauth_host: Option<String>,
+    /// API base override.
+    #[arg(long, global = true, env = "KIMI_CODE_BASE_URL", value_name = "URL")]
+    api_base: Option<String>,
+    /// OAuth client id override.
+    #[arg(long, global = true, env = "KIMI_CLIENT_ID", value_name = "ID")]
+    client_id: Option<String>,
+}
+
+/// `KIMI_VAULT_BACKEND`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum BackendArg {
+    /// The OS keyring, the encrypted file where no keyring is usable.
+    Auto,
+    /// The OS keyring, or fail.
+    Keyring,
+    /// The encrypted file.
+    File,
 }
 
 /// `--region`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum RegionArg {
+enum RegionArg {
     /// auth.kimi.com / api.kimi.com
     Cn,
     /// auth.kimi.ai / api.kimi.ai
@@ -58,7 +110,7 @@ impl From<RegionArg> for Region {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Command {
     /// Log in with Kimi's device flow and store the tokens.
     Login {
         /// Do not open a browser.
@@ -92,7 +144,7 @@ pub enum Command {
         /// Source file to migrate (repeatable; `keyring:kimi-code` for kimi-cli's old keyring
         /// entry). Without it, every known location is scanned.
         #[arg(long = "from", value_name = "PATH")]
-        from: Vec<std::path::PathBuf>,
+        from: Vec<PathBuf>,
         /// Leave the sources in place (refresh tokens rotate: one of the two copies will stop
         /// working).
         #[arg(long)]
@@ -107,36 +159,50 @@ pub enum Command {
 }
 
 /// What every command needs.
-pub struct Ctx {
-    /// The profile.
-    pub profile: String,
+pub(crate) struct Ctx {
     /// `--json`.
     pub json: bool,
-    /// `-v` count.
-    pub verbose: u8,
-    /// The vault.
-    pub vault: Vault,
+    /// The profile's session (its vault inside).
+    pub session: Session,
 }
 
-fn check_profile(profile: &str) -> Result<()> {
-    let ok = !profile.is_empty()
-        && profile.len() <= 64
-        && profile
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && !profile.starts_with('.');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Usage(format!(
-            "invalid profile name '{}': use 1 to 64 letters, digits, '-', '_' or '.'",
-            profile.escape_default()
-        )))
+impl Ctx {
+    /// The profile.
+    pub(crate) fn profile(&self) -> &str {
+        self.session.profile()
+    }
+}
+
+impl Config {
+    fn vault(&self) -> Result<Vault, Failure> {
+        let paths = match self
+            .vault_home
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            Some(home) => VaultPaths::at(home.clone()),
+            None => VaultPaths::platform_default()?,
+        };
+        let mode = match self.backend {
+            BackendArg::Auto => BackendMode::Auto,
+            BackendArg::Keyring => BackendMode::Keyring,
+            BackendArg::File => BackendMode::File,
+        };
+        Ok(Vault::new(paths, mode))
+    }
+
+    fn overrides(&self) -> EndpointOverrides {
+        let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        EndpointOverrides {
+            oauth_host: set(&self.oauth_host).or_else(|| set(&self.kimi_oauth_host)),
+            api_base: set(&self.api_base),
+            client_id: set(&self.client_id),
+        }
     }
 }
 
 /// Parses the arguments, runs the command, and returns the exit code.
-pub fn main() -> u8 {
+pub(crate) fn main() -> u8 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -148,29 +214,33 @@ pub fn main() -> u8 {
             };
         }
     };
+    logging::init(cli.verbose);
     let json = cli.json;
     let is_login = matches!(cli.command, Command::Login { .. });
+    let profile = cli.profile.clone();
     match run(cli) {
         Ok(code) => code,
-        Err(e) => {
-            let message = crate::redact::scrub(&e.to_string());
-            if json && is_login {
-                output::json_line(&serde_json::json!({"type": "error", "message": message}));
+        Err(failure) => {
+            let message = kimi_vault::scrub(&failure.message(&profile));
+            let code = failure.exit_code();
+            if json {
+                output::json_line(&if is_login {
+                    serde_json::json!({"type": "error", "message": message})
+                } else {
+                    serde_json::json!({"error": {"code": code, "message": message}})
+                });
             }
             eprintln!("kimi-vault: error: {message}");
-            e.exit_code()
+            code
         }
     }
 }
 
-fn run(cli: Cli) -> Result<u8> {
-    check_profile(&cli.profile)?;
-    crate::diag::set_verbosity(cli.verbose);
+fn run(cli: Cli) -> CmdResult {
+    let session = Session::new(cli.config.vault()?, &cli.profile, cli.config.overrides())?;
     let ctx = Ctx {
-        profile: cli.profile,
         json: cli.json,
-        verbose: cli.verbose,
-        vault: Vault::from_env()?,
+        session,
     };
     match cli.command {
         Command::Login { no_browser, region } => login::run(&ctx, no_browser, region.into()),

@@ -1,19 +1,19 @@
 //! `kimi-vault status`: what is stored and where, never a secret.
 
+use kimi_vault::store::BackendKind;
 use serde_json::json;
 
+use crate::cli::failure::{CmdResult, exit};
 use crate::cli::{Ctx, output};
-use crate::diag::{now_unix, rfc3339};
-use crate::error::{Result, exit};
-use crate::store::BackendKind;
 
 /// Prints the status; exit 0 when logged in, 3 otherwise.
-pub fn run(ctx: &Ctx) -> Result<u8> {
-    let vault = &ctx.vault;
-    let loaded = vault.load(&ctx.profile)?;
-    let (target, target_reason) = vault.write_target(&ctx.profile);
+pub(crate) fn run(ctx: &Ctx) -> CmdResult {
+    let vault = ctx.session.vault();
+    let profile = ctx.profile();
+    let loaded = ctx.session.stored()?;
+    let (target, target_reason) = vault.write_target(profile);
     let (backend, reason) = match &loaded {
-        Some(l) if l.backend == target => (l.backend, target_reason),
+        Some(l) if l.backend == target => (l.backend, target_reason.to_string()),
         Some(l) => (
             l.backend,
             match l.backend {
@@ -24,21 +24,21 @@ pub fn run(ctx: &Ctx) -> Result<u8> {
                 BackendKind::Keyring => "stored in the OS keyring".to_owned(),
             },
         ),
-        None => (target, target_reason),
+        None => (target, target_reason.to_string()),
     };
-    let now = now_unix();
+    let now = kimi_vault::now_unix();
     let cred = loaded.as_ref().map(|l| &l.cred);
     let needs_login = cred.is_some_and(|c| c.needs_login);
     let logged_in = cred.is_some() && !needs_login;
     let paths = vault.paths();
     if ctx.json {
         output::json_line(&json!({
-            "profile": ctx.profile,
+            "profile": profile,
             "logged_in": logged_in,
             "needs_login": needs_login,
             "backend": backend.as_str(),
             "backend_reason": reason,
-            "expires_at": cred.map(|c| rfc3339(c.expires_at)),
+            "expires_at": cred.map(|c| kimi_vault::rfc3339(c.expires_at)),
             "expires_in_seconds": cred.map(|c| c.expires_in(now)),
             "scope": cred.map(|c| c.scope.clone()),
             "region": cred.map(|c| if c.region.is_empty() { "cn".to_owned() } else { c.region.clone() }),
@@ -48,21 +48,25 @@ pub fn run(ctx: &Ctx) -> Result<u8> {
             "lock_file": paths.lock(),
         }));
     } else {
+        let login = format!(
+            "kimi-vault login{}",
+            crate::cli::failure::profile_flag(profile)
+        );
         let state = if logged_in {
-            "yes"
+            "yes".to_owned()
         } else if needs_login {
-            "no: the refresh token was rejected, run `kimi-vault login`"
+            format!("no: the refresh token was rejected, run `{login}`")
         } else {
-            "no: run `kimi-vault login`"
+            format!("no: run `{login}`")
         };
-        println!("profile:    {}", ctx.profile);
+        println!("profile:    {profile}");
         println!("logged in:  {state}");
         println!("backend:    {} ({reason})", backend.as_str());
         if let Some(c) = cred {
             println!(
                 "expires:    {} ({})",
-                rfc3339(c.expires_at),
-                output::human_duration(c.expires_in(now))
+                kimi_vault::rfc3339(c.expires_at),
+                output::relative(c.expires_in(now))
             );
             println!(
                 "scope:      {}",

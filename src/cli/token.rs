@@ -5,20 +5,18 @@ use std::io::Write;
 use std::process::Command;
 
 use crate::cli::Ctx;
-use crate::error::{Error, Result, exit};
-use crate::oauth::endpoints::{Endpoints, Region};
-use crate::oauth::refresh::fresh_credential;
+use crate::cli::failure::{CmdResult, Failure, exit};
 
 /// Default variable for `exec`.
-pub const DEFAULT_TOKEN_VAR: &str = "ANTHROPIC_AUTH_TOKEN";
+pub(crate) const DEFAULT_TOKEN_VAR: &str = "ANTHROPIC_AUTH_TOKEN";
 /// `exec` sets this to the Anthropic-compatible base unless it is already set.
-pub const BASE_URL_VAR: &str = "ANTHROPIC_BASE_URL";
+pub(crate) const BASE_URL_VAR: &str = "ANTHROPIC_BASE_URL";
 /// Threshold `exec` uses before handing a token to a program.
 const EXEC_MIN_VALID: i64 = 300;
 
 /// Prints a valid access token and a newline.
-pub fn token(ctx: &Ctx, min_valid: u32) -> Result<u8> {
-    let cred = fresh_credential(&ctx.vault, &ctx.profile, i64::from(min_valid))?;
+pub(crate) fn token(ctx: &Ctx, min_valid: u32) -> CmdResult {
+    let cred = ctx.session.token(i64::from(min_valid))?;
     let mut line =
         zeroize::Zeroizing::new(String::with_capacity(cred.access_token.expose().len() + 1));
     line.push_str(cred.access_token.expose());
@@ -26,18 +24,18 @@ pub fn token(ctx: &Ctx, min_valid: u32) -> Result<u8> {
     let mut out = std::io::stdout().lock();
     out.write_all(line.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| Error::io("cannot write the token to stdout", e))?;
+        .map_err(Failure::Output)?;
     Ok(exit::OK)
 }
 
-fn check_var(name: &str) -> Result<()> {
+fn check_var(name: &str) -> Result<(), Failure> {
     let ok = !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
     if ok {
         Ok(())
     } else {
-        Err(Error::Usage(format!(
+        Err(Failure::Usage(format!(
             "--env takes an environment variable name (letters, digits, '_'), not '{}'",
             name.escape_default()
         )))
@@ -45,13 +43,13 @@ fn check_var(name: &str) -> Result<()> {
 }
 
 /// Runs `cmd` with the token in its environment; its exit code becomes ours.
-pub fn exec(ctx: &Ctx, vars: &[String], cmd: &[OsString]) -> Result<u8> {
+pub(crate) fn exec(ctx: &Ctx, vars: &[String], cmd: &[OsString]) -> CmdResult {
     vars.iter().try_for_each(|v| check_var(v))?;
-    let cred = fresh_credential(&ctx.vault, &ctx.profile, EXEC_MIN_VALID)?;
-    let endpoints = Endpoints::resolve(Region::from_stored(&cred.region))?;
     let (program, args) = cmd
         .split_first()
-        .ok_or_else(|| Error::Usage("exec needs a command after --".into()))?;
+        .ok_or_else(|| Failure::Usage("exec needs a command after --".into()))?;
+    let cred = ctx.session.token(EXEC_MIN_VALID)?;
+    let endpoints = ctx.session.endpoints_for(&cred)?;
     let mut child = Command::new(program);
     child.args(args);
     if vars.is_empty() {
@@ -68,14 +66,18 @@ pub fn exec(ctx: &Ctx, vars: &[String], cmd: &[OsString]) -> Result<u8> {
     {
         // Replace this process: signals, the terminal and the exit code are CMD's own.
         use std::os::unix::process::CommandExt;
-        let err = child.exec();
-        Err(Error::Exec(format!("cannot run {shown}: {err}")))
+        let source = child.exec();
+        Err(Failure::Exec {
+            program: shown,
+            source,
+        })
     }
     #[cfg(not(unix))]
     {
-        let status = child
-            .status()
-            .map_err(|e| Error::Exec(format!("cannot run {shown}: {e}")))?;
+        let status = child.status().map_err(|source| Failure::Exec {
+            program: shown,
+            source,
+        })?;
         Ok(status.code().map(|c| c as u8).unwrap_or(exit::FAILURE))
     }
 }

@@ -4,16 +4,18 @@
 //! back and compare, then overwrite the source with zeros, fsync and delete it. Any failure before
 //! the comparison leaves the source byte for byte as it was.
 
-pub mod parse;
-pub mod sources;
+pub(crate) mod parse;
+pub(crate) mod sources;
 
 use std::path::PathBuf;
 
-use crate::diag::warn;
+use crate::clock::rfc3339;
 use crate::error::{Error, Result};
 use crate::store::keyring::KeyringBackend;
 use crate::store::{BackendKind, BackendMode, Credential, Vault};
-use parse::{ParseError, Tool};
+use parse::ParseError;
+pub use parse::Tool;
+pub use sources::SourceDirs;
 use sources::{Candidate, Location};
 
 /// What the user asked for.
@@ -29,6 +31,8 @@ pub struct Options {
     pub force: bool,
     /// Target profile.
     pub profile: String,
+    /// Where to look.
+    pub dirs: SourceDirs,
 }
 
 /// One line of the report (never a secret).
@@ -80,9 +84,15 @@ struct Valid {
 }
 
 /// Test-only fault injection (`KIMI_VAULT_FAULT=readback-mismatch`), to prove that a failed
-/// verification leaves the source in place.
+/// verification leaves the source in place. Compiled only with the `testing` feature.
+#[cfg(feature = "testing")]
 fn fault(name: &str) -> bool {
     std::env::var("KIMI_VAULT_FAULT").is_ok_and(|v| v == name)
+}
+
+#[cfg(not(feature = "testing"))]
+fn fault(_name: &str) -> bool {
+    false
 }
 
 fn entry(
@@ -120,10 +130,7 @@ fn candidates(vault: &Vault, opts: &Options) -> Result<Vec<Candidate>> {
             })
             .collect());
     }
-    let home = dirs::home_dir().ok_or_else(|| {
-        Error::Usage("cannot find your home directory: give the sources with --from".into())
-    })?;
-    let mut found = sources::discover(&home);
+    let mut found = sources::discover(&opts.dirs);
     if vault.mode() != BackendMode::File {
         found.push(Candidate {
             location: Location::Keyring,
@@ -142,13 +149,13 @@ fn read_candidate(
     match &c.location {
         Location::Keyring => {
             let (service, user) = sources::KIMI_CLI_KEYRING;
-            let value = match keyring.read_foreign(service, user) {
+            let value = match keyring.read_any(service, user) {
                 Ok(Some(v)) => v,
                 Ok(None) if explicit => {
                     return Err((c.tool, "there is no such keyring entry".into()));
                 }
                 Ok(None) => return Ok(None),
-                Err(f) if explicit => return Err((c.tool, f.reason().to_owned())),
+                Err(e) if explicit => return Err((c.tool, e.to_string())),
                 Err(_) => return Ok(None),
             };
             let parsed = parse::parse(Tool::KimiCliKeyring, value.as_bytes(), None)
@@ -174,10 +181,10 @@ fn read_candidate(
             )
             .map_err(|e: ParseError| (Some(tool), e.reason()))?;
             if file.was_readable_by_others {
-                warn(&format!(
+                tracing::warn!(
                     "{} was readable by other users: the token in it may have been exposed",
                     path.display()
-                ));
+                );
             }
             Ok(Some(Valid {
                 location: c.location.clone(),
@@ -221,7 +228,7 @@ fn shell_quote(s: &str) -> String {
 
 /// Runs the migration.
 pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
-    let keyring = KeyringBackend::default();
+    let keyring = vault.keyring();
     let profile = opts.profile.as_str();
     let mut report = Report {
         dry_run: opts.dry_run,
@@ -229,7 +236,7 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
     };
     let mut valid: Vec<Valid> = Vec::new();
     for c in candidates(vault, opts)? {
-        match read_candidate(&keyring, &c, !opts.from.is_empty()) {
+        match read_candidate(keyring, &c, !opts.from.is_empty()) {
             Ok(Some(v)) => valid.push(v),
             Ok(None) => {}
             Err((tool, reason)) => {
@@ -256,11 +263,11 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
             other.tool.name()
         );
         let mut e = entry(&other.location, Some(other.tool), profile, suggestion);
-        e.expires_at = Some(crate::diag::rfc3339(other.parsed.expires_at));
+        e.expires_at = Some(rfc3339(other.parsed.expires_at));
         report.skipped.push(e);
     }
     let mut chosen_entry = entry(&chosen.location, Some(chosen.tool), profile, "");
-    chosen_entry.expires_at = Some(crate::diag::rfc3339(chosen.parsed.expires_at));
+    chosen_entry.expires_at = Some(rfc3339(chosen.parsed.expires_at));
 
     if let Some(existing) = vault.load(profile)?
         && !opts.force
@@ -298,7 +305,7 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
     let back = vault.load(profile)?;
     if !back.is_some_and(|b| same(&b.cred, &cred)) {
         return Err(Error::Protocol(format!(
-            "the vault copy of {} did not read back identically, so the source was left in place; run `kimi-vault migrate --force` to try again",
+            "the vault copy of {} did not read back identically, so the source was left in place; migrate it again with --force",
             chosen.location.display()
         )));
     }
@@ -312,11 +319,11 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
     report.imported.push(chosen_entry.clone());
 
     if opts.keep {
-        warn(&format!(
+        tracing::warn!(
             "--keep: {} is still there. Refresh tokens rotate: whichever of kimi-vault and {} refreshes second will be logged out",
             chosen.location.display(),
             chosen.tool.name()
-        ));
+        );
         return Ok(report);
     }
     let removal = match (&chosen.location, chosen.identity) {
@@ -328,9 +335,9 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
         _ => {
             let (service, user) = sources::KIMI_CLI_KEYRING;
             keyring
-                .delete_foreign(service, user)
+                .delete_any(service, user)
                 .map(|_| ())
-                .map_err(|f| f.reason().to_owned())
+                .map_err(|e| e.to_string())
         }
     };
     match removal {
@@ -340,10 +347,10 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
             report.removed.push(removed);
         }
         Err(why) => {
-            warn(&format!(
+            tracing::warn!(
                 "imported {}, but could not remove it ({why}). Delete it yourself: refresh tokens rotate, and a copy left behind breaks whichever install refreshes second",
                 chosen.location.display()
-            ));
+            );
             let mut e = chosen_entry;
             e.reason = format!("imported, but not removed: {why}");
             report.skipped.push(e);

@@ -40,27 +40,6 @@ impl Tool {
             Tool::Opencode => "opencode-kimi-auth",
         }
     }
-
-    /// What changes for the user of that tool once its credential has moved.
-    pub fn after_move(self) -> &'static str {
-        match self {
-            Tool::KimiCli | Tool::KimiCliKeyring => {
-                "kimi-cli will ask you to log in again; to keep one login, run it as `kimi-vault exec -- kimi`"
-            }
-            Tool::KimiCode => {
-                "kimi-code will ask you to log in again; run it as `kimi-vault exec -- kimi-code`, or point it at `kimi-vault proxy`"
-            }
-            Tool::Roder => {
-                "Roder will ask you to log in again; give it `kimi-vault token` as its key command, or `kimi-vault proxy`"
-            }
-            Tool::CliProxyApi => {
-                "CLIProxyAPI no longer has this Kimi account; use `kimi-vault proxy` as the local Anthropic-compatible endpoint instead"
-            }
-            Tool::Opencode => {
-                "opencode-kimi-auth will ask you to log in again; use `kimi-vault exec -- opencode` or `kimi-vault proxy`"
-            }
-        }
-    }
 }
 
 /// A credential read from another tool.

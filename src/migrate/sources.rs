@@ -45,10 +45,25 @@ pub struct Candidate {
     pub tool: Option<Tool>,
 }
 
-fn env_dir(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+/// Where other tools keep their files: the home directory and the tools' own overrides
+/// (`KIMI_SHARE_DIR`, `KIMI_CODE_HOME`, `RODER_DATA_DIR`, `RODER_CONFIG_DIR` on the command
+/// line).
+#[derive(Debug, Clone, Default)]
+pub struct SourceDirs {
+    /// The user's home directory.
+    pub home: PathBuf,
+    /// kimi-cli's share directory (default `~/.kimi`).
+    pub kimi_share_dir: Option<PathBuf>,
+    /// kimi-code's home (default `~/.kimi-code`).
+    pub kimi_code_home: Option<PathBuf>,
+    /// Roder's data directory.
+    pub roder_data_dir: Option<PathBuf>,
+    /// Roder's config directory.
+    pub roder_config_dir: Option<PathBuf>,
+}
+
+fn nonempty(p: &Option<PathBuf>) -> Option<PathBuf> {
+    p.clone().filter(|p| !p.as_os_str().is_empty())
 }
 
 fn files_matching(dir: &Path, prefix: &str) -> Vec<PathBuf> {
@@ -68,17 +83,18 @@ fn files_matching(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 }
 
 /// Every known location that exists (as anything, even a symlink), in a stable order.
-pub fn discover(home: &Path) -> Vec<Candidate> {
+pub(crate) fn discover(dirs: &SourceDirs) -> Vec<Candidate> {
+    let home = &dirs.home;
     let mut out: Vec<(PathBuf, Tool)> = Vec::new();
-    let kimi_share = env_dir("KIMI_SHARE_DIR").unwrap_or_else(|| home.join(".kimi"));
+    let kimi_share = nonempty(&dirs.kimi_share_dir).unwrap_or_else(|| home.join(".kimi"));
     out.push((kimi_share.join("credentials/kimi-code.json"), Tool::KimiCli));
-    let kimi_code = env_dir("KIMI_CODE_HOME").unwrap_or_else(|| home.join(".kimi-code"));
+    let kimi_code = nonempty(&dirs.kimi_code_home).unwrap_or_else(|| home.join(".kimi-code"));
     for p in files_matching(&kimi_code.join("credentials"), "kimi-code") {
         out.push((p, Tool::KimiCode));
     }
     for dir in [
-        env_dir("RODER_DATA_DIR"),
-        env_dir("RODER_CONFIG_DIR"),
+        nonempty(&dirs.roder_data_dir),
+        nonempty(&dirs.roder_config_dir),
         Some(home.join(".roder")),
     ]
     .into_iter()

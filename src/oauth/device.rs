@@ -1,10 +1,12 @@
-//! RFC 8628 device authorization grant against Kimi's auth server.
+//! RFC 8628 device authorization grant against Kimi's auth server (protocol only).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::error::{Error, Result};
+use tokio::time::Instant;
+
+use crate::error::{Error, LoginFailure, Result};
+use crate::http::Http;
 use crate::oauth::endpoints::Endpoints;
-use crate::oauth::http::Http;
 use crate::oauth::response::{
     DeviceAuthorization, TokenGrant, TokenOutcome, classify_token, parse_device_authorization,
 };
@@ -14,12 +16,13 @@ use crate::redact::redact_body;
 pub const SLOW_DOWN_STEP: u64 = 5;
 /// Consecutive transient failures tolerated while polling.
 const MAX_POLL_FAILURES: u32 = 5;
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What happens during a login, for the caller to show.
-#[derive(Debug)]
-pub enum LoginEvent<'a> {
-    /// The user must visit the URL and enter the code.
-    Verification(&'a DeviceAuthorization),
+/// What happens while waiting for the user, for the caller to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LoginEvent {
     /// One more poll found the authorization still pending.
     Waiting,
     /// The server asked to poll more slowly; the new interval in seconds.
@@ -34,12 +37,14 @@ fn service(endpoints: &Endpoints, detail: &str) -> Error {
 }
 
 /// Asks for a device code.
-pub fn start(http: &Http, endpoints: &Endpoints) -> Result<DeviceAuthorization> {
+pub(crate) async fn start(http: &Http, endpoints: &Endpoints) -> Result<DeviceAuthorization> {
     let reply = http
         .post_form(
             &endpoints.device_authorization_url(),
             &[("client_id", endpoints.client_id.as_str())],
+            REQUEST_TIMEOUT,
         )
+        .await
         .map_err(|e| service(endpoints, &e))?;
     match reply.status {
         200..=299 => parse_device_authorization(&reply.body).map_err(|e| {
@@ -59,11 +64,11 @@ pub fn start(http: &Http, endpoints: &Endpoints) -> Result<DeviceAuthorization> 
 }
 
 /// Polls the token endpoint until the user approves, denies, or the code expires.
-pub fn poll(
+pub(crate) async fn poll(
     http: &Http,
     endpoints: &Endpoints,
     auth: &DeviceAuthorization,
-    on_event: &mut dyn FnMut(LoginEvent<'_>),
+    on_event: &mut (dyn FnMut(LoginEvent) + Send),
 ) -> Result<TokenGrant> {
     let deadline = Instant::now() + Duration::from_secs(auth.expires_in);
     let mut interval = auth.interval;
@@ -72,18 +77,15 @@ pub fn poll(
     loop {
         let wait = Duration::from_secs(interval);
         if Instant::now() + wait > deadline {
-            return Err(Error::LoginFailed(
-                "the login code expired before it was approved: run `kimi-vault login` again"
-                    .into(),
-            ));
+            return Err(Error::LoginFailed(LoginFailure::Expired));
         }
-        std::thread::sleep(wait);
+        tokio::time::sleep(wait).await;
         let form = [
             ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
             ("device_code", auth.device_code.expose()),
             ("client_id", endpoints.client_id.as_str()),
         ];
-        let outcome = match http.post_form(&url, &form) {
+        let outcome = match http.post_form(&url, &form, REQUEST_TIMEOUT).await {
             Ok(reply) => classify_token(reply.status, &reply.body, reply.retry_after),
             Err(e) => TokenOutcome::Transient(format!("network error: {e}"), None),
         };
@@ -95,30 +97,23 @@ pub fn poll(
             }
             TokenOutcome::SlowDown => {
                 interval += SLOW_DOWN_STEP;
+                tracing::info!("the server asked to slow down: polling every {interval} s");
                 on_event(LoginEvent::SlowDown(interval));
             }
-            TokenOutcome::Expired => {
-                return Err(Error::LoginFailed(
-                    "the login code expired: run `kimi-vault login` again".into(),
-                ));
-            }
-            TokenOutcome::Denied => {
-                return Err(Error::LoginFailed(
-                    "the login was denied in the browser; nothing was stored".into(),
-                ));
-            }
+            TokenOutcome::Expired => return Err(Error::LoginFailed(LoginFailure::Expired)),
+            TokenOutcome::Denied => return Err(Error::LoginFailed(LoginFailure::Denied)),
             TokenOutcome::Transient(why, retry_after) => {
                 failures += 1;
                 if failures >= MAX_POLL_FAILURES {
                     return Err(service(endpoints, &why));
                 }
                 if let Some(ra) = retry_after {
-                    std::thread::sleep(ra.min(Duration::from_secs(30)));
+                    tokio::time::sleep(ra.min(Duration::from_secs(30))).await;
                 }
             }
             TokenOutcome::Rejected(why) | TokenOutcome::Malformed(why) => {
                 return Err(Error::Protocol(format!(
-                    "Kimi's auth server refused the login ({why}); run `kimi-vault login` again"
+                    "Kimi's auth server refused the login ({why})"
                 )));
             }
         }

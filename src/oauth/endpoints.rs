@@ -37,7 +37,8 @@ impl Region {
         }
     }
 
-    /// Parses a stored region; anything unknown is `cn`.
+    /// Parses a stored region; anything unknown (or empty, from before regions were stored) is
+    /// `cn`.
     pub fn from_stored(s: &str) -> Self {
         if s == "global" {
             Region::Global
@@ -47,7 +48,19 @@ impl Region {
     }
 }
 
-/// The resolved endpoints for one region and environment.
+/// Overrides of the default endpoints (on the command line: `KIMI_CODE_OAUTH_HOST` or
+/// `KIMI_OAUTH_HOST`, `KIMI_CODE_BASE_URL`, `KIMI_CLIENT_ID`). Empty strings count as unset.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointOverrides {
+    /// The OAuth host.
+    pub oauth_host: Option<String>,
+    /// The API base.
+    pub api_base: Option<String>,
+    /// The OAuth client id.
+    pub client_id: Option<String>,
+}
+
+/// The resolved endpoints for one region and its overrides.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
     /// The OAuth host (scheme and authority, maybe a path prefix).
@@ -58,36 +71,33 @@ pub struct Endpoints {
     pub client_id: String,
 }
 
-fn env_nonempty(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+fn nonempty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
 impl Endpoints {
-    /// Resolves endpoints: `KIMI_CODE_OAUTH_HOST`, then `KIMI_OAUTH_HOST`, then the region's
-    /// host; `KIMI_CODE_BASE_URL`, then the region's base; `KIMI_CLIENT_ID`, then Kimi's id.
-    /// Both URLs are checked against the endpoint rule.
-    pub fn resolve(region: Region) -> Result<Self> {
+    /// Resolves the endpoints of `region` with `overrides` applied; both URLs are checked
+    /// against the endpoint rule before anything is sent.
+    pub fn resolve(region: Region, overrides: &EndpointOverrides) -> Result<Self> {
         let (host, base) = match region {
             Region::Cn => (OAUTH_HOST_CN, API_BASE_CN),
             Region::Global => (OAUTH_HOST_GLOBAL, API_BASE_GLOBAL),
         };
-        let host = env_nonempty("KIMI_CODE_OAUTH_HOST")
-            .or_else(|| env_nonempty("KIMI_OAUTH_HOST"))
-            .unwrap_or_else(|| host.to_owned());
-        let base = env_nonempty("KIMI_CODE_BASE_URL").unwrap_or_else(|| base.to_owned());
-        let client_id = env_nonempty("KIMI_CLIENT_ID").unwrap_or_else(|| CLIENT_ID.to_owned());
+        let host = nonempty(&overrides.oauth_host).unwrap_or(host);
+        let base = nonempty(&overrides.api_base).unwrap_or(base);
+        let client_id = nonempty(&overrides.client_id).unwrap_or(CLIENT_ID);
         if !client_id
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         {
-            return Err(Error::Usage(
+            return Err(Error::Config(
                 "KIMI_CLIENT_ID may hold only letters, digits, '-', '_' and '.'".into(),
             ));
         }
         Ok(Endpoints {
-            oauth_host: checked_url(&host)?,
-            api_base: checked_url(&base)?,
-            client_id,
+            oauth_host: checked_url(host)?,
+            api_base: checked_url(base)?,
+            client_id: client_id.to_owned(),
         })
     }
 
@@ -105,6 +115,14 @@ impl Endpoints {
     /// `POST {host}/api/oauth/token`.
     pub fn token_url(&self) -> Url {
         self.oauth_url("/api/oauth/token")
+    }
+
+    /// `{API base}/PATH` (`usages`, `models`).
+    pub fn api_url(&self, path: &str) -> Url {
+        let mut s = self.api_base.as_str().trim_end_matches('/').to_owned();
+        s.push('/');
+        s.push_str(path.trim_start_matches('/'));
+        Url::parse(&s).expect("a checked base joined with a path parses")
     }
 
     /// The API base without a trailing `/v1`: Kimi's Anthropic-compatible endpoint.

@@ -1,8 +1,11 @@
-//! OAuth with Kimi: endpoints and their rule, the HTTP client, device-flow login and
-//! single-flight refresh.
+//! OAuth with Kimi, protocol only: the endpoints and their rule, the device-flow exchange, the
+//! refresh exchange, and what the server's answers mean. Nothing here stores anything.
 
-pub mod device;
+pub(crate) mod device;
 pub mod endpoints;
-pub mod http;
-pub mod refresh;
-pub mod response;
+pub(crate) mod refresh;
+pub(crate) mod response;
+
+pub use device::LoginEvent;
+pub use endpoints::{EndpointOverrides, Endpoints, Region};
+pub use response::{DeviceAuthorization, TokenGrant};

@@ -17,6 +17,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::error::{Result, random_fill};
 use crate::secret::SecretBytes;
 
 /// File magic.
@@ -54,11 +55,6 @@ impl VaultKey {
         id.copy_from_slice(&digest[..8]);
         VaultKey { key, id }
     }
-
-    /// The key identifier written into the header.
-    pub fn id(&self) -> [u8; 8] {
-        self.id
-    }
 }
 
 /// Why an envelope could not be opened.
@@ -82,10 +78,10 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Seals `plaintext` under `key` with a fresh random nonce.
-pub fn seal(key: &VaultKey, plaintext: &[u8]) -> Vec<u8> {
+pub fn seal(key: &VaultKey, plaintext: &[u8]) -> Result<Vec<u8>> {
     let mut nonce = [0u8; 12];
-    getrandom::fill(&mut nonce).expect("the OS random number generator failed");
-    seal_with_nonce(key, nonce, plaintext)
+    random_fill(&mut nonce)?;
+    Ok(seal_with_nonce(key, nonce, plaintext))
 }
 
 /// Seals with a given nonce (for tests and fuzzing; production uses [`seal`]).
@@ -139,7 +135,7 @@ pub fn open(key: &VaultKey, data: &[u8]) -> Result<SecretBytes, EnvelopeError> {
                 aad: &data[..HEADER_LEN],
             },
         )
-        .map(Zeroizing::new)
+        .map(SecretBytes::new)
         .map_err(|_| EnvelopeError::Tampered)
 }
 
@@ -151,21 +147,28 @@ mod tests {
     fn round_trip_and_errors() {
         let key = VaultKey::from_bytes([7u8; 32]);
         let other = VaultKey::from_bytes([8u8; 32]);
-        let sealed = seal(&key, b"hello");
-        assert_eq!(open(&key, &sealed).unwrap().as_slice(), b"hello");
-        assert_eq!(open(&other, &sealed), Err(EnvelopeError::WrongKey));
+        let sealed = seal(&key, b"hello").unwrap();
+        assert_eq!(open(&key, &sealed).unwrap().expose(), b"hello");
+        assert_eq!(open(&other, &sealed).unwrap_err(), EnvelopeError::WrongKey);
         let mut bad = sealed.clone();
         *bad.last_mut().unwrap() ^= 1;
-        assert_eq!(open(&key, &bad), Err(EnvelopeError::Tampered));
-        assert_eq!(open(&key, &sealed[..20]), Err(EnvelopeError::Truncated));
-        assert_eq!(open(&key, b"{}"), Err(EnvelopeError::NotAVault));
-        assert_ne!(seal(&key, b"x"), seal(&key, b"x"), "nonce must be fresh");
+        assert_eq!(open(&key, &bad).unwrap_err(), EnvelopeError::Tampered);
+        assert_eq!(
+            open(&key, &sealed[..20]).unwrap_err(),
+            EnvelopeError::Truncated
+        );
+        assert_eq!(open(&key, b"{}").unwrap_err(), EnvelopeError::NotAVault);
+        assert_ne!(
+            seal(&key, b"x").unwrap(),
+            seal(&key, b"x").unwrap(),
+            "nonce must be fresh"
+        );
     }
 
     #[test]
     fn every_bit_flip_fails() {
         let key = VaultKey::from_bytes([1u8; 32]);
-        let sealed = seal(&key, b"some plaintext");
+        let sealed = seal(&key, b"some plaintext").unwrap();
         for i in 0..sealed.len() * 8 {
             let mut bad = sealed.clone();
             bad[i / 8] ^= 1 << (i % 8);

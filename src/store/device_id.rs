@@ -5,15 +5,13 @@ use crate::store::fsutil;
 use crate::store::paths::{DEVICE_ID_FILE, VaultPaths};
 
 /// Reads `device-id`, creating it (exclusively) the first time.
-pub fn load_or_create(paths: &VaultPaths) -> Result<String> {
+pub(crate) fn load_or_create(paths: &VaultPaths) -> Result<String> {
     if let Some(id) = read(paths)? {
         return Ok(id);
     }
     fsutil::ensure_private_dir(paths.home())?;
     let mut raw = [0u8; 16];
-    getrandom::fill(&mut raw).map_err(|e| {
-        crate::error::Error::io("cannot get random bytes", std::io::Error::other(e))
-    })?;
+    crate::error::random_fill(&mut raw)?;
     let fresh = crate::store::crypto::hex(&raw);
     // Lost a race with another process: use the id it wrote.
     fsutil::create_exclusive(paths.home(), DEVICE_ID_FILE, fresh.as_bytes())?;
@@ -24,7 +22,7 @@ fn read(paths: &VaultPaths) -> Result<Option<String>> {
     let Some(bytes) = fsutil::read_private(&paths.device_id(), 256)? else {
         return Ok(None);
     };
-    let id: String = String::from_utf8_lossy(&bytes)
+    let id: String = String::from_utf8_lossy(bytes.expose())
         .trim()
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')

@@ -1,60 +1,59 @@
 //! The encrypted-file backend: every profile in one `vault.enc`, sealed with the key of
 //! `vault.key`.
 
+use std::io::Write;
+
 use zeroize::Zeroizing;
 
-use crate::diag::warn;
 use crate::error::{Error, Result, VaultProblem};
 use crate::store::crypto::{self, EnvelopeError};
 use crate::store::fsutil;
 use crate::store::key;
 use crate::store::lock::VaultLock;
-use crate::store::paths::{VAULT_FILE, VaultPaths};
+use crate::store::paths::{KEY_FILE, VAULT_FILE, VaultPaths};
 use crate::store::record::{CONTENTS_VERSION, Credential, VaultContents};
-use crate::store::{Backend, BackendKind};
 
-/// Largest `vault.enc` we read (a vault of many profiles is a few KiB).
-pub const MAX_VAULT_BYTES: u64 = 4 * 1024 * 1024;
+/// Largest `vault.enc` read (a vault of many profiles is a few KiB).
+pub(crate) const MAX_VAULT_BYTES: u64 = 4 * 1024 * 1024;
 
 /// The encrypted-file backend.
 #[derive(Debug, Clone)]
-pub struct FileBackend {
+pub(crate) struct FileBackend {
     paths: VaultPaths,
 }
 
 impl FileBackend {
     /// The backend for this vault directory.
-    pub fn new(paths: VaultPaths) -> Self {
+    pub(crate) fn new(paths: VaultPaths) -> Self {
         FileBackend { paths }
     }
 
     /// True when `vault.enc` exists (as anything, even a symlink).
-    pub fn exists(&self) -> bool {
+    pub(crate) fn exists(&self) -> bool {
         std::fs::symlink_metadata(self.paths.vault()).is_ok()
     }
 
     /// Decrypts the whole vault. `Ok(None)` when there is no `vault.enc`.
-    pub fn load_contents(&self) -> Result<Option<VaultContents>> {
+    pub(crate) fn load_contents(&self) -> Result<Option<VaultContents>> {
         let path = self.paths.vault();
         let Some(data) = fsutil::read_private(&path, MAX_VAULT_BYTES)? else {
             return Ok(None);
         };
-        let data = Zeroizing::new(data);
         let Some(key) = key::load(&self.paths)? else {
             return Err(Error::vault(self.paths.key(), VaultProblem::KeyMissing));
         };
-        decode(&key, &data)
+        decode(&key, data.expose())
             .map(Some)
             .map_err(|problem| Error::vault(&path, problem))
     }
 
     /// Encrypts and atomically replaces the whole vault (creating the key if needed).
-    pub fn store_contents(&self, contents: &VaultContents, lock: &VaultLock) -> Result<()> {
+    pub(crate) fn store_contents(&self, contents: &VaultContents, lock: &VaultLock) -> Result<()> {
         fsutil::sweep_stale_temps(self.paths.home(), VAULT_FILE);
-        fsutil::sweep_stale_temps(self.paths.home(), crate::store::paths::KEY_FILE);
+        fsutil::sweep_stale_temps(self.paths.home(), KEY_FILE);
         let key = key::load_or_create(&self.paths, lock)?;
-        let plain = Zeroizing::new(serde_json::to_vec(contents).expect("vault serializes"));
-        let sealed = crypto::seal(&key, &plain);
+        let plain = encode(contents);
+        let sealed = crypto::seal(&key, &plain)?;
         fsutil::write_atomic(self.paths.home(), VAULT_FILE, &sealed)
     }
 
@@ -70,19 +69,19 @@ impl FileBackend {
                 let key_broken = path == self.paths.key();
                 if key_broken && problem != VaultProblem::KeyMissing {
                     let aside = fsutil::set_aside(&self.paths.key())?;
-                    warn(&format!(
+                    tracing::warn!(
                         "{} was unreadable; kept aside as {}",
                         self.paths.key().display(),
                         aside.display()
-                    ));
+                    );
                 }
                 if self.exists() {
                     let aside = fsutil::set_aside(&self.paths.vault())?;
-                    warn(&format!(
+                    tracing::warn!(
                         "{} was unreadable; kept aside as {} and a new vault was started",
                         self.paths.vault().display(),
                         aside.display()
-                    ));
+                    );
                 }
                 Ok(empty())
             }
@@ -91,7 +90,7 @@ impl FileBackend {
     }
 
     /// Stores one profile, setting an unreadable vault aside first when `set_aside` (login).
-    pub fn save_profile(
+    pub(crate) fn save(
         &self,
         profile: &str,
         cred: &Credential,
@@ -102,12 +101,55 @@ impl FileBackend {
         contents.profiles.insert(profile.to_owned(), cred.clone());
         self.store_contents(&contents, lock)
     }
+
+    /// The profile's credential, if stored here.
+    pub(crate) fn load(&self, profile: &str) -> Result<Option<Credential>> {
+        Ok(self
+            .load_contents()?
+            .and_then(|mut c| c.profiles.remove(profile)))
+    }
+
+    /// Removes the profile; false when it was not here.
+    pub(crate) fn delete(&self, profile: &str, lock: &VaultLock) -> Result<bool> {
+        let Some(mut contents) = self.load_contents()? else {
+            return Ok(false);
+        };
+        if contents.profiles.remove(profile).is_none() {
+            return Ok(false);
+        }
+        self.store_contents(&contents, lock)?;
+        Ok(true)
+    }
 }
 
 fn empty() -> VaultContents {
     VaultContents {
         version: CONTENTS_VERSION,
         profiles: Default::default(),
+    }
+}
+
+/// Serializes the vault's plaintext into a buffer of exactly the right size (measured by a
+/// first pass that keeps nothing), so that no reallocation leaves a partial copy of the secrets
+/// behind; the buffer is wiped on drop.
+fn encode(contents: &VaultContents) -> Zeroizing<Vec<u8>> {
+    let mut counter = CountingSink(0);
+    serde_json::to_writer(&mut counter, contents).expect("the vault serializes");
+    let mut buf = Zeroizing::new(Vec::with_capacity(counter.0));
+    serde_json::to_writer(&mut *buf, contents).expect("the vault serializes");
+    buf
+}
+
+/// Counts bytes written, keeps none.
+struct CountingSink(usize);
+
+impl Write for CountingSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0 += data.len();
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -122,7 +164,7 @@ pub fn decode(key: &crypto::VaultKey, data: &[u8]) -> Result<VaultContents, Vaul
             "format version {v} is not known to this kimi-vault; upgrade kimi-vault"
         )),
     })?;
-    let contents: VaultContents = serde_json::from_slice(&plain).map_err(|e| {
+    let contents: VaultContents = serde_json::from_slice(plain.expose()).map_err(|e| {
         // serde_json's Display can quote the offending value: only its position is used.
         VaultProblem::Corrupt(format!(
             "the decrypted content has an unexpected shape at line {}, column {}",
@@ -139,29 +181,26 @@ pub fn decode(key: &crypto::VaultKey, data: &[u8]) -> Result<VaultContents, Vaul
     Ok(contents)
 }
 
-impl Backend for FileBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::File
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn load(&self, profile: &str) -> Result<Option<Credential>> {
-        Ok(self
-            .load_contents()?
-            .and_then(|mut c| c.profiles.remove(profile)))
-    }
-
-    fn save(&self, profile: &str, cred: &Credential, lock: &VaultLock) -> Result<()> {
-        self.save_profile(profile, cred, lock, false)
-    }
-
-    fn delete(&self, profile: &str, lock: &VaultLock) -> Result<bool> {
-        let Some(mut contents) = self.load_contents()? else {
-            return Ok(false);
-        };
-        if contents.profiles.remove(profile).is_none() {
-            return Ok(false);
+    #[test]
+    fn encode_does_not_reallocate() {
+        let mut contents = empty();
+        for i in 0..20 {
+            contents.profiles.insert(
+                format!("p{i}"),
+                Credential::new(
+                    crate::secret::SecretString::from("a".repeat(3000).as_str()),
+                    crate::secret::SecretString::from("r".repeat(3000).as_str()),
+                    0,
+                ),
+            );
         }
-        self.store_contents(&contents, lock)?;
-        Ok(true)
+        let buf = encode(&contents);
+        assert_eq!(buf.capacity(), buf.len(), "sized once, never grown");
+        let back: VaultContents = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(back.profiles.len(), 20);
     }
 }

@@ -5,11 +5,11 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::diag::warn;
 use crate::error::{Error, Result, VaultProblem};
+use crate::secret::SecretBytes;
 
 /// The effective user id of this process (0 where there is no such notion).
-pub fn current_uid() -> u32 {
+pub(crate) fn current_uid() -> u32 {
     #[cfg(unix)]
     {
         rustix::process::geteuid().as_raw()
@@ -26,7 +26,7 @@ fn nofollow_flags() -> i32 {
 }
 
 /// True when an open with `O_NOFOLLOW` failed because the path is a symlink.
-pub fn is_symlink_error(e: &io::Error) -> bool {
+pub(crate) fn is_symlink_error(e: &io::Error) -> bool {
     #[cfg(unix)]
     {
         e.raw_os_error() == Some(libc::ELOOP)
@@ -47,7 +47,7 @@ fn symlink_refused(path: &Path) -> Error {
 
 /// Creates the vault directory with mode 0700, or checks an existing one (owned by us, a
 /// directory; group/other permissions are removed with a warning).
-pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
     match fs::metadata(dir) {
         Ok(meta) => {
             if !meta.is_dir() {
@@ -110,10 +110,10 @@ fn check_owner_and_mode(
                     e,
                 )
             })?;
-            warn(&format!(
+            tracing::warn!(
                 "{} had mode {mode:o} (readable or writable by others); repaired to {wanted:o}. If others could read it, consider its secrets exposed and log in again",
                 path.display()
-            ));
+            );
         }
         Ok(())
     }
@@ -126,7 +126,7 @@ fn check_owner_and_mode(
 
 /// Opens a file without following a symlink (`O_NOFOLLOW`, and `O_NONBLOCK` so a FIFO cannot
 /// block), for reading, or for reading and writing.
-pub fn open_nofollow(path: &Path, write: bool) -> io::Result<File> {
+pub(crate) fn open_nofollow(path: &Path, write: bool) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true).write(write);
     #[cfg(unix)]
@@ -136,7 +136,7 @@ pub fn open_nofollow(path: &Path, write: bool) -> io::Result<File> {
 
 /// Opens an existing vault file for reading without following a symlink, and checks that it
 /// is a regular file owned by us (repairing too-open modes). `Ok(None)` when it does not exist.
-pub fn open_private(path: &Path) -> Result<Option<File>> {
+pub(crate) fn open_private(path: &Path) -> Result<Option<File>> {
     let file = match open_nofollow(path, false) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -162,17 +162,18 @@ fn check_open_file(path: &Path, file: &File) -> Result<()> {
     })
 }
 
-/// Reads a whole vault file of at most `max` bytes. `Ok(None)` when it does not exist.
-pub fn read_private(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+/// Reads a whole vault file of at most `max` bytes into a buffer sized from the file's length
+/// (so that growing it leaves no copies behind), wiped on drop. `Ok(None)` when it does not
+/// exist.
+pub(crate) fn read_private(path: &Path, max: u64) -> Result<Option<SecretBytes>> {
     let Some(file) = open_private(path)? else {
         return Ok(None);
     };
-    let mut data = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    let capacity = file.metadata().map(|m| m.len().min(max) + 1).unwrap_or(0);
+    let mut data = SecretBytes::new(Vec::with_capacity(capacity as usize));
+    let read = data.with_vec(|buf| (&file).take(max + 1).read_to_end(buf));
+    read.map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
     if data.len() as u64 > max {
-        data.iter_mut().for_each(|b| *b = 0);
         return Err(Error::vault(
             path,
             VaultProblem::Corrupt(format!("larger than {max} bytes")),
@@ -182,7 +183,7 @@ pub fn read_private(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
 }
 
 /// Opens (creating with mode 0600 if needed) a file for locking, never through a symlink.
-pub fn open_lock_file(path: &Path) -> Result<File> {
+pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
     let mut options = OpenOptions::new();
     options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -207,7 +208,7 @@ pub fn open_lock_file(path: &Path) -> Result<File> {
 
 /// Removes temp files that a killed writer left behind (`.NAME.*.tmp`). Only call it while
 /// holding the vault lock: then no live writer of NAME has one open.
-pub fn sweep_stale_temps(dir: &Path, name: &str) {
+pub(crate) fn sweep_stale_temps(dir: &Path, name: &str) {
     let prefix = format!(".{name}.");
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -238,7 +239,7 @@ fn temp_in(dir: &Path, name: &str, data: &[u8]) -> Result<tempfile::NamedTempFil
 }
 
 /// Flushes a directory's entries to disk (after a rename or link).
-pub fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         File::open(dir)
@@ -255,7 +256,7 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// Replaces `dir/name` with `data` atomically and durably: temp file in the same directory,
 /// write, fsync, rename, fsync the directory. A crash leaves the old or the new file.
 /// The caller holds the vault lock.
-pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
     let target = dir.join(name);
     let tmp = temp_in(dir, name, data)?;
     tmp.persist(&target)
@@ -265,7 +266,7 @@ pub fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
 
 /// Creates `dir/name` holding `data` only if nothing of that name exists (not even a symlink),
 /// atomically: the file appears complete or not at all. Returns false when it already existed.
-pub fn create_exclusive(dir: &Path, name: &str, data: &[u8]) -> Result<bool> {
+pub(crate) fn create_exclusive(dir: &Path, name: &str, data: &[u8]) -> Result<bool> {
     let target = dir.join(name);
     let tmp = temp_in(dir, name, data)?;
     let created = match fs::hard_link(tmp.path(), &target) {
@@ -280,8 +281,8 @@ pub fn create_exclusive(dir: &Path, name: &str, data: &[u8]) -> Result<bool> {
 
 /// Renames `path` to `path.unreadable-<unix seconds>` so that nothing overwrites it; returns
 /// the new name.
-pub fn set_aside(path: &Path) -> Result<PathBuf> {
-    let stamp = crate::diag::now_unix();
+pub(crate) fn set_aside(path: &Path) -> Result<PathBuf> {
+    let stamp = crate::clock::now_unix();
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".unreadable-{stamp}"));
     let mut aside = PathBuf::from(name);

@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::error::{Error, Result, VaultProblem};
+use crate::error::{Error, Result, VaultProblem, random_fill};
 use crate::store::crypto::VaultKey;
 use crate::store::fsutil;
 use crate::store::lock::VaultLock;
@@ -19,16 +19,16 @@ pub const KEY_LEN: usize = 32;
 
 /// The stable machine metadata mixed into the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MachineBinding {
+pub(crate) struct MachineBinding {
     /// `/etc/machine-id` or `/var/lib/dbus/machine-id`, trimmed; empty when neither exists.
-    pub machine_id: String,
+    pub(crate) machine_id: String,
     /// The effective user id.
-    pub uid: u32,
+    pub(crate) uid: u32,
 }
 
 impl MachineBinding {
     /// Reads this machine's binding.
-    pub fn current() -> Self {
+    pub(crate) fn current() -> Self {
         let machine_id = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
             .iter()
             .find_map(|p| std::fs::read_to_string(p).ok())
@@ -42,7 +42,7 @@ impl MachineBinding {
 }
 
 /// Derives the AES key from the key file's bytes and the machine binding.
-pub fn derive(material: &[u8; KEY_LEN], binding: &MachineBinding) -> VaultKey {
+pub(crate) fn derive(material: &[u8; KEY_LEN], binding: &MachineBinding) -> VaultKey {
     let digest = Sha256::new()
         .chain_update(b"kimi-vault file key v1\0")
         .chain_update(material)
@@ -64,13 +64,12 @@ pub fn parse_material(bytes: &[u8]) -> Option<Zeroizing<[u8; KEY_LEN]>> {
 }
 
 /// Loads and derives the key. `Ok(None)` when `vault.key` does not exist.
-pub fn load(paths: &VaultPaths) -> Result<Option<VaultKey>> {
+pub(crate) fn load(paths: &VaultPaths) -> Result<Option<VaultKey>> {
     let path = paths.key();
     let Some(bytes) = fsutil::read_private(&path, 4096)? else {
         return Ok(None);
     };
-    let bytes = Zeroizing::new(bytes);
-    let material = parse_material(&bytes).ok_or_else(|| {
+    let material = parse_material(bytes.expose()).ok_or_else(|| {
         Error::vault(
             &path,
             VaultProblem::Corrupt(format!(
@@ -83,13 +82,12 @@ pub fn load(paths: &VaultPaths) -> Result<Option<VaultKey>> {
 }
 
 /// Loads the key, creating `vault.key` exclusively (under the lock) when there is none.
-pub fn load_or_create(paths: &VaultPaths, _lock: &VaultLock) -> Result<VaultKey> {
+pub(crate) fn load_or_create(paths: &VaultPaths, _lock: &VaultLock) -> Result<VaultKey> {
     if let Some(key) = load(paths)? {
         return Ok(key);
     }
     let mut material = Zeroizing::new([0u8; KEY_LEN]);
-    getrandom::fill(material.as_mut_slice())
-        .map_err(|e| Error::io("cannot get random bytes", std::io::Error::other(e)))?;
+    random_fill(material.as_mut_slice())?;
     // Exclusive even under the lock: a writer that ignores the lock still cannot make two keys.
     fsutil::create_exclusive(paths.home(), KEY_FILE, material.as_slice())?;
     load(paths)?.ok_or_else(|| {

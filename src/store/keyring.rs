@@ -8,42 +8,20 @@ use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::error::{Error, Result, VaultProblem};
+use crate::error::KeyringError;
 use crate::redact::redact_text;
-use crate::store::lock::VaultLock;
 use crate::store::record::Credential;
-use crate::store::{Backend, BackendKind};
 
 /// Keyring service name; one entry per profile, the profile name as user.
 pub const SERVICE: &str = "kimi-vault";
 /// How long one keyring call may take.
 pub const KEYRING_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How a keyring call failed.
-#[derive(Debug, Clone)]
-pub enum KeyringFailure {
-    /// No keyring can be used here; the text says why (for `status` and `doctor`).
-    Unavailable(String),
-    /// The entry is too long for the platform's keyring.
-    TooLong(String),
-    /// Something else failed; the text is safe to show.
-    Failed(String),
-}
-
-impl KeyringFailure {
-    /// The human reason.
-    pub fn reason(&self) -> &str {
-        match self {
-            KeyringFailure::Unavailable(r)
-            | KeyringFailure::TooLong(r)
-            | KeyringFailure::Failed(r) => r,
-        }
-    }
-}
+type KResult<T> = std::result::Result<T, KeyringError>;
 
 /// The keyring backend.
 #[derive(Debug, Clone)]
-pub struct KeyringBackend {
+pub(crate) struct KeyringBackend {
     timeout: Duration,
 }
 
@@ -55,46 +33,83 @@ impl Default for KeyringBackend {
     }
 }
 
+/// What the platform said, redacted, for a person (never used to decide anything).
+fn platform_detail(e: &(dyn std::error::Error + Send + Sync)) -> String {
+    redact_text(&e.to_string())
+}
+
+/// Tells "locked" from "no provider" on Linux by the Secret Service crate's own error type.
+#[cfg(target_os = "linux")]
+fn classify_platform(
+    e: &(dyn std::error::Error + Send + Sync + 'static),
+    access: bool,
+) -> KeyringError {
+    use secret_service::Error as S;
+    let detail = platform_detail(e);
+    match e.downcast_ref::<S>() {
+        Some(S::Locked | S::NoResult | S::Prompt | S::PromptDisconnected) => {
+            KeyringError::Locked { detail }
+        }
+        Some(S::Unavailable) => KeyringError::NoService { detail },
+        _ if access => KeyringError::Locked { detail },
+        _ => KeyringError::Platform { detail },
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn classify_platform(
+    e: &(dyn std::error::Error + Send + Sync + 'static),
+    access: bool,
+) -> KeyringError {
+    let detail = platform_detail(e);
+    if access {
+        KeyringError::Locked { detail }
+    } else {
+        KeyringError::Platform { detail }
+    }
+}
+
 /// Describes a keyring-core error without ever printing its payload: `BadEncoding` and
 /// `BadDataFormat` carry the raw secret bytes, so they are named, never formatted.
-fn describe(e: &keyring_core::Error) -> KeyringFailure {
+/// `NoEntry` is handled by the callers before this.
+fn describe(e: &keyring_core::Error) -> KeyringError {
     use keyring_core::Error as K;
     match e {
-        K::NoStorageAccess(p) => KeyringFailure::Unavailable(format!(
-            "the keyring is locked or refuses access ({})",
-            redact_text(&p.to_string())
-        )),
-        K::PlatformFailure(p) => KeyringFailure::Unavailable(format!(
-            "the keyring service failed ({})",
-            redact_text(&p.to_string())
-        )),
-        K::NoDefaultStore => {
-            KeyringFailure::Unavailable("no keyring store for this platform".into())
-        }
-        K::NotSupportedByStore(what) => KeyringFailure::Unavailable(format!(
-            "not supported by this keyring: {}",
-            redact_text(what)
-        )),
-        K::TooLong(attr, limit) => KeyringFailure::TooLong(format!(
-            "the entry's {attr} is longer than this keyring allows ({limit})"
-        )),
-        K::BadEncoding(_) => KeyringFailure::Failed("the stored entry is not valid UTF-8".into()),
-        K::BadDataFormat(_, _) => {
-            KeyringFailure::Failed("the stored entry has an unexpected format".into())
-        }
-        K::BadStoreFormat(_) => KeyringFailure::Failed("the keyring store is damaged".into()),
-        K::Invalid(attr, _) => KeyringFailure::Failed(format!("invalid keyring attribute {attr}")),
-        K::Ambiguous(entries) => KeyringFailure::Failed(format!(
-            "{} keyring entries match service {SERVICE}; remove the extra ones",
-            entries.len()
-        )),
-        K::NoEntry => KeyringFailure::Failed("no entry".into()),
-        _ => KeyringFailure::Failed("unexpected keyring error".into()),
+        K::NoStorageAccess(p) => classify_platform(p.as_ref(), true),
+        K::PlatformFailure(p) => classify_platform(p.as_ref(), false),
+        K::NoDefaultStore => KeyringError::NoService {
+            detail: "no keyring store for this platform".into(),
+        },
+        K::NotSupportedByStore(what) => KeyringError::NoService {
+            detail: format!("not supported by this keyring: {}", redact_text(what)),
+        },
+        K::TooLong(attribute, limit) => KeyringError::TooLong {
+            attribute: attribute.clone(),
+            limit: *limit,
+        },
+        K::BadEncoding(_) => KeyringError::EntryUnreadable {
+            why: "is not valid UTF-8".into(),
+        },
+        K::BadDataFormat(_, _) => KeyringError::EntryUnreadable {
+            why: "has an unexpected format".into(),
+        },
+        K::BadStoreFormat(_) => KeyringError::Platform {
+            detail: "the keyring store is damaged".into(),
+        },
+        K::Invalid(attr, _) => KeyringError::Platform {
+            detail: format!("invalid keyring attribute {attr}"),
+        },
+        K::Ambiguous(entries) => KeyringError::Ambiguous {
+            count: entries.len(),
+        },
+        _ => KeyringError::Platform {
+            detail: "unexpected keyring error".into(),
+        },
     }
 }
 
 /// Decides in microseconds that there is no session bus to talk to (Linux).
-fn quick_unavailable() -> Option<String> {
+fn quick_unavailable() -> Option<KeyringError> {
     #[cfg(target_os = "linux")]
     {
         let addr = std::env::var("DBUS_SESSION_BUS_ADDRESS").unwrap_or_default();
@@ -103,7 +118,9 @@ fn quick_unavailable() -> Option<String> {
                 .map(|d| std::path::PathBuf::from(d).join("bus"))
                 .filter(|p| p.exists());
             if runtime_bus.is_none() {
-                return Some("no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)".into());
+                return Some(KeyringError::NoSessionBus {
+                    detail: "DBUS_SESSION_BUS_ADDRESS is not set".into(),
+                });
             }
         } else if let Some(path) = addr
             .split(';')
@@ -112,7 +129,9 @@ fn quick_unavailable() -> Option<String> {
             .map(|p| p.split(',').next().unwrap_or(p))
             && !std::path::Path::new(path).exists()
         {
-            return Some(format!("no D-Bus session bus at {path}"));
+            return Some(KeyringError::NoSessionBus {
+                detail: format!("nothing at {path}"),
+            });
         }
         None
     }
@@ -122,8 +141,8 @@ fn quick_unavailable() -> Option<String> {
     }
 }
 
-fn init_store() -> std::result::Result<(), KeyringFailure> {
-    static STORE: OnceLock<std::result::Result<(), KeyringFailure>> = OnceLock::new();
+fn init_store() -> KResult<()> {
+    static STORE: OnceLock<KResult<()>> = OnceLock::new();
     STORE
         .get_or_init(|| {
             #[cfg(target_os = "linux")]
@@ -140,16 +159,18 @@ fn init_store() -> std::result::Result<(), KeyringFailure> {
                         Ok(())
                     }
                     Err(e) => Err(match describe(&e) {
-                        KeyringFailure::Failed(r) => KeyringFailure::Unavailable(r),
-                        other => other,
+                        k if k.is_unavailable() => k,
+                        other => KeyringError::NoService {
+                            detail: other.to_string(),
+                        },
                     }),
                 }
             }
             #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
             {
-                Err(KeyringFailure::Unavailable(
-                    "no keyring support on this platform".into(),
-                ))
+                Err(KeyringError::NoService {
+                    detail: "no keyring support on this platform".into(),
+                })
             }
         })
         .clone()
@@ -162,9 +183,9 @@ impl KeyringBackend {
         service: &str,
         user: &str,
         op: impl FnOnce(&keyring_core::Entry) -> keyring_core::Result<T> + Send + 'static,
-    ) -> std::result::Result<keyring_core::Result<T>, KeyringFailure> {
+    ) -> KResult<keyring_core::Result<T>> {
         if let Some(reason) = quick_unavailable() {
-            return Err(KeyringFailure::Unavailable(reason));
+            return Err(reason);
         }
         let (tx, rx) = mpsc::channel();
         let (service, user) = (service.to_owned(), user.to_owned());
@@ -176,50 +197,52 @@ impl KeyringBackend {
                 });
                 let _ = tx.send(result);
             })
-            .map_err(|e| KeyringFailure::Failed(format!("cannot start a thread: {e}")))?;
-        match rx.recv_timeout(self.timeout) {
-            Ok(result) => result,
-            Err(_) => Err(KeyringFailure::Unavailable(format!(
-                "the keyring did not answer within {} s (locked, with no way to prompt?)",
-                self.timeout.as_secs()
-            ))),
-        }
+            .map_err(|e| KeyringError::Platform {
+                detail: format!("cannot start a thread: {e}"),
+            })?;
+        let started = std::time::Instant::now();
+        let result = rx
+            .recv_timeout(self.timeout)
+            .map_err(|_| KeyringError::TimedOut {
+                seconds: self.timeout.as_secs(),
+            });
+        tracing::debug!(
+            "keyring call for {SERVICE}/… took {} ms",
+            started.elapsed().as_millis()
+        );
+        result?
     }
 
     /// Reads the profile's entry. `Ok(None)` when there is none.
-    pub fn try_load(
-        &self,
-        profile: &str,
-    ) -> std::result::Result<Option<Credential>, KeyringFailure> {
-        let Some(json) = self.read_foreign(SERVICE, profile)? else {
+    pub(crate) fn load(&self, profile: &str) -> KResult<Option<Credential>> {
+        let Some(json) = self.read_any(SERVICE, profile)? else {
             return Ok(None);
         };
         serde_json::from_str(&json).map(Some).map_err(|e| {
-            KeyringFailure::Failed(format!(
-                "the stored entry is not a kimi-vault credential (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
+            // serde_json's Display can quote the value: only the position is used.
+            KeyringError::EntryUnreadable {
+                why: format!(
+                    "is not a kimi-vault credential (line {}, column {})",
+                    e.line(),
+                    e.column()
+                ),
+            }
         })
     }
 
     /// Writes the profile's entry.
-    pub fn try_save(
-        &self,
-        profile: &str,
-        cred: &Credential,
-    ) -> std::result::Result<(), KeyringFailure> {
+    pub(crate) fn save(&self, profile: &str, cred: &Credential) -> KResult<()> {
         let json = cred.to_secret_json();
         self.call_entry(SERVICE, profile, move |e| e.set_password(&json))?
             .map_err(|e| describe(&e))
     }
 
     /// Reads any entry (`service`/`user`, ours or another tool's) as a string, wiped on drop.
-    pub fn read_foreign(
+    pub(crate) fn read_any(
         &self,
         service: &str,
         user: &str,
-    ) -> std::result::Result<Option<zeroize::Zeroizing<String>>, KeyringFailure> {
+    ) -> KResult<Option<zeroize::Zeroizing<String>>> {
         match self.call_entry(service, user, |e| e.get_password())? {
             Ok(value) => Ok(Some(zeroize::Zeroizing::new(value))),
             Err(keyring_core::Error::NoEntry) => Ok(None),
@@ -228,11 +251,7 @@ impl KeyringBackend {
     }
 
     /// Deletes any entry (ours or another tool's); false when there was none.
-    pub fn delete_foreign(
-        &self,
-        service: &str,
-        user: &str,
-    ) -> std::result::Result<bool, KeyringFailure> {
+    pub(crate) fn delete_any(&self, service: &str, user: &str) -> KResult<bool> {
         match self.call_entry(service, user, |e| e.delete_credential())? {
             Ok(()) => Ok(true),
             Err(keyring_core::Error::NoEntry) => Ok(false),
@@ -241,37 +260,7 @@ impl KeyringBackend {
     }
 
     /// Deletes the profile's entry; false when there was none.
-    pub fn try_delete(&self, profile: &str) -> std::result::Result<bool, KeyringFailure> {
-        self.delete_foreign(SERVICE, profile)
-    }
-}
-
-/// Converts a keyring failure for a caller that required the keyring.
-pub fn to_error(profile: &str, failure: KeyringFailure) -> Error {
-    match failure {
-        KeyringFailure::Failed(r) if r.starts_with("the stored entry") => Error::vault(
-            format!("keyring entry {SERVICE}/{profile}"),
-            VaultProblem::Corrupt(r),
-        ),
-        other => Error::Keyring(other.reason().to_owned()),
-    }
-}
-
-impl Backend for KeyringBackend {
-    fn kind(&self) -> BackendKind {
-        BackendKind::Keyring
-    }
-
-    fn load(&self, profile: &str) -> Result<Option<Credential>> {
-        self.try_load(profile).map_err(|f| to_error(profile, f))
-    }
-
-    fn save(&self, profile: &str, cred: &Credential, _lock: &VaultLock) -> Result<()> {
-        self.try_save(profile, cred)
-            .map_err(|f| to_error(profile, f))
-    }
-
-    fn delete(&self, profile: &str, _lock: &VaultLock) -> Result<bool> {
-        self.try_delete(profile).map_err(|f| to_error(profile, f))
+    pub(crate) fn delete(&self, profile: &str) -> KResult<bool> {
+        self.delete_any(SERVICE, profile)
     }
 }

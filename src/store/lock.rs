@@ -8,8 +8,10 @@ use crate::error::{Error, Result};
 use crate::store::fsutil;
 use crate::store::paths::VaultPaths;
 
-/// How long a process waits for the lock before giving up with a clear message.
-pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a process waits for the lock before giving up with a clear message: three times the
+/// longest a refresh may take under the lock, so that a waiter never fails merely because
+/// another process's refresh was slow.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Proof that this process holds the vault lock; released on drop.
 #[derive(Debug)]
@@ -25,7 +27,7 @@ impl VaultLock {
     }
 
     /// Takes the exclusive lock, waiting at most `timeout`.
-    pub fn acquire_within(paths: &VaultPaths, timeout: Duration) -> Result<Self> {
+    pub(crate) fn acquire_within(paths: &VaultPaths, timeout: Duration) -> Result<Self> {
         fsutil::ensure_private_dir(paths.home())?;
         let path = paths.lock();
         let file = fsutil::open_lock_file(&path)?;
@@ -34,10 +36,9 @@ impl VaultLock {
         loop {
             match file.try_lock() {
                 Ok(()) => {
-                    return Ok(VaultLock {
-                        file,
-                        waited: start.elapsed(),
-                    });
+                    let waited = start.elapsed();
+                    tracing::info!("waited {} ms for the vault lock", waited.as_millis());
+                    return Ok(VaultLock { file, waited });
                 }
                 Err(TryLockError::WouldBlock) => {
                     if start.elapsed() >= timeout {

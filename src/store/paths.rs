@@ -1,4 +1,4 @@
-//! Where the vault's files live: `KIMI_VAULT_HOME`, or the platform data directory.
+//! Where the vault's files live.
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,9 @@ pub const VAULT_FILE: &str = "vault.enc";
 pub const LOCK_FILE: &str = "vault.lock";
 /// Name of the persistent device id file.
 pub const DEVICE_ID_FILE: &str = "device-id";
+/// Name of the file that records a recent transient refresh failure (a short back-off shared by
+/// every process using the vault).
+pub const BACKOFF_FILE: &str = "refresh.backoff";
 
 /// The vault directory and its files.
 #[derive(Debug, Clone)]
@@ -20,22 +23,20 @@ pub struct VaultPaths {
 }
 
 impl VaultPaths {
-    /// `KIMI_VAULT_HOME`, else `<data dir>/kimi-vault` (`~/.local/share/kimi-vault` on Linux).
-    pub fn from_env() -> Result<Self> {
-        if let Some(home) = std::env::var_os("KIMI_VAULT_HOME").filter(|v| !v.is_empty()) {
-            return Ok(Self::at(PathBuf::from(home)));
-        }
-        let data = dirs::data_dir().ok_or_else(|| {
-            Error::Usage(
-                "cannot find a data directory for the vault (no HOME?): set KIMI_VAULT_HOME".into(),
-            )
-        })?;
-        Ok(Self::at(data.join("kimi-vault")))
-    }
-
     /// Paths under an explicit directory.
     pub fn at(home: PathBuf) -> Self {
         VaultPaths { home }
+    }
+
+    /// The platform default: `<data dir>/kimi-vault` (`~/.local/share/kimi-vault` on Linux).
+    pub fn platform_default() -> Result<Self> {
+        let data = dirs::data_dir().ok_or_else(|| {
+            Error::Config(
+                "cannot find a data directory for the vault (is HOME set?): set KIMI_VAULT_HOME"
+                    .into(),
+            )
+        })?;
+        Ok(Self::at(data.join("kimi-vault")))
     }
 
     /// The vault directory.
@@ -57,5 +58,9 @@ impl VaultPaths {
     /// `device-id`.
     pub fn device_id(&self) -> PathBuf {
         self.home.join(DEVICE_ID_FILE)
+    }
+    /// `refresh.backoff`.
+    pub fn backoff(&self) -> PathBuf {
+        self.home.join(BACKOFF_FILE)
     }
 }

@@ -58,7 +58,7 @@ impl Credential {
     }
 
     /// Serializes for storage; the buffer is wiped on drop.
-    pub fn to_secret_json(&self) -> zeroize::Zeroizing<String> {
+    pub(crate) fn to_secret_json(&self) -> zeroize::Zeroizing<String> {
         zeroize::Zeroizing::new(serde_json::to_string(self).expect("a credential serializes"))
     }
 }

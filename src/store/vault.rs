@@ -1,21 +1,22 @@
-//! The vault: picks the backend (`KIMI_VAULT_BACKEND`), reads the newest copy of a profile, and
-//! keeps each profile in exactly one backend after a write.
+//! The vault: picks the backend (`auto`, `keyring`, `file`), reads the newest copy of a
+//! profile, and keeps each profile in exactly one backend after a write.
 
-use std::cell::RefCell;
+use std::fmt;
+use std::sync::Mutex;
 
-use crate::diag::warn;
-use crate::error::{Error, Result};
+use crate::clock::now_unix_ms;
+use crate::error::{Error, KeyringError, Result, VaultProblem};
 use crate::store::file::FileBackend;
-use crate::store::keyring::{self, KeyringBackend, KeyringFailure};
+use crate::store::keyring::{KeyringBackend, SERVICE};
 use crate::store::lock::VaultLock;
 use crate::store::paths::VaultPaths;
 use crate::store::record::Credential;
-use crate::store::{Backend, BackendKind};
 
-/// `KIMI_VAULT_BACKEND`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which backends the vault may use (`KIMI_VAULT_BACKEND` on the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BackendMode {
     /// Keyring first, encrypted file only when the keyring is unavailable.
+    #[default]
     Auto,
     /// The keyring, or fail.
     Keyring,
@@ -23,19 +24,29 @@ pub enum BackendMode {
     File,
 }
 
-impl BackendMode {
-    /// Reads `KIMI_VAULT_BACKEND` (`auto` when unset or empty).
-    pub fn from_env() -> Result<Self> {
-        match std::env::var("KIMI_VAULT_BACKEND")
-            .unwrap_or_default()
-            .as_str()
-        {
-            "" | "auto" => Ok(BackendMode::Auto),
-            "keyring" => Ok(BackendMode::Keyring),
-            "file" => Ok(BackendMode::File),
-            other => Err(Error::Usage(format!(
-                "KIMI_VAULT_BACKEND must be auto, keyring or file, not '{other}'"
-            ))),
+/// Which backend holds (or will hold) a credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The OS keyring.
+    Keyring,
+    /// The encrypted file.
+    File,
+}
+
+impl BackendKind {
+    /// `"keyring"` or `"file"`, as in `status --json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Keyring => "keyring",
+            BackendKind::File => "file",
+        }
+    }
+
+    /// For people: "OS keyring" or "encrypted file".
+    pub fn describe(self) -> &'static str {
+        match self {
+            BackendKind::Keyring => "OS keyring",
+            BackendKind::File => "encrypted file",
         }
     }
 }
@@ -49,37 +60,75 @@ pub struct Loaded {
     pub backend: BackendKind,
 }
 
-/// Whether the keyring can be used, as found by the first call of this process.
-#[derive(Debug, Clone)]
-enum KeyringState {
+/// Whether the keyring can be used, as found by this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyringStatus {
+    /// A call succeeded (or failed for a reason that does not make the keyring unusable).
     Available,
-    Unavailable(String),
+    /// The keyring cannot be used here; why.
+    Unavailable(KeyringError),
 }
 
-/// The vault of one `KIMI_VAULT_HOME`.
+/// Why a write goes to the backend it goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendReason {
+    /// `file` mode.
+    FileMode,
+    /// `keyring` mode.
+    KeyringMode,
+    /// `auto` mode, and the keyring answers.
+    KeyringAvailable,
+    /// `auto` mode, and the keyring cannot be used: the encrypted file is used instead.
+    KeyringUnavailable(KeyringError),
+}
+
+impl fmt::Display for BackendReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendReason::FileMode => f.write_str("KIMI_VAULT_BACKEND=file"),
+            BackendReason::KeyringMode => f.write_str("KIMI_VAULT_BACKEND=keyring"),
+            BackendReason::KeyringAvailable => f.write_str("the OS keyring is available"),
+            BackendReason::KeyringUnavailable(k) => {
+                write!(f, "OS keyring unavailable: {k}; using the encrypted file")
+            }
+        }
+    }
+}
+
+/// The vault of one directory, in one mode. Cheap to create: it touches nothing until used.
+/// It can be shared between threads.
 #[derive(Debug)]
 pub struct Vault {
     paths: VaultPaths,
     mode: BackendMode,
     file: FileBackend,
     keyring: KeyringBackend,
-    keyring_state: RefCell<Option<KeyringState>>,
+    /// What the first keyring call of this process found; in `auto` mode an unavailable
+    /// keyring is not asked again.
+    keyring_status: Mutex<Option<KeyringStatus>>,
+}
+
+/// A keyring entry that cannot be read is reported like an unreadable vault file.
+fn keyring_error(profile: &str, e: KeyringError) -> Error {
+    match e {
+        KeyringError::EntryUnreadable { why } => Error::vault(
+            format!("keyring entry {SERVICE}/{profile}"),
+            VaultProblem::Corrupt(format!("the stored entry {why}")),
+        ),
+        other => Error::Keyring(other),
+    }
 }
 
 impl Vault {
-    /// A vault from the environment (`KIMI_VAULT_HOME`, `KIMI_VAULT_BACKEND`).
-    pub fn from_env() -> Result<Self> {
-        Ok(Self::new(VaultPaths::from_env()?, BackendMode::from_env()?))
-    }
-
-    /// A vault at `paths` in `mode`. Touches nothing until used.
+    /// A vault at `paths` in `mode`.
     pub fn new(paths: VaultPaths, mode: BackendMode) -> Self {
         Vault {
             file: FileBackend::new(paths.clone()),
             paths,
             mode,
             keyring: KeyringBackend::default(),
-            keyring_state: RefCell::new(None),
+            keyring_status: Mutex::new(None),
         }
     }
 
@@ -88,54 +137,69 @@ impl Vault {
         &self.paths
     }
 
-    /// The mode from `KIMI_VAULT_BACKEND`.
+    /// The backend mode.
     pub fn mode(&self) -> BackendMode {
         self.mode
     }
 
-    fn note_keyring(&self, state: KeyringState) {
-        *self.keyring_state.borrow_mut() = Some(state);
+    fn status(&self) -> Option<KeyringStatus> {
+        self.keyring_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    /// Probes the keyring once (for status/doctor) unless a call already told.
-    fn keyring_state(&self, profile: &str) -> KeyringState {
-        if let Some(s) = self.keyring_state.borrow().clone() {
+    fn note_keyring(&self, status: KeyringStatus) {
+        if let KeyringStatus::Unavailable(why) = &status {
+            tracing::info!("OS keyring unavailable: {why}");
+        }
+        *self
+            .keyring_status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(status);
+    }
+
+    /// True when this process already found the keyring unusable (`auto` mode).
+    fn keyring_known_unavailable(&self) -> bool {
+        matches!(self.status(), Some(KeyringStatus::Unavailable(_)))
+    }
+
+    /// Whether the keyring can be used, probing it once (a read of the profile's entry) unless
+    /// a call of this process already told.
+    pub fn keyring_status(&self, profile: &str) -> KeyringStatus {
+        if let Some(s) = self.status() {
             return s;
         }
-        let state = match self.keyring.try_load(profile) {
-            Ok(_) => KeyringState::Available,
-            Err(KeyringFailure::Unavailable(r)) => KeyringState::Unavailable(r),
-            Err(_) => KeyringState::Available,
+        let status = match self.keyring.load(profile) {
+            Err(e) if e.is_unavailable() => KeyringStatus::Unavailable(e),
+            _ => KeyringStatus::Available,
         };
-        self.note_keyring(state.clone());
-        state
+        self.note_keyring(status.clone());
+        status
     }
 
     /// The backend a write would go to, and why (for `status` and `doctor`).
-    pub fn write_target(&self, profile: &str) -> (BackendKind, String) {
+    pub fn write_target(&self, profile: &str) -> (BackendKind, BackendReason) {
         match self.mode {
-            BackendMode::File => (BackendKind::File, "KIMI_VAULT_BACKEND=file".into()),
-            BackendMode::Keyring => (BackendKind::Keyring, "KIMI_VAULT_BACKEND=keyring".into()),
-            BackendMode::Auto => match self.keyring_state(profile) {
-                KeyringState::Available => {
-                    (BackendKind::Keyring, "the OS keyring is available".into())
+            BackendMode::File => (BackendKind::File, BackendReason::FileMode),
+            BackendMode::Keyring => (BackendKind::Keyring, BackendReason::KeyringMode),
+            BackendMode::Auto => match self.keyring_status(profile) {
+                KeyringStatus::Available => (BackendKind::Keyring, BackendReason::KeyringAvailable),
+                KeyringStatus::Unavailable(k) => {
+                    (BackendKind::File, BackendReason::KeyringUnavailable(k))
                 }
-                KeyringState::Unavailable(r) => (
-                    BackendKind::File,
-                    format!("OS keyring unavailable: {r}; using the encrypted file"),
-                ),
             },
         }
     }
 
-    /// In `auto` mode, why the keyring could not be asked this time when a D-Bus session exists
-    /// (a timeout, a locked keyring): a credential kept there was not seen.
-    pub fn keyring_trouble(&self) -> Option<String> {
-        match (&*self.keyring_state.borrow(), self.mode) {
-            (Some(KeyringState::Unavailable(r)), BackendMode::Auto)
-                if !r.starts_with("no D-Bus") =>
+    /// In `auto` mode, why the keyring could not be asked this time although a D-Bus session
+    /// exists (a timeout, a locked keyring): a credential kept there was not seen.
+    pub fn keyring_trouble(&self) -> Option<KeyringError> {
+        match (self.status(), self.mode) {
+            (Some(KeyringStatus::Unavailable(k)), BackendMode::Auto)
+                if !matches!(k, KeyringError::NoSessionBus { .. }) =>
             {
-                Some(r.clone())
+                Some(k)
             }
             _ => None,
         }
@@ -144,69 +208,67 @@ impl Vault {
     /// Reads the profile without taking the lock. When both backends hold it (a crash between a
     /// write and the removal from the other), the newer copy wins.
     pub fn load(&self, profile: &str) -> Result<Option<Loaded>> {
-        let from_file = |cred: Option<Credential>| {
+        let in_file = |cred: Option<Credential>| {
             cred.map(|cred| Loaded {
                 cred,
                 backend: BackendKind::File,
             })
         };
+        let in_keyring = |cred: Option<Credential>| {
+            cred.map(|cred| Loaded {
+                cred,
+                backend: BackendKind::Keyring,
+            })
+        };
         match self.mode {
-            BackendMode::File => Ok(from_file(self.file.load(profile)?)),
-            BackendMode::Keyring => {
-                let cred = self
-                    .keyring
-                    .try_load(profile)
-                    .map_err(|f| keyring::to_error(profile, f))?;
-                Ok(cred.map(|cred| Loaded {
-                    cred,
-                    backend: BackendKind::Keyring,
-                }))
-            }
+            BackendMode::File => Ok(in_file(self.file.load(profile)?)),
+            BackendMode::Keyring => Ok(in_keyring(
+                self.keyring
+                    .load(profile)
+                    .map_err(|e| keyring_error(profile, e))?,
+            )),
             BackendMode::Auto => {
-                let in_keyring = match self.keyring.try_load(profile) {
+                if self.keyring_known_unavailable() {
+                    return Ok(in_file(self.file.load(profile)?));
+                }
+                let from_keyring = match self.keyring.load(profile) {
                     Ok(c) => {
-                        self.note_keyring(KeyringState::Available);
+                        self.note_keyring(KeyringStatus::Available);
                         c
                     }
-                    Err(KeyringFailure::Unavailable(r)) => {
-                        self.note_keyring(KeyringState::Unavailable(r));
-                        return Ok(from_file(self.file.load(profile)?));
+                    Err(e) if e.is_unavailable() => {
+                        self.note_keyring(KeyringStatus::Unavailable(e));
+                        return Ok(in_file(self.file.load(profile)?));
                     }
-                    Err(f) => return Err(keyring::to_error(profile, f)),
+                    Err(e) => return Err(keyring_error(profile, e)),
                 };
                 if !self.file.exists() {
-                    return Ok(in_keyring.map(|cred| Loaded {
-                        cred,
-                        backend: BackendKind::Keyring,
-                    }));
+                    return Ok(in_keyring(from_keyring));
                 }
-                let in_file = match self.file.load(profile) {
+                let from_file = match self.file.load(profile) {
                     Ok(c) => c,
-                    Err(e) if in_keyring.is_some() => {
-                        warn(&format!("ignoring the encrypted file: {e}"));
+                    Err(e) if from_keyring.is_some() => {
+                        tracing::warn!("ignoring the encrypted file: {e}");
                         None
                     }
                     Err(e) => return Err(e),
                 };
-                Ok(match (in_keyring, in_file) {
-                    (Some(k), Some(f)) if f.updated_at_ms > k.updated_at_ms => from_file(Some(f)),
-                    (Some(k), _) => Some(Loaded {
-                        cred: k,
-                        backend: BackendKind::Keyring,
-                    }),
-                    (None, f) => from_file(f),
+                Ok(match (from_keyring, from_file) {
+                    (Some(k), Some(f)) if f.updated_at_ms > k.updated_at_ms => in_file(Some(f)),
+                    (Some(k), _) => in_keyring(Some(k)),
+                    (None, f) => in_file(f),
                 })
             }
         }
     }
 
-    /// Takes the vault lock.
+    /// Takes the vault lock (creating the directory and `vault.lock` if needed).
     pub fn lock(&self) -> Result<VaultLock> {
         VaultLock::acquire(&self.paths)
     }
 
     /// Writes the profile (stamping `updated_at_ms`) and removes it from the other backend.
-    /// `login` passes `set_aside` so that an unreadable file vault is kept aside, not refused.
+    /// `set_aside` (login) keeps an unreadable file vault aside instead of refusing it.
     pub fn save(
         &self,
         profile: &str,
@@ -215,73 +277,70 @@ impl Vault {
         set_aside: bool,
     ) -> Result<BackendKind> {
         let mut cred = cred.clone();
-        cred.updated_at_ms = crate::diag::now_unix_ms();
+        cred.updated_at_ms = now_unix_ms();
         let target = match self.mode {
             BackendMode::File => BackendKind::File,
             BackendMode::Keyring => {
                 self.keyring
-                    .try_save(profile, &cred)
-                    .map_err(|f| keyring::to_error(profile, f))?;
+                    .save(profile, &cred)
+                    .map_err(|e| keyring_error(profile, e))?;
                 BackendKind::Keyring
             }
-            BackendMode::Auto => {
-                let unavailable = matches!(
-                    *self.keyring_state.borrow(),
-                    Some(KeyringState::Unavailable(_))
-                );
-                if unavailable {
-                    BackendKind::File
-                } else {
-                    match self.keyring.try_save(profile, &cred) {
-                        Ok(()) => {
-                            self.note_keyring(KeyringState::Available);
-                            BackendKind::Keyring
-                        }
-                        Err(KeyringFailure::Unavailable(r)) => {
-                            self.note_keyring(KeyringState::Unavailable(r));
-                            BackendKind::File
-                        }
-                        Err(KeyringFailure::TooLong(r)) => {
-                            // Reachable but too small: an older entry must not outlive this write.
-                            let _ = self.keyring.try_delete(profile);
-                            self.note_keyring(KeyringState::Unavailable(r));
-                            BackendKind::File
-                        }
-                        Err(f) => return Err(keyring::to_error(profile, f)),
-                    }
+            BackendMode::Auto if self.keyring_known_unavailable() => BackendKind::File,
+            BackendMode::Auto => match self.keyring.save(profile, &cred) {
+                Ok(()) => {
+                    self.note_keyring(KeyringStatus::Available);
+                    BackendKind::Keyring
                 }
-            }
+                Err(e) if e.is_unavailable() => {
+                    self.note_keyring(KeyringStatus::Unavailable(e));
+                    BackendKind::File
+                }
+                Err(e @ KeyringError::TooLong { .. }) => {
+                    // Reachable but too small: an older entry must not outlive this write.
+                    let _ = self.keyring.delete(profile);
+                    self.note_keyring(KeyringStatus::Unavailable(e));
+                    BackendKind::File
+                }
+                Err(e) => return Err(keyring_error(profile, e)),
+            },
         };
         match target {
-            BackendKind::File => self.file.save_profile(profile, &cred, lock, set_aside)?,
+            BackendKind::File => self.file.save(profile, &cred, lock, set_aside)?,
             BackendKind::Keyring => {
                 if self.file.exists()
                     && let Err(e) = self.file.delete(profile, lock)
                 {
-                    warn(&format!(
+                    tracing::warn!(
                         "saved in the keyring, but could not remove the old copy from the encrypted file: {e}"
-                    ));
+                    );
                 }
             }
         }
         Ok(target)
     }
 
-    /// Removes the profile from every backend this mode may use; true when something was removed.
+    /// Removes the profile from every backend this mode may use; true when something was
+    /// removed.
     pub fn delete(&self, profile: &str, lock: &VaultLock) -> Result<bool> {
         let mut removed = false;
-        if self.mode != BackendMode::File {
-            match self.keyring.try_delete(profile) {
+        if self.mode != BackendMode::File && !self.keyring_known_unavailable() {
+            match self.keyring.delete(profile) {
                 Ok(r) => removed |= r,
-                Err(KeyringFailure::Unavailable(r)) if self.mode == BackendMode::Auto => {
-                    self.note_keyring(KeyringState::Unavailable(r));
+                Err(e) if self.mode == BackendMode::Auto && e.is_unavailable() => {
+                    self.note_keyring(KeyringStatus::Unavailable(e));
                 }
-                Err(f) => return Err(keyring::to_error(profile, f)),
+                Err(e) => return Err(keyring_error(profile, e)),
             }
         }
         if self.file.exists() {
             removed |= self.file.delete(profile, lock)?;
         }
         Ok(removed)
+    }
+
+    /// The keyring backend, for reading and removing other tools' entries (`migrate`).
+    pub(crate) fn keyring(&self) -> &KeyringBackend {
+        &self.keyring
     }
 }

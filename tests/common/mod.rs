@@ -53,6 +53,8 @@ pub struct State {
     pub accept_any_refresh: bool,
     /// Served, in order, to token-endpoint requests before normal handling.
     pub canned: VecDeque<Canned>,
+    /// Refresh requests get no answer for this long (a hung auth server).
+    pub hang_refresh: Option<std::time::Duration>,
     /// Headers of every request (lower-case names).
     pub seen_headers: Vec<HashMap<String, String>>,
     pub seen_forms: Vec<HashMap<String, String>>,
@@ -61,6 +63,7 @@ pub struct State {
 pub struct FakeKimi {
     pub url: String,
     pub state: Arc<Mutex<State>>,
+    stopping: Arc<std::sync::atomic::AtomicBool>,
     server: Arc<tiny_http::Server>,
     handle: Option<thread::JoinHandle<()>>,
 }
@@ -87,10 +90,12 @@ impl FakeKimi {
             omit_refresh_in_response: false,
             accept_any_refresh: false,
             canned: VecDeque::new(),
+            hang_refresh: None,
             seen_headers: Vec::new(),
             seen_forms: Vec::new(),
         }));
-        let (s, st) = (server.clone(), state.clone());
+        let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, st, stop) = (server.clone(), state.clone(), stopping.clone());
         let handle = thread::spawn(move || {
             for mut req in s.incoming_requests() {
                 let mut body = String::new();
@@ -105,7 +110,22 @@ impl FakeKimi {
                         )
                     })
                     .collect();
-                let (status, body, extra) = handle(&st, req.url(), &headers, &form(&body));
+                let form = form(&body);
+                let hang = st.lock().unwrap().hang_refresh;
+                if let Some(hang) = hang
+                    && form.get("grant_type").map(String::as_str) == Some("refresh_token")
+                {
+                    st.lock().unwrap().refresh_requests += 1;
+                    // Never answers: hold the connection until the hang or the test is over.
+                    let until = std::time::Instant::now() + hang;
+                    while std::time::Instant::now() < until
+                        && !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    continue;
+                }
+                let (status, body, extra) = handle(&st, req.url(), &headers, &form);
                 let mut resp = tiny_http::Response::from_string(body).with_status_code(status);
                 resp.add_header(
                     tiny_http::Header::from_bytes("Content-Type", "application/json").unwrap(),
@@ -119,6 +139,7 @@ impl FakeKimi {
         FakeKimi {
             url,
             state,
+            stopping,
             server,
             handle: Some(handle),
         }
@@ -135,6 +156,8 @@ impl FakeKimi {
 
 impl Drop for FakeKimi {
     fn drop(&mut self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.server.unblock();
         if let Some(h) = self.handle.take() {
             let _ = h.join();
@@ -308,7 +331,7 @@ pub fn credential(access: &str, refresh: &str, expires_in: i64) -> Credential {
     let mut cred = Credential::new(
         SecretString::from(access),
         SecretString::from(refresh),
-        kimi_vault::diag::now_unix() + expires_in,
+        kimi_vault::now_unix() + expires_in,
     );
     cred.scope = "kimi-code".into();
     cred.region = "cn".into();

@@ -1,0 +1,125 @@
+//! Why a command failed, as the command line sees it: the library's typed errors plus the
+//! command line's own (usage, running a program), each with its exit code (SPEC §3) and a
+//! message that says what to do next.
+
+use kimi_vault::{Error, KeyringError, LoginFailure, VaultProblem};
+
+/// Exit codes (SPEC §3).
+pub(crate) mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Any other failure.
+    pub const FAILURE: u8 = 1;
+    /// Usage error.
+    pub const USAGE: u8 = 2;
+    /// Login required: no credential, or the refresh token was rejected.
+    pub const LOGIN_REQUIRED: u8 = 3;
+    /// Vault unreadable: corrupt, tampered, other machine/user, unsafe permissions.
+    pub const VAULT_UNREADABLE: u8 = 4;
+    /// Kimi's service unreachable or failing after retries.
+    pub const SERVICE: u8 = 5;
+    /// `exec`: the program cannot be executed (as shells do).
+    pub const CANNOT_EXECUTE: u8 = 126;
+    /// `exec`: the program was not found (as shells do).
+    pub const NOT_FOUND: u8 = 127;
+}
+
+/// A command's failure.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The library's error.
+    Lib(Error),
+    /// Bad usage that clap could not catch.
+    Usage(String),
+    /// `exec` could not start the program.
+    Exec {
+        /// The program as given.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Writing the result failed (a closed stdout).
+    Output(std::io::Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Lib(e)
+    }
+}
+
+/// Result of a command: its exit code.
+pub(crate) type CmdResult = Result<u8, Failure>;
+
+/// ` --profile NAME` for hints, empty for the default profile.
+pub(crate) fn profile_flag(profile: &str) -> String {
+    if profile == kimi_vault::store::DEFAULT_PROFILE {
+        String::new()
+    } else {
+        format!(" --profile {profile}")
+    }
+}
+
+impl Failure {
+    /// The process exit code.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Lib(e) => match e {
+                Error::NotLoggedIn { .. } | Error::LoginRequired { .. } => exit::LOGIN_REQUIRED,
+                Error::VaultUnreadable { .. } => exit::VAULT_UNREADABLE,
+                Error::Service(_) => exit::SERVICE,
+                Error::InvalidProfile { .. } | Error::Config(_) => exit::USAGE,
+                _ => exit::FAILURE,
+            },
+            Failure::Usage(_) => exit::USAGE,
+            Failure::Exec { source, .. } => match source.kind() {
+                std::io::ErrorKind::NotFound => exit::NOT_FOUND,
+                _ => exit::CANNOT_EXECUTE,
+            },
+            Failure::Output(_) => exit::FAILURE,
+        }
+    }
+
+    /// The message for people: what happened and what to do next (never a secret: the
+    /// caller scrubs it once more).
+    pub(crate) fn message(&self, profile: &str) -> String {
+        let login = format!("kimi-vault login{}", profile_flag(profile));
+        match self {
+            Failure::Lib(e) => match e {
+                Error::NotLoggedIn { .. } | Error::LoginRequired { .. } => {
+                    format!("{e}: run `{login}`")
+                }
+                Error::VaultUnreadable { problem, .. } => {
+                    let next = match problem {
+                        VaultProblem::WrongKey => format!(
+                            "Restore the matching vault.key, or run `{login}` to start a new vault (the unreadable file will be kept aside)"
+                        ),
+                        VaultProblem::KeyMissing => format!(
+                            "Restore vault.key, or run `{login}` to start a new vault (the unreadable vault will be kept aside)"
+                        ),
+                        VaultProblem::Unsafe(_) => "Fix or remove it, then try again".to_owned(),
+                        _ => format!(
+                            "Restore it from a backup, or run `{login}` to start a new vault (the unreadable file will be kept aside)"
+                        ),
+                    };
+                    format!("{e}. {next}")
+                }
+                Error::Keyring(k)
+                    if k.is_unavailable() || matches!(k, KeyringError::TooLong { .. }) =>
+                {
+                    format!(
+                        "{e}. KIMI_VAULT_BACKEND=keyring requires a working keyring: start and unlock a Secret Service (for example gnome-keyring), or set KIMI_VAULT_BACKEND=auto (falls back to the encrypted file) or KIMI_VAULT_BACKEND=file"
+                    )
+                }
+                Error::LoginFailed(LoginFailure::Expired) => format!("{e}: run `{login}` again"),
+                _ => e.to_string(),
+            },
+            Failure::Usage(m) => m.clone(),
+            Failure::Exec { program, source } => match source.kind() {
+                std::io::ErrorKind::NotFound => format!("{program}: command not found"),
+                _ => format!("cannot run {program}: {source}"),
+            },
+            Failure::Output(e) => format!("cannot write to stdout: {e}"),
+        }
+    }
+}

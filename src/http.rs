@@ -1,0 +1,329 @@
+//! The one HTTP client for everything that talks to Kimi (OAuth, the API, the proxy's
+//! upstream): reqwest on tokio, rustls with the ring crypto provider chosen explicitly (no
+//! process-wide default is installed), the OS trust store, no redirects, connect and request
+//! timeouts, bounded bodies, and the device headers of SPEC §2 on every request.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use url::Url;
+use zeroize::Zeroizing;
+
+use crate::redact::redact_text;
+
+/// Version sent in `User-Agent` and `X-Msh-Version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Largest response body read into memory (OAuth and API answers are a few KiB).
+pub(crate) const MAX_BODY: usize = 1024 * 1024;
+/// How long establishing a connection may take.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A response read whole: status, `Retry-After`, and the body (which may hold secrets: never
+/// print it without the redactor).
+pub(crate) struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// `Retry-After`, as a delay.
+    pub retry_after: Option<Duration>,
+    /// The body, as text, wiped on drop.
+    pub body: Zeroizing<String>,
+}
+
+/// The client, with the device headers. Cheap to clone (the connection pool is shared).
+#[derive(Clone)]
+pub(crate) struct Http {
+    client: reqwest::Client,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Http")
+    }
+}
+
+/// Keeps printable ASCII only (header values must be ASCII), at most 128 characters.
+fn ascii_header(value: &str) -> HeaderValue {
+    let v: String = value
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(128)
+        .collect();
+    let v = v.trim();
+    HeaderValue::from_str(if v.is_empty() { "unknown" } else { v })
+        .unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+fn os_version() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| std::env::consts::OS.to_owned())
+}
+
+/// The device headers of SPEC §2.
+pub(crate) fn device_headers(device_id: &str) -> HeaderMap {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let model = format!("{} {}", std::env::consts::OS, std::env::consts::ARCH);
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("x-msh-platform", ascii_header("kimi-vault")),
+        ("x-msh-version", ascii_header(VERSION)),
+        ("x-msh-device-name", ascii_header(&host)),
+        ("x-msh-device-model", ascii_header(&model)),
+        ("x-msh-os-version", ascii_header(&os_version())),
+        ("x-msh-device-id", ascii_header(device_id)),
+    ] {
+        headers.insert(HeaderName::from_static(name), value);
+    }
+    headers
+}
+
+/// The OS trust store's verifier (rustls-platform-verifier), built at the first TLS handshake:
+/// loading the system's CA certificates costs milliseconds that a process which never opens
+/// an https connection (a loopback endpoint) need not pay. Signatures are checked with the
+/// provider's algorithms, as the platform verifier itself does.
+#[derive(Debug)]
+struct LazyPlatformVerifier {
+    provider: Arc<CryptoProvider>,
+    inner: OnceLock<Result<rustls_platform_verifier::Verifier, rustls::Error>>,
+}
+
+impl LazyPlatformVerifier {
+    fn verifier(&self) -> Result<&rustls_platform_verifier::Verifier, rustls::Error> {
+        self.inner
+            .get_or_init(|| {
+                tracing::debug!("loading the OS trust store for a TLS handshake");
+                let v = rustls_platform_verifier::Verifier::new(self.provider.clone());
+                if let Err(e) = &v {
+                    tracing::warn!(
+                        "no CA certificate could be loaded from the system ({e}); https connections fail until ca-certificates is installed"
+                    );
+                }
+                v
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+impl ServerCertVerifier for LazyPlatformVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.verifier()?.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// rustls with the ring provider (chosen here, not installed process-wide) and the OS trust
+/// store; HTTP/1.1.
+fn tls_config() -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = LazyPlatformVerifier {
+        provider: provider.clone(),
+        inner: OnceLock::new(),
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config
+}
+
+impl Http {
+    /// A client that sends the device headers with `device_id`. `pool_idle` is how long idle
+    /// connections are kept for reuse.
+    pub(crate) fn new(device_id: &str, pool_idle: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls_config())
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(CONNECT_TIMEOUT)
+            .pool_idle_timeout(pool_idle)
+            .user_agent(format!("kimi-vault/{VERSION}"))
+            .default_headers(device_headers(device_id))
+            .no_proxy()
+            .build()
+            .expect("the HTTP client configuration is valid");
+        Http { client }
+    }
+
+    /// POSTs a form and reads the answer. `Err` is a redacted description of a network
+    /// failure (never a secret: the form's values are remembered secrets, and scrubbed).
+    pub(crate) async fn post_form(
+        &self,
+        url: &Url,
+        form: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Reply, String> {
+        let size: usize = form.iter().map(|(k, v)| k.len() + v.len() * 3 + 2).sum();
+        let mut body = Zeroizing::new(String::with_capacity(size));
+        {
+            let mut ser = url::form_urlencoded::Serializer::new(&mut *body);
+            for (k, v) in form {
+                ser.append_pair(k, v);
+            }
+        }
+        let request = self
+            .client
+            .post(url.as_str())
+            .timeout(timeout)
+            .header("accept", "application/json")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.as_bytes().to_vec());
+        read_reply(request.send().await).await
+    }
+}
+
+/// A network failure in words, with its root cause, redacted.
+pub(crate) fn describe_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "the request timed out".into();
+    }
+    let mut root: &dyn std::error::Error = e;
+    while let Some(s) = root.source() {
+        root = s;
+    }
+    let what = if e.is_connect() {
+        "cannot connect"
+    } else {
+        "the request failed"
+    };
+    redact_text(&format!("{what} ({root})"))
+}
+
+async fn read_reply(response: Result<reqwest::Response, reqwest::Error>) -> Result<Reply, String> {
+    let mut response = response.map_err(|e| describe_error(&e))?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let mut body = Zeroizing::new(Vec::with_capacity(
+        response
+            .content_length()
+            .map_or(4096, |n| n as usize)
+            .min(MAX_BODY),
+    ));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the response failed: {}", describe_error(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(format!("the response is larger than {MAX_BODY} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let text = match std::str::from_utf8(&body) {
+        Ok(s) => Zeroizing::new(s.to_owned()),
+        Err(_) => Zeroizing::new(String::from_utf8_lossy(&body).into_owned()),
+    };
+    Ok(Reply {
+        status,
+        retry_after,
+        body: text,
+    })
+}
+
+/// Parses `Retry-After`: delay seconds or an HTTP date.
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_ascii() {
+        let h = device_headers("dev-id-\u{e9}\u{1F600}-1");
+        assert_eq!(h["x-msh-device-id"], "dev-id--1");
+        assert_eq!(h["x-msh-platform"], "kimi-vault");
+        assert_eq!(ascii_header("\u{e9}\u{e9}"), "unknown");
+    }
+
+    #[test]
+    fn the_trust_store_is_loaded_at_the_first_handshake_only() {
+        let started = std::time::Instant::now();
+        let _ = Http::new("x", Duration::from_secs(1));
+        // Building the client reads no certificate; a handshake would.
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let v = LazyPlatformVerifier {
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            inner: OnceLock::new(),
+        };
+        assert!(v.inner.get().is_none());
+        assert!(!v.supported_verify_schemes().is_empty());
+        assert!(v.inner.get().is_none());
+    }
+
+    #[test]
+    fn retry_after() {
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+}

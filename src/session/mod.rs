@@ -1,0 +1,318 @@
+//! The session layer: the one place that turns (vault, profile) into a usable access token.
+//!
+//! - Lock-free read: a stored access token valid for longer than the caller's threshold is
+//!   used as it is (the command line's warm `token` starts no runtime, no TLS, no thread).
+//! - Single-flight refresh: otherwise take the vault lock, read again (another process may
+//!   have refreshed meanwhile), and refresh only if still needed; N processes that need a
+//!   refresh at the same moment make exactly one request.
+//! - [`Session::force_refresh`] after an upstream 401 refreshes only if the stored access token
+//!   is still the rejected one, with the same single flight.
+//! - A transient failure is recorded beside the lock for a short back-off; when the stored
+//!   access token is still valid it is handed out with a warning (through `tracing`).
+//! - Long-lived processes (the proxy) get an in-memory cache and async methods; the refresh
+//!   itself runs on a blocking thread, holding the lock, never on the async workers.
+
+mod backoff;
+mod driver;
+mod login;
+mod refresh;
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::runtime::Runtime;
+
+use crate::clock::now_unix;
+use crate::error::{Error, Result};
+use crate::http::Http;
+use crate::oauth::endpoints::{EndpointOverrides, Endpoints, Region};
+use crate::secret::SecretString;
+use crate::store::{Credential, Loaded, Vault, VaultLock, check_profile_name, device_id};
+use driver::Driver;
+use refresh::Failure;
+
+pub use login::{LoginStored, PendingLogin};
+
+/// How long idle connections to Kimi are kept for reuse.
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// What the caller needs of the token.
+enum Need {
+    /// Valid for more than this many seconds.
+    MinValid(i64),
+    /// Anything but this token (rejected by the API), still valid.
+    Replace(SecretString),
+}
+
+impl Need {
+    fn satisfied_by(&self, cred: &Credential) -> bool {
+        let left = cred.expires_in(now_unix());
+        match self {
+            Need::MinValid(min) => left > *min,
+            Need::Replace(rejected) => left > 0 && !cred.access_token.ct_eq(rejected),
+        }
+    }
+}
+
+/// A profile's credential, kept usable. Cheap to clone; clones share the cache, the HTTP
+/// connection pool and the in-process refresh gate.
+///
+/// Use either the blocking methods ([`token`](Self::token)) or the async ones
+/// ([`token_async`](Self::token_async), [`force_refresh`](Self::force_refresh)) on one session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    vault: Vault,
+    profile: String,
+    overrides: EndpointOverrides,
+    http: OnceLock<Http>,
+    /// The blocking methods' own runtime, built at the first request.
+    runtime: OnceLock<Runtime>,
+    /// The last credential handed out (long-lived processes serve from it while valid).
+    cache: Mutex<Option<Credential>>,
+    /// One refresh at a time within this process (across processes: the vault lock).
+    gate: tokio::sync::Mutex<()>,
+}
+
+impl Session {
+    /// A session for `profile` in `vault`, reaching Kimi at the region's endpoints with
+    /// `overrides` applied.
+    pub fn new(vault: Vault, profile: &str, overrides: EndpointOverrides) -> Result<Self> {
+        check_profile_name(profile)?;
+        Ok(Session {
+            inner: Arc::new(Inner {
+                vault,
+                profile: profile.to_owned(),
+                overrides,
+                http: OnceLock::new(),
+                runtime: OnceLock::new(),
+                cache: Mutex::new(None),
+                gate: tokio::sync::Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The vault.
+    pub fn vault(&self) -> &Vault {
+        &self.inner.vault
+    }
+
+    /// The profile.
+    pub fn profile(&self) -> &str {
+        &self.inner.profile
+    }
+
+    /// The endpoints of `region`, with this session's overrides (checked against the endpoint
+    /// rule).
+    pub fn endpoints(&self, region: Region) -> Result<Endpoints> {
+        Endpoints::resolve(region, &self.inner.overrides)
+    }
+
+    /// The endpoints for a stored credential (the region it was logged in to).
+    pub fn endpoints_for(&self, cred: &Credential) -> Result<Endpoints> {
+        self.endpoints(Region::from_stored(&cred.region))
+    }
+
+    /// What is stored for the profile, read without the lock (for `status`).
+    pub fn stored(&self) -> Result<Option<Loaded>> {
+        self.inner.vault.load(&self.inner.profile)
+    }
+
+    /// The HTTP client, made at its first use (it needs the device id).
+    pub(crate) fn http(&self) -> Result<&Http> {
+        if let Some(h) = self.inner.http.get() {
+            return Ok(h);
+        }
+        let id = device_id::load_or_create(self.inner.vault.paths())?;
+        tracing::debug!("building the HTTP client");
+        Ok(self.inner.http.get_or_init(|| Http::new(&id, POOL_IDLE)))
+    }
+
+    fn runtime(&self) -> Result<&Runtime> {
+        if let Some(rt) = self.inner.runtime.get() {
+            return Ok(rt);
+        }
+        let rt = driver::current_thread()?;
+        Ok(self.inner.runtime.get_or_init(|| rt))
+    }
+
+    /// A credential whose access token is valid for more than `min_valid` seconds, refreshing
+    /// it (once across all processes) when needed. Blocking: a runtime is built only when a
+    /// request must be made. Do not call from async code; use [`token_async`](Self::token_async).
+    pub fn token(&self, min_valid: i64) -> Result<Credential> {
+        self.ensure(&Need::MinValid(min_valid), None)
+    }
+
+    /// After the API rejected `rejected` (HTTP 401): a credential with another valid access
+    /// token, refreshing only if the stored one is still the rejected one. Blocking.
+    pub fn force_refresh_blocking(&self, rejected: &SecretString) -> Result<Credential> {
+        self.ensure(&Need::Replace(rejected.clone()), None)
+    }
+
+    /// The async [`token`](Self::token): served from memory while the last token handed out
+    /// is valid for more than `min_valid` seconds; otherwise the same single-flight refresh, on
+    /// a blocking thread.
+    pub async fn token_async(&self, min_valid: i64) -> Result<Credential> {
+        let need = Need::MinValid(min_valid);
+        if let Some(c) = self.cached(&need) {
+            return Ok(c);
+        }
+        let _gate = self.inner.gate.lock().await;
+        if let Some(c) = self.cached(&need) {
+            return Ok(c);
+        }
+        self.ensure_on_blocking_thread(need).await
+    }
+
+    /// The async [`force_refresh_blocking`](Self::force_refresh_blocking).
+    pub async fn force_refresh(&self, rejected: &SecretString) -> Result<Credential> {
+        let need = Need::Replace(rejected.clone());
+        let _gate = self.inner.gate.lock().await;
+        if let Some(c) = self.cached(&need) {
+            return Ok(c);
+        }
+        self.ensure_on_blocking_thread(need).await
+    }
+
+    /// The last credential handed out, when it meets `need`.
+    pub fn cached_token(&self, min_valid: i64) -> Option<Credential> {
+        self.cached(&Need::MinValid(min_valid))
+    }
+
+    fn cached(&self, need: &Need) -> Option<Credential> {
+        let cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .as_ref()
+            .filter(|c| !c.needs_login && need.satisfied_by(c))
+            .cloned()
+    }
+
+    fn remember(&self, cred: &Credential) {
+        *self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(cred.clone());
+    }
+
+    async fn ensure_on_blocking_thread(&self, need: Need) -> Result<Credential> {
+        let this = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || this.ensure(&need, Some(Driver::Shared(handle))))
+            .await
+            .map_err(|e| Error::io("the refresh task failed", std::io::Error::other(e)))?
+    }
+
+    fn not_logged_in(&self) -> Error {
+        Error::NotLoggedIn {
+            profile: self.inner.profile.clone(),
+            keyring_unreadable: self.inner.vault.keyring_trouble(),
+        }
+    }
+
+    fn login_required(&self, reason: String) -> Error {
+        Error::LoginRequired {
+            profile: self.inner.profile.clone(),
+            reason,
+        }
+    }
+
+    /// The stored credential, or why there is none to use.
+    fn read_usable(&self) -> Result<Credential> {
+        let cred = self.stored()?.ok_or_else(|| self.not_logged_in())?.cred;
+        if cred.needs_login {
+            return Err(self.login_required("the refresh token was rejected earlier".into()));
+        }
+        Ok(cred)
+    }
+
+    /// The single-flight core. `driver` runs the HTTP exchange; `None` means this session's own
+    /// runtime, built only when a request is actually made.
+    fn ensure(&self, need: &Need, driver: Option<Driver<'_>>) -> Result<Credential> {
+        let cred = self.read_usable()?;
+        if need.satisfied_by(&cred) {
+            self.remember(&cred);
+            return Ok(cred);
+        }
+        let vault = &self.inner.vault;
+        let lock = vault.lock()?;
+        let cred = self.read_usable()?;
+        if need.satisfied_by(&cred) {
+            tracing::info!("another process refreshed the token meanwhile");
+            self.remember(&cred);
+            return Ok(cred);
+        }
+        if let Some(rec) = backoff::active(vault.paths(), &self.inner.profile, &lock) {
+            let age = (crate::clock::now_unix_ms() - rec.at_ms) / 1000;
+            let left = (rec.until_ms - crate::clock::now_unix_ms()).max(0) / 1000 + 1;
+            let err = Error::Service(format!(
+                "{} (reported by a kimi-vault process {age} s ago; no new attempt for {left} s)",
+                rec.message
+            ));
+            return self.after_transient(need, cred, err);
+        }
+        let endpoints = self.endpoints_for(&cred)?;
+        let http = self.http()?.clone();
+        let exchange = refresh::exchange(&http, &endpoints, &cred.refresh_token);
+        let outcome = match driver {
+            Some(d) => d.block_on(exchange),
+            None => Driver::Own(self.runtime()?).block_on(exchange),
+        };
+        self.settle(need, cred, outcome, &lock)
+    }
+
+    /// Stores what the exchange produced, under the lock.
+    fn settle(
+        &self,
+        need: &Need,
+        cred: Credential,
+        outcome: std::result::Result<crate::oauth::TokenGrant, Failure>,
+        lock: &VaultLock,
+    ) -> Result<Credential> {
+        let (vault, profile) = (&self.inner.vault, self.inner.profile.as_str());
+        match outcome {
+            Ok(grant) => {
+                let fresh = refresh::apply_grant(&cred, grant);
+                let backend = vault.save(profile, &fresh, lock, false)?;
+                backoff::clear(vault.paths(), profile, lock);
+                tracing::info!("refreshed the access token ({} backend)", backend.as_str());
+                self.remember(&fresh);
+                Ok(fresh)
+            }
+            Err(Failure::Rejected(why)) => {
+                let mut marked = cred;
+                marked.needs_login = true;
+                vault.save(profile, &marked, lock, false)?;
+                self.remember(&marked);
+                Err(self.login_required(format!("Kimi rejected the refresh token: {why}")))
+            }
+            Err(Failure::Transient {
+                message,
+                retry_after,
+            }) => {
+                backoff::record(vault.paths(), profile, &message, retry_after, lock);
+                self.after_transient(need, cred, Error::Service(message))
+            }
+            Err(Failure::Failed(e)) => Err(e),
+        }
+    }
+
+    /// After a transient failure: the stored access token while it is still valid (with a
+    /// warning), unless the caller needs a different one.
+    fn after_transient(&self, need: &Need, cred: Credential, err: Error) -> Result<Credential> {
+        let left = cred.expires_in(now_unix());
+        if matches!(need, Need::MinValid(_)) && left > 0 {
+            tracing::warn!("{err}; handing out the stored access token, still valid for {left} s");
+            self.remember(&cred);
+            return Ok(cred);
+        }
+        Err(err)
+    }
+
+    /// Removes the profile's credential from every backend; true when something was removed.
+    pub fn logout(&self) -> Result<bool> {
+        let lock = self.inner.vault.lock()?;
+        let removed = self.inner.vault.delete(&self.inner.profile, &lock)?;
+        *self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        Ok(removed)
+    }
+}

@@ -1,0 +1,125 @@
+//! The refresh exchange with retries inside a total budget (SPEC §5), and what a grant makes of
+//! a stored credential. Single flight is the caller's: it holds the vault lock around this.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::clock::now_unix;
+use crate::error::Error;
+use crate::http::Http;
+use crate::oauth::endpoints::Endpoints;
+use crate::oauth::refresh;
+use crate::oauth::response::{TokenGrant, TokenOutcome};
+use crate::secret::SecretString;
+use crate::store::Credential;
+
+/// Everything one refresh may take, retries and backoff included.
+pub(crate) const REFRESH_BUDGET: Duration = Duration::from_secs(30);
+/// Attempts for one refresh (the first try and the retries).
+pub(crate) const ATTEMPTS: u32 = 4;
+/// First backoff delay; doubles each retry, with ±50 % jitter.
+pub(crate) const BACKOFF_BASE: Duration = Duration::from_millis(500);
+/// Longest a single attempt may take, so that a hung server still leaves room for a retry.
+pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Shortest time worth starting another attempt in.
+const MIN_ATTEMPT: Duration = Duration::from_secs(1);
+
+/// Why a refresh did not produce tokens.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The refresh token was refused for good (redacted detail).
+    Rejected(String),
+    /// Network, 429, 5xx or timeouts until the budget or the attempts ran out.
+    Transient {
+        /// What happened last, redacted.
+        message: String,
+        /// The server's last `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+    /// An answer this tool cannot use (not worth retrying).
+    Failed(Error),
+}
+
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    // Jitter is not a secret: a failed random source only makes it less spread.
+    let _ = crate::error::random_fill(&mut b);
+    let frac = u16::from_le_bytes(b) as f64 / u16::MAX as f64; // 0..1
+    d.mul_f64(0.5 + frac)
+}
+
+/// Exchanges `refresh_token` for new tokens, retrying transient failures with backoff and
+/// `Retry-After`, all within [`REFRESH_BUDGET`].
+pub(crate) async fn exchange(
+    http: &Http,
+    endpoints: &Endpoints,
+    refresh_token: &SecretString,
+) -> Result<TokenGrant, Failure> {
+    let deadline = Instant::now() + REFRESH_BUDGET;
+    let mut last = String::from("no attempt could be made within the time budget");
+    let mut last_retry_after = None;
+    for attempt in 0..ATTEMPTS {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining < MIN_ATTEMPT {
+            break;
+        }
+        let timeout = remaining.min(ATTEMPT_TIMEOUT);
+        let (detail, retry_after) = match refresh::request(http, endpoints, refresh_token, timeout)
+            .await
+        {
+            TokenOutcome::Granted(g) => return Ok(g),
+            TokenOutcome::Rejected(why) => return Err(Failure::Rejected(why)),
+            TokenOutcome::Transient(why, ra) => (why, ra),
+            TokenOutcome::Malformed(why) => {
+                return Err(Failure::Failed(Error::Protocol(format!(
+                    "Kimi's auth server sent an unusable refresh response ({why}); your credential is unchanged, try again later"
+                ))));
+            }
+            other => {
+                return Err(Failure::Failed(Error::Protocol(format!(
+                    "Kimi's auth server answered the refresh with {other:?}; your credential is unchanged"
+                ))));
+            }
+        };
+        tracing::info!("refresh attempt {} failed: {detail}", attempt + 1);
+        last = detail;
+        last_retry_after = retry_after;
+        if attempt + 1 == ATTEMPTS {
+            break;
+        }
+        let wait = retry_after.unwrap_or_else(|| jitter(BACKOFF_BASE * 2u32.pow(attempt)));
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if wait + MIN_ATTEMPT > remaining {
+            if retry_after.is_some() {
+                last = format!("{last} (asked to retry after {} s)", wait.as_secs());
+            }
+            break;
+        }
+        tokio::time::sleep(wait).await;
+    }
+    Err(Failure::Transient {
+        message: format!(
+            "cannot refresh the token: Kimi's auth server at {} is unreachable or failing ({last}); your credential is unchanged, try again later",
+            endpoints.oauth_host
+        ),
+        retry_after: last_retry_after,
+    })
+}
+
+/// The credential after a refresh: new tokens, the old refresh token when none came back.
+pub(crate) fn apply_grant(old: &Credential, grant: TokenGrant) -> Credential {
+    Credential {
+        access_token: grant.access_token,
+        refresh_token: grant
+            .refresh_token
+            .unwrap_or_else(|| old.refresh_token.clone()),
+        expires_at: now_unix() + grant.expires_in,
+        scope: grant.scope.unwrap_or_else(|| old.scope.clone()),
+        token_type: grant.token_type.unwrap_or_else(|| old.token_type.clone()),
+        region: old.region.clone(),
+        needs_login: false,
+        updated_at_ms: old.updated_at_ms,
+        proxy_client_key: old.proxy_client_key.clone(),
+    }
+}

@@ -1,0 +1,39 @@
+//! Profile names: the key under which a credential is stored in either backend.
+
+use crate::error::{Error, Result};
+
+/// The profile used when none is named.
+pub const DEFAULT_PROFILE: &str = "default";
+
+/// Checks a profile name: 1 to 64 of `A-Z a-z 0-9 - _ .`, not starting with `.` (so that a
+/// name can never be a hidden file or a path).
+pub fn check_profile_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidProfile {
+            name: name.escape_default().to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["default", "work", "a.b", "A-1_x"] {
+            assert!(check_profile_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".hidden", "a/b", "../x", "ä", &"x".repeat(65)] {
+            assert!(check_profile_name(bad).is_err(), "{bad}");
+        }
+    }
+}
