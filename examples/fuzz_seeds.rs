@@ -91,4 +91,17 @@ fn main() {
         "opencode-encrypted",
         br#"{"encrypted":"JCQkJCQkJCQkJCQkJCQkJAAAAAAAAAAAAAAAAAAAAAA="}"#,
     );
+
+    // proxy_head: the path after /v1/, then `name: value` lines.
+    write(
+        "proxy_head",
+        "claude",
+        b"messages\nx-api-key: kvp-fuzz-client-key-0123456789\nanthropic-version: 2023-06-01\ncontent-type: application/json\nconnection: keep-alive, x-hop\nx-hop: 1",
+    );
+    write(
+        "proxy_head",
+        "openai",
+        b"chat/completions\nauthorization: Bearer kvp-fuzz-client-key-0123456789\ncookie: a=b\nproxy-authorization: Basic eA==",
+    );
+    write("proxy_head", "climb", b"a/%2e%2e/admin\nx-api-key: wrong");
 }

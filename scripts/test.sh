@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): lint, then the whole test suite inside a private
 # D-Bus session with gnome-keyring unlocked, in a fresh HOME, so the keyring tests talk to a real
-# Secret Service. Needs: cargo, dbus-run-session (dbus), gnome-keyring.
+# Secret Service. Needs: cargo, dbus-run-session (dbus), gnome-keyring, python3 (the proxy tests' stand-in clients).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo fmt --check
 cargo clippy --all-targets --features testing -- -D warnings
 
-if ! command -v dbus-run-session >/dev/null || ! command -v gnome-keyring-daemon >/dev/null; then
-    echo "scripts/test.sh: dbus-run-session and gnome-keyring-daemon are needed (apt-get install dbus-x11 gnome-keyring)" >&2
+if ! command -v dbus-run-session >/dev/null || ! command -v gnome-keyring-daemon >/dev/null \
+    || ! command -v python3 >/dev/null; then
+    echo "scripts/test.sh: dbus-run-session, gnome-keyring-daemon and python3 are needed (apt-get install dbus-x11 gnome-keyring python3)" >&2
     exit 1
 fi
 

@@ -181,21 +181,47 @@ fn tls_config() -> rustls::ClientConfig {
     config
 }
 
+/// What a client is for; the proxy's upstream client streams and keeps more connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// OAuth and API calls: short answers read whole.
+    Calls,
+    /// The proxy's upstream: long streams (a read may wait minutes between SSE events), many
+    /// concurrent connections kept alive.
+    Upstream,
+}
+
+/// How long idle connections are kept for reuse.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+/// Longest silence between two reads of an upstream response before it is given up.
+const UPSTREAM_READ_TIMEOUT: Duration = Duration::from_secs(600);
+
 impl Http {
-    /// A client that sends the device headers with `device_id`. `pool_idle` is how long idle
-    /// connections are kept for reuse.
-    pub(crate) fn new(device_id: &str, pool_idle: Duration) -> Self {
-        let client = reqwest::Client::builder()
+    /// A client that sends the device headers with `device_id`.
+    pub(crate) fn new(device_id: &str, purpose: Purpose) -> Self {
+        let mut builder = reqwest::Client::builder()
             .tls_backend_preconfigured(tls_config())
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(pool_idle)
+            .pool_idle_timeout(POOL_IDLE)
+            .tcp_nodelay(true)
             .user_agent(format!("kimi-vault/{VERSION}"))
             .default_headers(device_headers(device_id))
-            .no_proxy()
+            .no_proxy();
+        if purpose == Purpose::Upstream {
+            builder = builder
+                .read_timeout(UPSTREAM_READ_TIMEOUT)
+                .pool_max_idle_per_host(256);
+        }
+        let client = builder
             .build()
             .expect("the HTTP client configuration is valid");
         Http { client }
+    }
+
+    /// The underlying client (the proxy streams through it).
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 
     /// POSTs a form and reads the answer. `Err` is a redacted description of a network
@@ -223,6 +249,18 @@ impl Http {
             .body(body.as_bytes().to_vec());
         read_reply(request.send().await).await
     }
+}
+
+/// A bare client (no device headers) for a local endpoint such as a running proxy's `/health`.
+/// Every reqwest client must be built here: reqwest carries no crypto provider of its own.
+pub(crate) fn local_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls_config())
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .expect("the HTTP client configuration is valid")
 }
 
 /// A network failure in words, with its root cause, redacted.
@@ -305,7 +343,7 @@ mod tests {
     #[test]
     fn the_trust_store_is_loaded_at_the_first_handshake_only() {
         let started = std::time::Instant::now();
-        let _ = Http::new("x", Duration::from_secs(1));
+        let _ = Http::new("x", Purpose::Calls);
         // Building the client reads no certificate; a handshake would.
         assert!(started.elapsed() < Duration::from_secs(5));
         let v = LazyPlatformVerifier {

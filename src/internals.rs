@@ -8,3 +8,19 @@ pub use crate::store::crypto::{EnvelopeError, VaultKey, open, seal, seal_with_no
 pub use crate::store::file::decode;
 pub use crate::store::key::parse_material;
 pub use crate::store::record::{CONTENTS_VERSION, VaultContents};
+pub use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// What the proxy makes of a client's request head: whether `key` lets it in, the headers
+/// that would go upstream (before the token is added), and whether the path after `/v1/` is
+/// refused for climbing out of the API base.
+pub fn proxy_inspect_head(
+    headers: &HeaderMap,
+    rest: &str,
+    key: &crate::SecretString,
+) -> (bool, HeaderMap, bool) {
+    (
+        crate::proxy::auth::ClientAuth::Key(key.clone()).allows(headers),
+        crate::proxy::headers::upstream_request(headers),
+        crate::proxy::forward::has_dot_segment(rest),
+    )
+}

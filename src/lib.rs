@@ -23,6 +23,7 @@ pub mod error;
 pub(crate) mod http;
 pub mod migrate;
 pub mod oauth;
+pub mod proxy;
 pub(crate) mod redact;
 pub mod secret;
 pub mod session;

@@ -40,6 +40,8 @@ pub(crate) enum Failure {
     },
     /// Writing the result failed (a closed stdout).
     Output(std::io::Error),
+    /// Anything else, said in words (exit 1).
+    Other(String),
 }
 
 impl From<Error> for Failure {
@@ -76,7 +78,7 @@ impl Failure {
                 std::io::ErrorKind::NotFound => exit::NOT_FOUND,
                 _ => exit::CANNOT_EXECUTE,
             },
-            Failure::Output(_) => exit::FAILURE,
+            Failure::Output(_) | Failure::Other(_) => exit::FAILURE,
         }
     }
 
@@ -120,6 +122,7 @@ impl Failure {
                 _ => format!("cannot run {program}: {source}"),
             },
             Failure::Output(e) => format!("cannot write to stdout: {e}"),
+            Failure::Other(m) => m.clone(),
         }
     }
 }

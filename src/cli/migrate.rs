@@ -22,23 +22,23 @@ fn show(title: &str, entries: &[Entry]) {
     }
 }
 
-/// What changes for the user of that tool once its credential has moved.
-fn after_move(tool: Tool) -> &'static str {
+/// The generic recipe: any client that takes a base URL and an API key.
+const PROXY_RECIPE: &str = "start `kimi-vault proxy` and give the tool the base URL and key it prints (Anthropic-style clients: http://127.0.0.1:18462, OpenAI-style: http://127.0.0.1:18462/v1)";
+
+/// What changes for the user of that tool once its credential has moved, and how to keep
+/// using it (each recipe is tested with a stand-in client that reads exactly those variables).
+fn after_move(tool: Tool) -> String {
     match tool {
         Tool::KimiCli | Tool::KimiCliKeyring => {
-            "kimi-cli will ask you to log in again; to keep one login, run it as `kimi-vault exec -- kimi`"
+            "kimi-cli will ask you to log in again; instead, run it as `kimi-vault exec --proxy --for kimi -- kimi` (a private proxy, KIMI_BASE_URL and KIMI_API_KEY set for it, tokens kept fresh however long it runs)".to_owned()
         }
-        Tool::KimiCode => {
-            "kimi-code will ask you to log in again; run it as `kimi-vault exec -- kimi-code`, or point it at `kimi-vault proxy`"
-        }
-        Tool::Roder => {
-            "Roder will ask you to log in again; give it `kimi-vault token` as its key command, or `kimi-vault proxy`"
-        }
-        Tool::CliProxyApi => {
-            "CLIProxyAPI no longer has this Kimi account; use `kimi-vault proxy` as the local Anthropic-compatible endpoint instead"
-        }
+        Tool::KimiCode => format!("kimi-code will ask you to log in again; instead, {PROXY_RECIPE}"),
+        Tool::Roder => format!("Roder will ask you to log in again; instead, {PROXY_RECIPE}"),
+        Tool::CliProxyApi => format!(
+            "CLIProxyAPI no longer has this Kimi account; instead, {PROXY_RECIPE}"
+        ),
         Tool::Opencode => {
-            "opencode-kimi-auth will ask you to log in again; use `kimi-vault exec -- opencode` or `kimi-vault proxy`"
+            format!("opencode-kimi-auth will ask you to log in again; instead, {PROXY_RECIPE}")
         }
     }
 }

@@ -1,12 +1,14 @@
 //! The command line: arguments and environment (read once, here), dispatch, and turning
 //! failures into messages and exit codes.
 
+mod exec_proxy;
 mod failure;
 mod logging;
 mod login;
 mod logout;
 mod migrate;
 mod output;
+mod proxy;
 mod status;
 mod token;
 
@@ -130,15 +132,32 @@ enum Command {
         #[arg(long, default_value_t = 300, value_name = "SECONDS")]
         min_valid: u32,
     },
-    /// Run a command with a fresh token in its environment.
+    /// Run a command with a fresh token in its environment, or with a private proxy.
     Exec {
         /// Variable to put the token in (repeatable; default ANTHROPIC_AUTH_TOKEN).
-        #[arg(long = "env", value_name = "VAR")]
+        #[arg(long = "env", value_name = "VAR", conflicts_with = "proxy")]
         env: Vec<String>,
+        /// Start a private proxy on a random loopback port with a one-time client key for the
+        /// lifetime of CMD, and point CMD at it (tokens stay fresh however long CMD runs).
+        #[arg(long)]
+        proxy: bool,
+        /// Which client CMD is (with --proxy): claude sets ANTHROPIC_BASE_URL and
+        /// ANTHROPIC_API_KEY, kimi sets KIMI_BASE_URL and KIMI_API_KEY, openai sets
+        /// OPENAI_BASE_URL and OPENAI_API_KEY.
+        #[arg(
+            long = "for",
+            value_enum,
+            default_value = "claude",
+            requires = "proxy",
+            value_name = "CLIENT"
+        )]
+        for_client: exec_proxy::ForClient,
         /// The command and its arguments.
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<OsString>,
     },
+    /// Run a local proxy that injects a fresh token into every request (long sessions).
+    Proxy(proxy::ProxyArgs),
     /// Move other Kimi tools' plaintext credentials into the vault.
     Migrate {
         /// Source file to migrate (repeatable; `keyring:kimi-code` for kimi-cli's old keyring
@@ -247,7 +266,14 @@ fn run(cli: Cli) -> CmdResult {
         Command::Logout => logout::run(&ctx),
         Command::Status => status::run(&ctx),
         Command::Token { min_valid } => token::token(&ctx, min_valid),
-        Command::Exec { env, cmd } => token::exec(&ctx, &env, &cmd),
+        Command::Exec {
+            proxy: true,
+            for_client,
+            cmd,
+            ..
+        } => exec_proxy::run(&ctx, for_client, &cmd),
+        Command::Exec { env, cmd, .. } => token::exec(&ctx, &env, &cmd),
+        Command::Proxy(args) => proxy::run(&ctx, &args),
         Command::Migrate {
             from,
             keep,

@@ -13,6 +13,7 @@
 //!   itself runs on a blocking thread, holding the lock, never on the async workers.
 
 mod backoff;
+mod client_key;
 mod driver;
 mod login;
 mod refresh;
@@ -23,17 +24,15 @@ use tokio::runtime::Runtime;
 
 use crate::clock::now_unix;
 use crate::error::{Error, Result};
-use crate::http::Http;
+use crate::http::{Http, Purpose};
 use crate::oauth::endpoints::{EndpointOverrides, Endpoints, Region};
 use crate::secret::SecretString;
 use crate::store::{Credential, Loaded, Vault, VaultLock, check_profile_name, device_id};
 use driver::Driver;
 use refresh::Failure;
 
+pub use client_key::new_client_key;
 pub use login::{LoginStored, PendingLogin};
-
-/// How long idle connections to Kimi are kept for reuse.
-const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// What the caller needs of the token.
 enum Need {
@@ -128,7 +127,10 @@ impl Session {
         }
         let id = device_id::load_or_create(self.inner.vault.paths())?;
         tracing::debug!("building the HTTP client");
-        Ok(self.inner.http.get_or_init(|| Http::new(&id, POOL_IDLE)))
+        Ok(self
+            .inner
+            .http
+            .get_or_init(|| Http::new(&id, Purpose::Calls)))
     }
 
     fn runtime(&self) -> Result<&Runtime> {
@@ -202,7 +204,7 @@ impl Session {
             .map_err(|e| Error::io("the refresh task failed", std::io::Error::other(e)))?
     }
 
-    fn not_logged_in(&self) -> Error {
+    pub(crate) fn not_logged_in(&self) -> Error {
         Error::NotLoggedIn {
             profile: self.inner.profile.clone(),
             keyring_unreadable: self.inner.vault.keyring_trouble(),

@@ -1,0 +1,943 @@
+//! `kimi-vault proxy` and `exec --proxy` through the real binary, against a fake Kimi API
+//! (hyper, on loopback) and the fake Kimi auth server: auth, token injection, header
+//! filtering, 401 healing, 402, SSE timing, concurrency, big bodies, health, graceful shutdown,
+//! stand-in clients for every recipe, and bad input.
+
+mod common;
+#[path = "common/upstream.rs"]
+mod upstream;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use upstream::{Reject, Upstream};
+
+const SEED_ACCESS: &str = "at-seed-0123456789abcdef0123";
+const SEED_REFRESH: &str = "rt-seed-0123456789abcdef0123";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// A running `kimi-vault proxy`.
+struct Running {
+    child: Child,
+    url: String,
+    key: Option<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn addr(&self) -> String {
+        self.url.trim_start_matches("http://").to_owned()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn signal(&self, sig: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, sig).unwrap();
+    }
+
+    /// SIGTERM, then the exit status and everything it wrote on stderr.
+    fn stop(mut self) -> (std::process::ExitStatus, String) {
+        self.signal(rustix::process::Signal::TERM);
+        let status = wait_within(&mut self.child, Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(100));
+        (status, self.stderr())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_within(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "the process did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn proxy_cmd(env: &TestEnv, up: &Upstream) -> std::process::Command {
+    let mut cmd = env.std_cmd();
+    cmd.env("KIMI_CODE_BASE_URL", up.base());
+    cmd
+}
+
+fn start(env: &TestEnv, up: &Upstream, extra: &[&str]) -> Running {
+    let mut child = proxy_cmd(env, up)
+        .args(["-v", "proxy", "--port", "0", "--json"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let mut err = child.stderr.take().unwrap();
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("no ready line; stderr: {}", stderr.lock().unwrap()));
+    let ready: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|_| panic!("ready line {line:?}; stderr: {}", stderr.lock().unwrap()));
+    assert_eq!(ready["type"], "ready");
+    Running {
+        child,
+        url: ready["url"].as_str().unwrap().to_owned(),
+        key: ready["api_key"].as_str().map(str::to_owned),
+        stderr,
+    }
+}
+
+fn seeded(expires_in: i64) -> (TestEnv, Upstream) {
+    let env = TestEnv::new();
+    env.seed("default", SEED_ACCESS, SEED_REFRESH, expires_in);
+    (env, Upstream::start())
+}
+
+/// POSTs JSON to `path` with `x-api-key: key`; the status and the body.
+fn post(url: &str, path: &str, key: Option<&str>, body: &str) -> (u16, String) {
+    runtime().block_on(async {
+        let mut req = client()
+            .post(format!("{url}{path}"))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    })
+}
+
+#[test]
+fn auth_is_enforced_and_nothing_goes_upstream_without_it() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    assert!(key.starts_with("kvp-"));
+    for bad in [None, Some("kvp-wrong"), Some(SEED_ACCESS)] {
+        let (status, body) = post(&p.url, "/v1/messages", bad, "{}");
+        assert_eq!(status, 401, "{bad:?}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["error"]["type"], "authentication_error");
+    }
+    // Bearer works as well as x-api-key.
+    let status = runtime().block_on(async {
+        client()
+            .get(format!("{}/v1/models", p.url))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 200);
+    // Other paths: 404, nothing upstream.
+    for path in ["/", "/v2/messages", "/v1", "/admin", "/v1/../admin"] {
+        let (status, _) = post(&p.url, path, Some(&key), "{}");
+        assert_eq!(status, 404, "{path}");
+    }
+    assert_eq!(
+        up.seen().len(),
+        1,
+        "only the authenticated /v1 request went up"
+    );
+    let (status, err) = p.stop();
+    assert!(status.success(), "{err}");
+    assert!(
+        !err.contains(SEED_ACCESS) && !err.contains(SEED_REFRESH),
+        "{err}"
+    );
+}
+
+#[test]
+fn token_injected_in_both_headers_client_credentials_and_hop_by_hop_dropped() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let mut s = TcpStream::connect(p.addr()).unwrap();
+    let body = r#"{"model":"kimi","messages":[]}"#;
+    write!(
+        s,
+        "POST /v1/messages?beta=true&x=1 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\nCookie: session=abc\r\nProxy-Authorization: Basic Zm9v\r\nConnection: keep-alive, X-Private-Hop\r\nX-Private-Hop: secret-hop\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nanthropic-version: 2023-06-01\r\nanthropic-beta: tools-2024-04-04\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        p.addr(),
+        body.len()
+    )
+    .unwrap();
+    let mut reader = BufReader::new(s);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).unwrap();
+    assert!(status_line.contains("200"), "{status_line}");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 1);
+    let r = &seen[0];
+    assert_eq!(
+        r.uri, "/coding/v1/messages?beta=true&x=1",
+        "path and query kept"
+    );
+    assert_eq!(
+        r.header("authorization"),
+        Some(&*format!("Bearer {SEED_ACCESS}"))
+    );
+    assert_eq!(r.header("x-api-key"), Some(SEED_ACCESS));
+    assert_eq!(r.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(r.header("anthropic-beta"), Some("tools-2024-04-04"));
+    assert_eq!(
+        r.header("x-msh-platform"),
+        Some("kimi-vault"),
+        "device headers"
+    );
+    assert_eq!(r.body_len, body.len());
+    for dropped in [
+        "cookie",
+        "proxy-authorization",
+        "x-private-hop",
+        "keep-alive",
+        "te",
+    ] {
+        assert!(r.header(dropped).is_none(), "{dropped} was forwarded");
+    }
+    for (name, value) in &r.headers {
+        assert!(
+            !value.contains(&key),
+            "the client key went upstream in {name}"
+        );
+    }
+    drop(p);
+}
+
+#[test]
+fn upstream_401_is_healed_once_and_a_second_401_passes_through() {
+    let (env, up) = seeded(3600);
+    up.with(|s| s.reject = Reject::Tokens([SEED_ACCESS.to_owned()].into()));
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let (status, body) = post(&p.url, "/v1/messages", Some(&key), r#"{"a":1}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(env.server.refresh_requests(), 1, "one forced refresh");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2, "the request and its one retry");
+    assert_eq!(seen[1].body_len, 7, "the body was sent again");
+    assert!(seen[1].header("authorization").unwrap().contains("at-gen1"));
+    // Every token rejected: one more refresh, one retry, then the 401 reaches the client.
+    up.with(|s| s.reject = Reject::All);
+    let (status, _) = post(&p.url, "/v1/messages", Some(&key), "{}");
+    assert_eq!(status, 401);
+    assert_eq!(env.server.refresh_requests(), 2);
+    assert_eq!(up.seen().len(), 4);
+    let (_, err) = p.stop();
+    for secret in [
+        SEED_ACCESS,
+        SEED_REFRESH,
+        "at-gen1",
+        "rt-gen1",
+        "at-gen2",
+        "rt-gen2",
+    ] {
+        assert!(
+            !err.contains(secret),
+            "{secret} in the proxy's output: {err}"
+        );
+    }
+    assert!(
+        env.stored("default")
+            .unwrap()
+            .access_token
+            .expose()
+            .starts_with("at-gen")
+    );
+}
+
+#[test]
+fn upstream_402_429_5xx_pass_through_and_402_triggers_no_refresh() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    for code in [402, 429, 500, 503] {
+        let (status, body) = post(&p.url, &format!("/v1/status?code={code}"), Some(&key), "{}");
+        assert_eq!(status, code);
+        assert!(
+            body.contains(&format!("status {code}")),
+            "the upstream body: {body}"
+        );
+    }
+    assert_eq!(env.server.refresh_requests(), 0);
+    assert!(!env.stored("default").unwrap().needs_login);
+    let (_, err) = p.stop();
+    assert!(
+        err.contains("membership"),
+        "402 is explained in the log: {err}"
+    );
+}
+
+#[test]
+fn sse_events_arrive_as_they_are_sent() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let gap = Duration::from_millis(300);
+    let arrivals = runtime().block_on(async {
+        let resp = client()
+            .post(format!("{}/v1/sse?n=5&gap={}", p.url, gap.as_millis()))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        let start = Instant::now();
+        let mut arrivals = Vec::new();
+        let mut stream = resp.bytes_stream();
+        use futures_util::StreamExt;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.unwrap();
+            let text = String::from_utf8_lossy(&chunk);
+            for _ in text.matches("data:") {
+                arrivals.push(start.elapsed());
+            }
+        }
+        arrivals
+    });
+    assert_eq!(arrivals.len(), 5, "every event");
+    let spacings: Vec<Duration> = arrivals.windows(2).map(|w| w[1] - w[0]).collect();
+    for s in &spacings {
+        assert!(
+            *s >= gap * 2 / 3,
+            "events were held back and delivered together: spacings {spacings:?}"
+        );
+    }
+    report(&format!(
+        "proxy SSE: 5 events sent {} ms apart arrived {:?} apart (first at {:?})",
+        gap.as_millis(),
+        spacings,
+        arrivals[0]
+    ));
+}
+
+#[test]
+fn sixty_four_concurrent_streams() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let started = Instant::now();
+    let counts = runtime().block_on(async {
+        let c = client();
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (c, url, key) = (c.clone(), p.url.clone(), key.clone());
+                tokio::spawn(async move {
+                    let text = c
+                        .post(format!("{url}/v1/sse?n=5&gap=100"))
+                        .header("x-api-key", key)
+                        .send()
+                        .await
+                        .unwrap()
+                        .text()
+                        .await
+                        .unwrap();
+                    text.matches("data:").count()
+                })
+            })
+            .collect();
+        let mut counts = Vec::new();
+        for t in tasks {
+            counts.push(t.await.unwrap());
+        }
+        counts
+    });
+    assert!(counts.iter().all(|&c| c == 5), "{counts:?}");
+    report(&format!(
+        "proxy: 64 concurrent SSE streams of 5 events 100 ms apart finished in {:.2} s",
+        started.elapsed().as_secs_f64()
+    ));
+}
+
+#[test]
+fn large_bodies_both_ways() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let sent: Vec<u8> = (0..5 * 1024 * 1024).map(|i| (i * 7 % 256) as u8).collect();
+    let (echoed, big) = runtime().block_on(async {
+        let c = client();
+        let echoed = c
+            .post(format!("{}/v1/echo", p.url))
+            .header("x-api-key", &key)
+            .body(sent.clone())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let big = c
+            .get(format!("{}/v1/big?bytes={}", p.url, 8 * 1024 * 1024))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        (echoed, big)
+    });
+    assert_eq!(echoed.len(), sent.len());
+    assert!(echoed == sent, "the 5 MiB body came back intact");
+    assert_eq!(big.len(), 8 * 1024 * 1024);
+    assert!(big.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+}
+
+#[test]
+fn a_large_body_rejected_with_401_is_not_replayed_but_the_token_is_refreshed() {
+    let (env, up) = seeded(3600);
+    up.with(|s| s.reject = Reject::Tokens([SEED_ACCESS.to_owned()].into()));
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let body = "x".repeat(2 * 1024 * 1024);
+    let (status, _) = post(&p.url, "/v1/messages", Some(&key), &body);
+    assert_eq!(status, 401, "over 1 MiB: the 401 goes to the client");
+    assert_eq!(
+        env.server.refresh_requests(),
+        1,
+        "the token was refreshed anyway"
+    );
+    let (status, _) = post(&p.url, "/v1/messages", Some(&key), &body);
+    assert_eq!(status, 200, "the client's own retry works");
+}
+
+fn health(url: &str) -> (u16, serde_json::Value) {
+    runtime().block_on(async {
+        let r = client().get(format!("{url}/health")).send().await.unwrap();
+        let status = r.status().as_u16();
+        (
+            status,
+            serde_json::from_str(&r.text().await.unwrap()).unwrap(),
+        )
+    })
+}
+
+#[test]
+fn health_has_no_secret_and_is_503_when_login_is_required() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let (status, v) = health(&p.url);
+    assert_eq!(status, 200);
+    assert_eq!(v["status"], "ok");
+    assert!(v["token_expires_in"].as_i64().unwrap() > 3500);
+    assert!(v["uptime"].as_u64().is_some() && v["requests"].as_u64().is_some());
+    let text = v.to_string();
+    assert!(!text.contains(SEED_ACCESS) && !text.contains(p.key.as_deref().unwrap()));
+    // `proxy --check` agrees.
+    let port = p.addr().rsplit(':').next().unwrap().to_owned();
+    env.cmd()
+        .args(["proxy", "--check", "--port", &port])
+        .assert()
+        .code(0);
+    drop(p);
+    env.cmd()
+        .args(["proxy", "--check", "--port", &port])
+        .assert()
+        .code(1);
+
+    // A profile whose refresh token was rejected: 503, and requests get a clear 503.
+    let env = TestEnv::new();
+    let mut cred = credential(SEED_ACCESS, SEED_REFRESH, -10);
+    cred.needs_login = true;
+    let vault = env.vault();
+    let lock = vault.lock().unwrap();
+    vault.save("default", &cred, &lock, false).unwrap();
+    drop(lock);
+    let p = start(&env, &up, &[]);
+    let (status, v) = health(&p.url);
+    assert_eq!(status, 503);
+    assert_eq!(v["status"], "login_required");
+    let (status, body) = post(&p.url, "/v1/messages", p.key.as_deref(), "{}");
+    assert_eq!(status, 503);
+    assert!(body.contains("kimi-vault login"), "{body}");
+    let port = p.addr().rsplit(':').next().unwrap().to_owned();
+    env.cmd()
+        .args(["proxy", "--check", "--port", &port])
+        .assert()
+        .code(3);
+}
+
+#[test]
+fn graceful_shutdown_finishes_an_in_flight_stream() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let url = p.url.clone();
+    let (events_tx, events_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        runtime().block_on(async {
+            use futures_util::StreamExt;
+            let resp = client()
+                .post(format!("{url}/v1/sse?n=8&gap=250"))
+                .header("x-api-key", key)
+                .send()
+                .await
+                .unwrap();
+            let mut stream = resp.bytes_stream();
+            let mut n = 0;
+            while let Some(chunk) = stream.next().await {
+                n += String::from_utf8_lossy(&chunk.unwrap())
+                    .matches("data:")
+                    .count();
+                let _ = events_tx.send(n);
+            }
+            n
+        })
+    });
+    // After the first event, ask the proxy to stop.
+    events_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let addr = p.addr();
+    let (status, err) = p.stop();
+    assert!(status.success(), "exit 0 after SIGTERM: {err}");
+    assert_eq!(
+        reader.join().unwrap(),
+        8,
+        "the in-flight stream finished: {err}"
+    );
+    assert!(TcpStream::connect(addr).is_err(), "no longer accepting");
+}
+
+#[test]
+fn ready_output_key_is_stable_and_the_export_lines_work() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let first = p.key.clone().unwrap();
+    let (_, err) = p.stop();
+    let exports: Vec<&str> = err.lines().filter(|l| l.starts_with("export ")).collect();
+    assert_eq!(exports.len(), 2, "{err}");
+    assert!(exports[0].starts_with("export ANTHROPIC_BASE_URL=http://127.0.0.1:"));
+    assert_eq!(exports[1], format!("export ANTHROPIC_API_KEY={first}"));
+    let p = start(&env, &up, &[]);
+    assert_eq!(
+        p.key.as_deref(),
+        Some(first.as_str()),
+        "stable across restarts"
+    );
+    // The two lines, as a user would paste them, make a stand-in Claude client work.
+    let out = std::process::Command::new("python3")
+        .env_clear()
+        .env("ANTHROPIC_BASE_URL", &p.url)
+        .env("ANTHROPIC_API_KEY", &first)
+        .args(["-c", STANDIN_ANTHROPIC])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello from kimi"
+    );
+}
+
+/// A stand-in Claude Code: reads exactly ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY and calls
+/// `{base}/v1/messages` with `x-api-key`, as Anthropic's SDKs do.
+const STANDIN_ANTHROPIC: &str = r#"
+import json, os, urllib.request
+assert "ANTHROPIC_AUTH_TOKEN" not in os.environ
+req = urllib.request.Request(os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages",
+    data=b'{"model":"kimi-for-coding","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}',
+    headers={"x-api-key": os.environ["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01",
+             "content-type": "application/json"})
+print(json.load(urllib.request.urlopen(req))["content"][0]["text"])
+"#;
+
+/// A stand-in OpenAI-style client (kimi-cli's `kimi` provider, OpenAI SDKs): reads exactly
+/// `{PREFIX}_BASE_URL` (with /v1) and `{PREFIX}_API_KEY` and calls `{base}/chat/completions`.
+fn standin_openai(prefix: &str) -> String {
+    format!(
+        r#"
+import json, os, urllib.request
+req = urllib.request.Request(os.environ["{prefix}_BASE_URL"] + "/chat/completions",
+    data=b'{{"model":"kimi-for-coding","messages":[{{"role":"user","content":"hi"}}]}}',
+    headers={{"authorization": "Bearer " + os.environ["{prefix}_API_KEY"],
+             "content-type": "application/json"}})
+print(json.load(urllib.request.urlopen(req))["choices"][0]["message"]["content"])
+"#
+    )
+}
+
+#[test]
+fn exec_proxy_recipes_work_for_each_client() {
+    let (env, up) = seeded(3600);
+    for (client, script) in [
+        ("claude", STANDIN_ANTHROPIC.to_owned()),
+        ("kimi", standin_openai("KIMI")),
+        ("openai", standin_openai("OPENAI")),
+    ] {
+        let out = proxy_cmd(&env, &up)
+            .env("ANTHROPIC_AUTH_TOKEN", "stale-token-from-the-environment")
+            .args([
+                "exec", "--proxy", "--for", client, "--", "python3", "-c", &script,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{client}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "hello from kimi",
+            "{client}"
+        );
+        assert_no_secret(&out, &[SEED_ACCESS, SEED_REFRESH]);
+    }
+    let seen = up.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(seen[0].uri.ends_with("/coding/v1/messages"));
+    assert!(seen[1].uri.ends_with("/coding/v1/chat/completions"));
+    for s in &seen {
+        assert_eq!(
+            s.header("authorization"),
+            Some(&*format!("Bearer {SEED_ACCESS}"))
+        );
+    }
+}
+
+/// A stand-in for Claude Code's `apiKeyHelper`: runs the helper command for its key, then calls
+/// `{ANTHROPIC_BASE_URL}/v1/messages` directly (no proxy), as the README's settings.json does.
+const STANDIN_API_KEY_HELPER: &str = r#"
+import json, os, subprocess, urllib.request
+key = subprocess.run(["kimi-vault", "token"], capture_output=True, text=True, check=True).stdout.strip()
+req = urllib.request.Request(os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages",
+    data=b'{"model":"kimi-for-coding","max_tokens":8,"messages":[]}',
+    headers={"x-api-key": key, "authorization": "Bearer " + key, "anthropic-version": "2023-06-01"})
+print(json.load(urllib.request.urlopen(req))["content"][0]["text"])
+"#;
+
+#[test]
+fn readme_recipes_api_key_helper_and_a_running_proxy_for_openai_clients() {
+    let (env, up) = seeded(3600);
+    // apiKeyHelper: ANTHROPIC_BASE_URL is the API base without /v1.
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_kimi-vault"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // The helper runs with the test's vault and fake auth server in its environment.
+    let mut helper = env.std_cmd();
+    helper.env("PATH", &path);
+    let out = std::process::Command::new("python3")
+        .env_clear()
+        .envs(helper.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env("ANTHROPIC_BASE_URL", up.base().trim_end_matches("/v1"))
+        .args(["-c", STANDIN_API_KEY_HELPER])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello from kimi"
+    );
+    assert_eq!(
+        up.seen()[0].header("authorization"),
+        Some(&*format!("Bearer {SEED_ACCESS}"))
+    );
+    // A running proxy, an OpenAI-style client given its URL (with /v1) and key.
+    let p = start(&env, &up, &[]);
+    let out = std::process::Command::new("python3")
+        .env_clear()
+        .env("OPENAI_BASE_URL", format!("{}/v1", p.url))
+        .env("OPENAI_API_KEY", p.key.as_deref().unwrap())
+        .args(["-c", &standin_openai("OPENAI")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello from kimi"
+    );
+}
+
+#[test]
+fn exec_proxy_exit_codes() {
+    let (env, up) = seeded(3600);
+    let code = |args: &[&str]| {
+        proxy_cmd(&env, &up)
+            .args(["exec", "--proxy", "--"])
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    assert_eq!(code(&["sh", "-c", "exit 7"]), Some(7));
+    assert_eq!(code(&["sh", "-c", "kill -TERM $$"]), Some(128 + 15));
+    assert_eq!(code(&["/nonexistent/program"]), Some(127));
+    // --for needs --proxy; --env and --proxy do not mix.
+    env.cmd()
+        .args(["exec", "--for", "kimi", "--", "true"])
+        .assert()
+        .code(2);
+    env.cmd()
+        .args(["exec", "--proxy", "--env", "X", "--", "true"])
+        .assert()
+        .code(2);
+    // Not logged in: exit 3 before CMD starts.
+    let other = TestEnv::new();
+    let marker = other.dir.path().join("ran");
+    let out = other
+        .cmd()
+        .args(["exec", "--proxy", "--", "touch"])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(!marker.exists());
+}
+
+#[test]
+fn two_proxies_and_a_token_process_make_one_refresh_request() {
+    let (env, up) = seeded(100);
+    let a = start(&env, &up, &[]);
+    let b = start(&env, &up, &[]);
+    env.cmd()
+        .args(["token", "--min-valid", "600"])
+        .assert()
+        .success();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        env.server.refresh_requests(),
+        1,
+        "exactly one refresh request"
+    );
+    for p in [&a, &b] {
+        let (status, v) = health(&p.url);
+        assert_eq!(status, 200);
+        assert!(v["token_expires_in"].as_i64().unwrap() > 800, "{v}");
+    }
+}
+
+#[test]
+fn bind_rules() {
+    let (env, up) = seeded(3600);
+    for args in [
+        vec!["proxy", "--bind", "0.0.0.0", "--port", "0"],
+        vec![
+            "proxy",
+            "--bind",
+            "0.0.0.0",
+            "--allow-remote",
+            "--no-client-key",
+        ],
+        vec!["proxy", "--bind", "not-an-ip"],
+    ] {
+        proxy_cmd(&env, &up)
+            .args(&args)
+            .output()
+            .map(|o| assert_eq!(o.status.code(), Some(2), "{args:?}"))
+            .unwrap();
+    }
+    // --no-client-key on loopback: allowed, with a warning.
+    let p = start(&env, &up, &["--no-client-key"]);
+    assert!(p.key.is_none());
+    let (status, _) = post(&p.url, "/v1/messages", None, "{}");
+    assert_eq!(status, 200);
+    let (_, err) = p.stop();
+    assert!(err.contains("--no-client-key"), "{err}");
+    // Not logged in: exit 3.
+    let other = TestEnv::new();
+    other.cmd().args(["proxy", "--port", "0"]).assert().code(3);
+}
+
+#[test]
+fn bad_input_leaves_the_proxy_up_and_other_clients_unaffected() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let addr = p.addr();
+
+    // 1. A body shorter than its Content-Length, then the client hangs up.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "POST /v1/echo HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nContent-Length: 1000\r\n\r\nonly-a-little"
+    )
+    .unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
+
+    // 2. A client that goes away in the middle of a stream.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "GET /v1/sse?n=50&gap=50 HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 64];
+    let _ = s.read(&mut first).unwrap();
+    drop(s);
+
+    // 3. An upstream that breaks off an event stream: the client reads an error event.
+    let text = runtime().block_on(async {
+        client()
+            .get(format!("{}/v1/sse-drop?n=2&gap=50", p.url))
+            .header("x-api-key", &key)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap_or_default()
+    });
+    assert_eq!(text.matches("event: message").count(), 2, "{text}");
+    assert!(
+        text.contains("event: error") && text.contains("broke off"),
+        "{text}"
+    );
+
+    // 4. A huge header.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    let huge = "a".repeat(2 * 1024 * 1024);
+    let _ = write!(
+        s,
+        "GET /v1/models HTTP/1.1\r\nHost: x\r\nx-api-key: {key}\r\nx-huge: {huge}\r\n\r\n"
+    );
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer:.80}"
+    );
+
+    // 5. A thousand idle connections.
+    raise_open_files_limit();
+    let idle: Vec<TcpStream> = (0..1000)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+
+    // The proxy is up and serves others.
+    let (status, body) = post(&p.url, "/v1/messages", Some(&key), "{}");
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = health(&p.url);
+    assert_eq!(status, 200);
+    drop(idle);
+    let (status, err) = p.stop();
+    assert!(status.success(), "{err}");
+    assert!(!err.contains(SEED_ACCESS), "{err}");
+    assert_eq!(
+        err.matches(&key).count(),
+        1,
+        "the key only in its export line: {err}"
+    );
+}
+
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let l = getrlimit(Resource::Nofile);
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: l.maximum,
+            maximum: l.maximum,
+        },
+    );
+}
+
+#[test]
+fn one_log_line_per_request_at_v_and_never_a_secret() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let (status, _) = post(
+        &p.url,
+        "/v1/messages?secret-query=abc",
+        Some(&key),
+        "{\"q\":1}",
+    );
+    assert_eq!(status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let (_, err) = p.stop();
+    let line = err
+        .lines()
+        .find(|l| l.contains("POST /v1/messages"))
+        .unwrap_or_else(|| panic!("no request line: {err}"));
+    assert!(
+        line.contains("-> 200") && line.contains("upstream") && line.contains("bytes"),
+        "{line}"
+    );
+    assert!(!err.contains("secret-query"), "no query string in the log");
+    assert_eq!(
+        err.matches(&key).count(),
+        1,
+        "the key only in its export line"
+    );
+    assert!(!line.contains("went away"), "{line}");
+    assert!(!err.contains(SEED_ACCESS));
+}
