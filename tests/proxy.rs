@@ -568,21 +568,40 @@ fn ready_output_key_is_stable_and_the_export_lines_work() {
         "stable across restarts"
     );
     // The two lines, as a user would paste them, make a stand-in Claude client work.
-    let out = std::process::Command::new("python3")
+    let out = standin(
+        [
+            ("ANTHROPIC_BASE_URL", p.url.as_str()),
+            ("ANTHROPIC_API_KEY", first.as_str()),
+        ],
+        STANDIN_ANTHROPIC,
+    );
+    assert_hello(&out, "the export lines");
+}
+
+/// Runs a stand-in client (Python) with exactly `vars` in its environment.
+fn standin<'a>(
+    vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+    script: &str,
+) -> std::process::Output {
+    std::process::Command::new("python3")
         .env_clear()
-        .env("ANTHROPIC_BASE_URL", &p.url)
-        .env("ANTHROPIC_API_KEY", &first)
-        .args(["-c", STANDIN_ANTHROPIC])
+        .envs(vars)
+        .args(["-c", script])
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// The stand-in succeeded and printed the fake Kimi API's greeting.
+fn assert_hello(out: &std::process::Output, what: &str) {
     assert!(
         out.status.success(),
-        "{}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        "hello from kimi"
+        "hello from kimi",
+        "{what}"
     );
 }
 
@@ -628,16 +647,7 @@ fn exec_proxy_recipes_work_for_each_client() {
             ])
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{client}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(
-            String::from_utf8_lossy(&out.stdout).trim(),
-            "hello from kimi",
-            "{client}"
-        );
+        assert_hello(&out, client);
         assert_no_secret(&out, &[SEED_ACCESS, SEED_REFRESH]);
     }
     let seen = up.seen();
@@ -679,44 +689,32 @@ fn readme_recipes_api_key_helper_and_a_running_proxy_for_openai_clients() {
     // The helper runs with the test's vault and fake auth server in its environment.
     let mut helper = env.std_cmd();
     helper.env("PATH", &path);
-    let out = std::process::Command::new("python3")
-        .env_clear()
-        .envs(helper.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .env("ANTHROPIC_BASE_URL", up.base().trim_end_matches("/v1"))
-        .args(["-c", STANDIN_API_KEY_HELPER])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let base = up.base().trim_end_matches("/v1").to_owned();
+    let mut vars: Vec<(String, String)> = helper
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v?.to_str()?.to_owned())))
+        .collect();
+    vars.push(("ANTHROPIC_BASE_URL".into(), base));
+    let out = standin(
+        vars.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        STANDIN_API_KEY_HELPER,
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "hello from kimi"
-    );
+    assert_hello(&out, "apiKeyHelper");
     assert_eq!(
         up.seen()[0].header("authorization"),
         Some(&*format!("Bearer {SEED_ACCESS}"))
     );
     // A running proxy, an OpenAI-style client given its URL (with /v1) and key.
     let p = start(&env, &up, &[]);
-    let out = std::process::Command::new("python3")
-        .env_clear()
-        .env("OPENAI_BASE_URL", format!("{}/v1", p.url))
-        .env("OPENAI_API_KEY", p.key.as_deref().unwrap())
-        .args(["-c", &standin_openai("OPENAI")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let base = format!("{}/v1", p.url);
+    let out = standin(
+        [
+            ("OPENAI_BASE_URL", base.as_str()),
+            ("OPENAI_API_KEY", p.key.as_deref().unwrap()),
+        ],
+        &standin_openai("OPENAI"),
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "hello from kimi"
-    );
+    assert_hello(&out, "OpenAI client against a running proxy");
 }
 
 #[test]

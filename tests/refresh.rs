@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::process::Stdio;
-
 use common::*;
 use predicates::prelude::*;
 
@@ -236,16 +234,7 @@ fn waiters_behind_a_hung_auth_server_finish_within_the_budget() {
     env.server
         .with(|s| s.hang_refresh = Some(std::time::Duration::from_secs(120)));
     let start = std::time::Instant::now();
-    let children: Vec<_> = (0..N)
-        .map(|_| {
-            env.std_cmd()
-                .arg("token")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let children = env.spawn_many(N, &["token"]);
     for c in children {
         let out = c.wait_with_output().unwrap();
         assert_eq!(
@@ -330,16 +319,7 @@ fn concurrent_token_processes_refresh_exactly_once() {
         "rt-old-0123456789abcdef",
         30,
     );
-    let children: Vec<_> = (0..N)
-        .map(|_| {
-            env.std_cmd()
-                .arg("token")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let children = env.spawn_many(N, &["token"]);
     let outputs: Vec<_> = children
         .into_iter()
         .map(|c| c.wait_with_output().unwrap())

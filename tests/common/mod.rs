@@ -322,6 +322,20 @@ impl TestEnv {
             .with(|s| s.valid_refresh = Some(refresh.to_owned()));
     }
 
+    /// Starts `n` `kimi-vault ARGS…` processes at once, output captured.
+    pub fn spawn_many(&self, n: usize, args: &[&str]) -> Vec<std::process::Child> {
+        (0..n)
+            .map(|_| {
+                self.std_cmd()
+                    .args(args)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect()
+    }
+
     pub fn stored(&self, profile: &str) -> Option<Credential> {
         self.vault().load(profile).unwrap().map(|l| l.cred)
     }
