@@ -8,3 +8,4 @@ pub use crate::store::crypto::{EnvelopeError, VaultKey, open, seal, seal_with_no
 pub use crate::store::file::decode;
 pub use crate::store::key::parse_material;
 pub use crate::store::record::{CONTENTS_VERSION, VaultContents};
+pub use crate::api::{classify as classify_api, parse_models, parse_usages};
