@@ -11,6 +11,7 @@ pub(crate) mod crypto;
 pub(crate) mod device_id;
 pub(crate) mod file;
 pub(crate) mod fsutil;
+pub mod inspect;
 pub(crate) mod key;
 pub(crate) mod keyring;
 pub(crate) mod lock;
@@ -19,8 +20,12 @@ pub(crate) mod profile;
 pub(crate) mod record;
 pub(crate) mod vault;
 
-pub use lock::VaultLock;
+pub use file::KeptAside;
+pub use lock::{LockState, VaultLock};
 pub use paths::VaultPaths;
 pub use profile::{DEFAULT_PROFILE, check_profile_name};
 pub use record::Credential;
-pub use vault::{BackendKind, BackendMode, BackendReason, KeyringStatus, Loaded, Vault};
+pub use vault::{
+    BackendKind, BackendMode, BackendReason, KeyringListing, KeyringProbe, KeyringStatus, Loaded,
+    PROBE_USER_PREFIX, ProfileListing, StoredProfile, Vault,
+};
