@@ -32,3 +32,75 @@ pub(crate) fn relative(secs: i64) -> String {
         format!("in {text}")
     }
 }
+
+/// "3 h 12 min", "4 d 5 h", "12 min", "45 s": durations in words, for reset times.
+pub(crate) fn words(secs: u64) -> String {
+    let (d, h, m, s) = (
+        secs / 86_400,
+        (secs % 86_400) / 3600,
+        (secs % 3600) / 60,
+        secs % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, _) => format!("{m} min"),
+        (0, _, 0) => format!("{h} h"),
+        (0, _, _) => format!("{h} h {m} min"),
+        (_, 0, _) => format!("{d} d"),
+        _ => format!("{d} d {h} h"),
+    }
+}
+
+/// A bar of `width` cells, filled to `fraction` (0 to 1).
+pub(crate) fn bar(fraction: f64, width: usize) -> String {
+    let filled = ((fraction.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
+    format!("[{}{}]", "█".repeat(filled), "░".repeat(width - filled))
+}
+
+/// A quantity for people: whole numbers without decimals, others with at most two.
+pub(crate) fn quantity(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        let s = format!("{n:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// A quantity for `--json`: an integer when whole, else a float.
+pub(crate) fn json_number(n: Option<f64>) -> serde_json::Value {
+    match n {
+        Some(n) if n.fract() == 0.0 && n.abs() < 9e15 => serde_json::Value::from(n as i64),
+        Some(n) => serde_json::Number::from_f64(n).map_or(serde_json::Value::Null, Into::into),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// The local time zone's offset now (UTC when it cannot be told). Call before any thread is
+/// started: the `time` crate refuses to read the zone in a multi-threaded process.
+pub(crate) fn local_offset() -> time::UtcOffset {
+    time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC)
+}
+
+/// "Wed 11 Feb 17:32" in the given offset.
+pub(crate) fn local_time(unix: i64, offset: time::UtcOffset) -> String {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(unix) else {
+        return unix.to_string();
+    };
+    let t = t.to_offset(offset);
+    let format = time::format_description::parse_borrowed::<2>(
+        "[weekday repr:short] [day padding:none] [month repr:short] [hour]:[minute]",
+    )
+    .expect("a valid format description");
+    t.format(&format).unwrap_or_else(|_| unix.to_string())
+}
+
+/// Pads `text` to `width` characters (not bytes).
+pub(crate) fn pad(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    if n >= width {
+        text.to_owned()
+    } else {
+        format!("{text}{}", " ".repeat(width - n))
+    }
+}
