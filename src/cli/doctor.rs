@@ -93,7 +93,7 @@ fn path_json(c: &PathCheck) -> Value {
         "kind": c.kind.as_str(),
         "mode": c.mode.map(|m| format!("{m:o}")),
         "owner_uid": c.owner,
-        "ok": c.problem.is_none() || !c.blocking && c.kind == PathKind::Missing,
+        "ok": c.problem.is_none(),
         "blocking": c.blocking,
         "problem": c.problem,
     })
