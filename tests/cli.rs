@@ -643,3 +643,18 @@ fn the_readme_and_scripts_state_what_they_assume() {
         );
     }
 }
+
+#[test]
+fn a_closed_stdout_is_an_exit_1_not_a_panic() {
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    for args in [&["doctor"][..], &["status"], &["profiles"], &["models"]] {
+        // A pipe whose reading end is already closed, as in `kimi-vault doctor | true`.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = env.std_cmd().args(args).stdout(writer).output().unwrap();
+        let err = text(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+    }
+}

@@ -12,6 +12,7 @@ use kimi_vault::store::{BackendKind, BackendMode, KeyringProbe, LockState};
 use serde_json::{Value, json};
 
 use crate::cli::failure::{CmdResult, Failure, exit};
+use crate::cli::output::outln;
 use crate::cli::{Config, Ctx, output};
 
 /// The earliest date a sane clock can show (this version did not exist before).
@@ -281,40 +282,40 @@ pub(crate) fn run(ctx: &Ctx, config: &Config) -> CmdResult {
             "migrate_sources": sources.iter().map(|(p, t)| json!({"path": p, "tool": t.name()})).collect::<Vec<_>>(),
         }));
     } else {
-        println!(
+        outln!(
             "kimi-vault doctor: profile '{}', KIMI_VAULT_BACKEND={mode_name}",
             ctx.profile()
         );
-        println!("\nOS keyring ({})", store_name());
+        outln!("\nOS keyring ({})", store_name());
         match &keyring {
-            None => println!(
+            None => outln!(
                 "  not checked: KIMI_VAULT_BACKEND=file never touches the keyring (run `KIMI_VAULT_BACKEND=auto kimi-vault doctor` to check it)"
             ),
-            Some(Ok(p)) => println!(
+            Some(Ok(p)) => outln!(
                 "  works: a throwaway entry was written, read back and deleted (write {} ms, read {} ms, delete {} ms)",
                 ms(p.write),
                 ms(p.read),
                 ms(p.delete)
             ),
             Some(Err((step, e))) => {
-                println!(
+                outln!(
                     "  does not work here: the {step} of a throwaway entry failed: {}",
                     kimi_vault::scrub(&e.to_string())
                 );
-                println!("  fix: {}", keyring_fix(e));
+                outln!("  fix: {}", keyring_fix(e));
             }
         }
-        println!("\nEncrypted file ({})", vault.paths().home().display());
+        outln!("\nEncrypted file ({})", vault.paths().home().display());
         match &file {
-            FileProbe::Works { took } => println!(
+            FileProbe::Works { took } => outln!(
                 "  works: a temp file was written, read back and deleted in the vault directory ({} ms)",
                 ms(*took)
             ),
-            FileProbe::WillCreate { under } => println!(
+            FileProbe::WillCreate { under } => outln!(
                 "  works: the vault directory does not exist yet; it is created (mode 700) in {} at the first write",
                 under.display()
             ),
-            FileProbe::Fails(why) => println!("  does not work: {}", kimi_vault::scrub(why)),
+            FileProbe::Fails(why) => outln!("  does not work: {}", kimi_vault::scrub(why)),
         }
         let bound = match binding.machine_id_source {
             Some(src) => format!("this machine ({src}) and uid {}", binding.uid),
@@ -324,17 +325,17 @@ pub(crate) fn run(ctx: &Ctx, config: &Config) -> CmdResult {
             ),
         };
         match &key {
-            KeyCheck::NoVault => println!("  no vault.enc yet; a new key will be bound to {bound}"),
-            KeyCheck::Opens { profiles } => println!(
+            KeyCheck::NoVault => outln!("  no vault.enc yet; a new key will be bound to {bound}"),
+            KeyCheck::Opens { profiles } => outln!(
                 "  vault.key opens vault.enc here ({profiles} profile{}); the key is bound to {bound}",
                 if *profiles == 1 { "" } else { "s" }
             ),
-            KeyCheck::Unreadable(_) => println!(
+            KeyCheck::Unreadable(_) => outln!(
                 "  vault.enc cannot be read: {}",
                 unreadable_message.as_deref().unwrap_or_default()
             ),
         }
-        println!("\nVault files");
+        outln!("\nVault files");
         let width = files
             .iter()
             .map(|c| c.path.display().to_string().chars().count())
@@ -356,18 +357,18 @@ pub(crate) fn run(ctx: &Ctx, config: &Config) -> CmdResult {
             };
             let path = c.path.display().to_string();
             if c.kind == PathKind::Missing {
-                println!("  {}{facts}", output::pad(&path, width));
+                outln!("  {}{facts}", output::pad(&path, width));
             } else {
-                println!("  {}{facts}: {verdict}", output::pad(&path, width));
+                outln!("  {}{facts}: {verdict}", output::pad(&path, width));
             }
         }
-        println!("\nVault lock");
+        outln!("\nVault lock");
         match &lock {
             Ok(LockState::NoLockFile) => {
-                println!("  no vault.lock yet: it is created at the first write")
+                outln!("  no vault.lock yet: it is created at the first write")
             }
-            Ok(LockState::Free) => println!("  free: it can be taken"),
-            Ok(LockState::Held { pid, command }) => println!(
+            Ok(LockState::Free) => outln!("  free: it can be taken"),
+            Ok(LockState::Held { pid, command }) => outln!(
                 "  held by {}{}: other commands wait for it (at most 90 s)",
                 pid.map(|p| format!("process {p}"))
                     .unwrap_or_else(|| "another process".into()),
@@ -376,24 +377,24 @@ pub(crate) fn run(ctx: &Ctx, config: &Config) -> CmdResult {
                     .map(|c| format!(" ({c})"))
                     .unwrap_or_default()
             ),
-            Ok(_) => println!("  state unknown"),
-            Err(e) => println!("  cannot be tried: {}", kimi_vault::scrub(&e.to_string())),
+            Ok(_) => outln!("  state unknown"),
+            Err(e) => outln!("  cannot be tried: {}", kimi_vault::scrub(&e.to_string())),
         }
-        println!("\nClock");
+        outln!("\nClock");
         if clock.is_empty() {
-            println!(
+            outln!(
                 "  ok: {} (UTC)",
                 kimi_vault::rfc3339(kimi_vault::now_unix())
             );
         }
         for p in &clock {
-            println!("  problem: {p}");
+            outln!("  problem: {p}");
         }
-        println!("\nEndpoints (the rule: https on kimi.com, kimi.ai or a subdomain, or loopback)");
+        outln!("\nEndpoints (the rule: https on kimi.com, kimi.ai or a subdomain, or loopback)");
         for (r, e) in &regions {
             match e {
-                Ok(e) => println!("  {:<7} {}  {}  ok", r.as_str(), e.oauth_host, e.api_base),
-                Err(err) => println!(
+                Ok(e) => outln!("  {:<7} {}  {}  ok", r.as_str(), e.oauth_host, e.api_base),
+                Err(err) => outln!(
                     "  {:<7} refused: {}",
                     r.as_str(),
                     kimi_vault::scrub(&err.to_string())
@@ -405,32 +406,32 @@ pub(crate) fn run(ctx: &Ctx, config: &Config) -> CmdResult {
                 Ok(_) => "allowed".to_owned(),
                 Err(e) => format!("refused: {}", kimi_vault::scrub(&e.to_string())),
             };
-            println!(
+            outln!(
                 "  override {name} = {}: {verdict}",
                 shown_url(raw).unwrap_or_else(|| "(not a URL)".into())
             );
         }
-        println!(
+        outln!(
             "\nPlaintext credentials of other Kimi tools (what `kimi-vault migrate` would find)"
         );
         if sources.is_empty() {
-            println!("  none found");
+            outln!("  none found");
         }
         for (p, t) in &sources {
-            println!("  {} ({}): there", p.display(), t.name());
+            outln!("  {} ({}): there", p.display(), t.name());
         }
         if !sources.is_empty() {
-            println!(
+            outln!(
                 "  `kimi-vault migrate --dry-run` shows what would move; `kimi-vault migrate` moves it"
             );
         }
-        println!();
+        outln!();
         match backend {
-            Some(b) => println!(
+            Some(b) => outln!(
                 "Result: the configured backend ({mode_name}) works here: credentials go to the {}.",
                 b.describe()
             ),
-            None => println!(
+            None => outln!(
                 "Result: the configured backend ({mode_name}) does not work here (see above)."
             ),
         }

@@ -409,6 +409,7 @@ pub(crate) fn main() -> u8 {
     let is_login = matches!(cli.command, Command::Login { .. });
     let profile = cli.profile.clone();
     match run(cli) {
+        Ok(code) if code == exit::OK && output::stdout_failed() => exit::FAILURE,
         Ok(code) => code,
         Err(failure) => report(&failure, &profile, json, is_login),
     }

@@ -4,6 +4,7 @@ use kimi_vault::api::Model;
 use serde_json::json;
 
 use crate::cli::failure::{CmdResult, exit};
+use crate::cli::output::outln;
 use crate::cli::{Ctx, output};
 
 fn capabilities(m: &Model) -> Vec<&'static str> {
@@ -39,7 +40,7 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
         return Ok(exit::OK);
     }
     if models.is_empty() {
-        println!("Kimi listed no model for profile '{}'.", ctx.profile());
+        outln!("Kimi listed no model for profile '{}'.", ctx.profile());
         return Ok(exit::OK);
     }
     let rows: Vec<[String; 4]> = models
@@ -80,7 +81,7 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
                 s.push_str(&output::pad(c, widths[i]));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(header);
     for r in &rows {

@@ -1,12 +1,42 @@
 //! Output helpers: JSON lines on stdout, durations for people.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set when writing to stdout failed (a closed pipe, as in `kimi-vault doctor | head`).
+static STDOUT_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// `println!` that never panics: a failed write (a closed pipe) is remembered, and the command
+/// then exits 1 instead of printing a panic.
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
+/// Writes one line on stdout; remembers a failure.
+pub(crate) fn write_line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{args}").is_err() {
+        STDOUT_FAILED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// True when a write to stdout failed.
+pub(crate) fn stdout_failed() -> bool {
+    STDOUT_FAILED.load(Ordering::Relaxed)
+}
 
 /// Prints one JSON value and a newline on stdout, flushed.
 pub(crate) fn json_line(value: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{value}");
-    let _ = out.flush();
+    if writeln!(out, "{value}").and_then(|()| out.flush()).is_err() {
+        STDOUT_FAILED.store(true, Ordering::Relaxed);
+    }
 }
 
 /// "14m 3s", "2h 5m", "3d 4h".

@@ -4,6 +4,7 @@ use kimi_vault::store::{BackendMode, KeyringListing, StoredProfile};
 use serde_json::{Value, json};
 
 use crate::cli::failure::{CmdResult, Failure, exit};
+use crate::cli::output::outln;
 use crate::cli::{Ctx, output};
 
 fn row_json(p: &StoredProfile, now: i64) -> Value {
@@ -44,7 +45,7 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
             listing.profiles.iter().map(|p| row_json(p, now)).collect(),
         ));
     } else if listing.profiles.is_empty() {
-        println!(
+        outln!(
             "No stored profile. Log in with `kimi-vault login` (or `kimi-vault --profile NAME login`)."
         );
     } else {
@@ -114,13 +115,13 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
                     }
                 })
                 .collect();
-            println!("{}", line.trim_end());
+            outln!("{}", line.trim_end());
         };
         print(header);
         for r in &rows {
             print([&r[0], &r[1], &r[2], &r[3], &r[4]]);
         }
-        println!("(* the selected profile, '{}')", ctx.profile());
+        outln!("(* the selected profile, '{}')", ctx.profile());
         for p in &listing.profiles {
             if let Err(e) = &p.cred {
                 eprintln!(

@@ -8,6 +8,7 @@ use kimi_vault::store::{BackendKind, Credential};
 use serde_json::json;
 
 use crate::cli::failure::{CmdResult, Failure, exit, profile_flag};
+use crate::cli::output::outln;
 use crate::cli::{Ctx, output};
 
 fn region_of(c: &Credential) -> &str {
@@ -49,13 +50,13 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
                     "lock_file": paths.lock(),
                 }));
             } else {
-                println!("profile:    {profile}");
-                println!("logged in:  unknown: the vault cannot be read (below)");
-                println!("backend:    {} ({target_reason})", target.as_str());
-                println!("vault dir:  {}", paths.home().display());
-                println!("vault file: {}", paths.vault().display());
-                println!("key file:   {}", paths.key().display());
-                println!("lock file:  {}", paths.lock().display());
+                outln!("profile:    {profile}");
+                outln!("logged in:  unknown: the vault cannot be read (below)");
+                outln!("backend:    {} ({target_reason})", target.as_str());
+                outln!("vault dir:  {}", paths.home().display());
+                outln!("vault file: {}", paths.vault().display());
+                outln!("key file:   {}", paths.key().display());
+                outln!("lock file:  {}", paths.lock().display());
             }
             eprintln!("kimi-vault: error: {message}");
             return Ok(failure.exit_code());
@@ -116,13 +117,13 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
                 None => format!("no: run `{login}`"),
             },
         };
-        println!("profile:    {profile}");
-        println!("logged in:  {state}");
-        println!("backend:    {} ({reason})", backend.as_str());
+        outln!("profile:    {profile}");
+        outln!("logged in:  {state}");
+        outln!("backend:    {} ({reason})", backend.as_str());
         if let (Some(c), Some(e)) = (cred, &endpoints) {
             match e {
-                Ok(e) => println!("region:     {} (API {})", region_of(c), e.api_base),
-                Err(err) => println!("region:     {} ({err})", region_of(c)),
+                Ok(e) => outln!("region:     {} (API {})", region_of(c), e.api_base),
+                Err(err) => outln!("region:     {} ({err})", region_of(c)),
             }
         }
         if let (Some(c), Some(l)) = (cred, left) {
@@ -133,22 +134,22 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
             } else {
                 "; renewed at the next use"
             };
-            println!(
+            outln!(
                 "expires:    {} ({}{renewal})",
                 kimi_vault::rfc3339(c.expires_at),
                 output::relative(l)
             );
-            println!(
+            outln!(
                 "scope:      {}",
                 if c.scope.is_empty() { "-" } else { &c.scope }
             );
         }
-        println!("vault dir:  {}", paths.home().display());
-        println!("vault file: {}", paths.vault().display());
-        println!("key file:   {}", paths.key().display());
-        println!("lock file:  {}", paths.lock().display());
+        outln!("vault dir:  {}", paths.home().display());
+        outln!("vault file: {}", paths.vault().display());
+        outln!("key file:   {}", paths.key().display());
+        outln!("lock file:  {}", paths.lock().display());
         if ctx.verbose > 0 {
-            println!(
+            outln!(
                 "looked up:  in {} ms (KIMI_VAULT_BACKEND={}; what was asked is listed on stderr)",
                 took.as_millis(),
                 match vault.mode() {

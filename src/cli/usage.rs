@@ -5,6 +5,7 @@ use kimi_vault::api::{LimitWindow, Quota, Usage};
 use serde_json::{Value, json};
 
 use crate::cli::failure::{CmdResult, exit};
+use crate::cli::output::outln;
 use crate::cli::{Ctx, output};
 
 /// The 5-hour window, in seconds.
@@ -67,7 +68,7 @@ fn window_json(w: &LimitWindow, now: i64) -> Value {
 fn print_quota(label: &str, q: Option<&Quota>, now: i64, offset: time::UtcOffset) {
     let label = output::pad(label, LABEL_WIDTH);
     let Some(q) = q else {
-        println!("{label}not reported by Kimi");
+        outln!("{label}not reported by Kimi");
         return;
     };
     let amounts = match (q.used, q.limit, q.remaining) {
@@ -85,26 +86,26 @@ fn print_quota(label: &str, q: Option<&Quota>, now: i64, offset: time::UtcOffset
         _ => "amounts not reported".to_owned(),
     };
     match q.used_fraction() {
-        Some(f) => println!(
+        Some(f) => outln!(
             "{label}{} {:>3.0}% used  {amounts}",
             output::bar(f, BAR_WIDTH),
             f * 100.0
         ),
-        None => println!("{label}{amounts}"),
+        None => outln!("{label}{amounts}"),
     }
     let indent = " ".repeat(LABEL_WIDTH);
     match q.resets_at {
-        Some(t) if t > now => println!(
+        Some(t) if t > now => outln!(
             "{indent}resets in {} ({})",
             output::words((t - now) as u64),
             output::local_time(t, offset)
         ),
-        Some(t) => println!(
+        Some(t) => outln!(
             "{indent}reset time passed {} ago ({})",
             output::words((now - t) as u64),
             output::local_time(t, offset)
         ),
-        None => println!("{indent}reset time not reported"),
+        None => outln!("{indent}reset time not reported"),
     }
 }
 
@@ -130,8 +131,8 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
         .as_deref()
         .map(|p| format!(", plan: {}", plan_name(p)))
         .unwrap_or_default();
-    println!("Kimi Code usage (profile '{}'{plan})", ctx.profile());
-    println!();
+    outln!("Kimi Code usage (profile '{}'{plan})", ctx.profile());
+    outln!();
     print_quota("weekly", usage.weekly.as_ref(), now, offset);
     print_quota("5-hour window", five.map(|w| &w.quota), now, offset);
     for w in usage
