@@ -270,6 +270,8 @@ fn a_locked_keyring_falls_back_at_once_and_says_why() {
         "$BIN" status --json
         "$BIN" token 2>&1 >/dev/null
         echo "token-exit=$?"
+        "$BIN" doctor --json 2>/dev/null | sed 's/^/doctor: /'
+        echo "doctor-exit=${PIPESTATUS[0]}"
     "#;
     let template = env.std_cmd();
     let envs: Vec<_> = template
@@ -302,6 +304,23 @@ fn a_locked_keyring_falls_back_at_once_and_says_why() {
         "{v}"
     );
     assert!(stdout.contains("token-exit=3"), "{stdout}");
+    // doctor explains the locked keyring, and exits 0: auto mode has the file backend.
+    let doctor = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("doctor: "))
+        .unwrap_or_else(|| panic!("no doctor output: {stdout}"));
+    let d: serde_json::Value = serde_json::from_str(doctor).unwrap();
+    assert_eq!(d["keyring"]["status"], "unavailable", "{d}");
+    assert!(
+        d["keyring"]["reason"].as_str().unwrap().contains("locked"),
+        "{d}"
+    );
+    assert!(
+        d["keyring"]["fix"].as_str().unwrap().contains("unlock"),
+        "{d}"
+    );
+    assert_eq!(d["backend"], "file");
+    assert!(stdout.contains("doctor-exit=0"), "{stdout}");
     assert!(
         stdout.contains("the OS keyring could not be read"),
         "{stdout}"
