@@ -369,6 +369,7 @@ fn an_unreadable_vault_status_reports_and_logout_resets() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.contains("It was kept aside, not deleted"), "{err}");
+    assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
     let v = json(&out);
     assert_eq!(v["kept_aside"].as_array().unwrap().len(), 1);
     let aside = aside_files(&env);
