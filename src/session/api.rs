@@ -10,7 +10,8 @@ use tokio::time::Instant;
 use url::Url;
 use zeroize::Zeroizing;
 
-use crate::api::{self, ApiReply, Model, Usage};
+use crate::api::reply::{self, ApiReply};
+use crate::api::{self, Model, Usage};
 use crate::error::{Error, Result};
 use crate::http::Http;
 use crate::secret::SecretString;
@@ -35,7 +36,7 @@ async fn get_with_retries(http: &Http, url: &Url, token: &SecretString) -> ApiRe
     let mut attempt = 0;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let reply = api::get(http, url, token, remaining.min(API_ATTEMPT_TIMEOUT)).await;
+        let reply = reply::get(http, url, token, remaining.min(API_ATTEMPT_TIMEOUT)).await;
         let ApiReply::Transient(detail, retry_after) = reply else {
             return reply;
         };

@@ -5,7 +5,9 @@
 //! - `keyring` is the OS keyring (each call on a helper thread, with a timeout);
 //! - `file` is the encrypted file, built from `crypto` (the envelope), `key` (the key file and
 //!   the machine binding), `fsutil` (careful opens, atomic durable writes) and `lock` (the
-//!   vault lock).
+//!   vault lock);
+//! - `inspect` is what `doctor` looks at (paths, the file backend's write test, the key, the
+//!   lock), read-only.
 
 pub(crate) mod crypto;
 pub(crate) mod device_id;
@@ -27,5 +29,5 @@ pub use profile::{DEFAULT_PROFILE, check_profile_name};
 pub use record::Credential;
 pub use vault::{
     BackendKind, BackendMode, BackendReason, KeyringListing, KeyringProbe, KeyringStatus, Loaded,
-    PROBE_USER_PREFIX, ProfileListing, StoredProfile, Vault,
+    ProfileListing, StoredProfile, Vault,
 };

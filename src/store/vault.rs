@@ -143,7 +143,7 @@ pub struct KeyringProbe {
 
 /// User-name prefix of `doctor`'s throwaway keyring entries (never a valid profile name, so it
 /// can never collide with one, and listings skip it).
-pub const PROBE_USER_PREFIX: &str = ".doctor-probe-";
+pub(crate) const PROBE_USER_PREFIX: &str = ".doctor-probe-";
 
 /// The vault of one directory, in one mode. Cheap to create: it touches nothing until used.
 /// It can be shared between threads.
