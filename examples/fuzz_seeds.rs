@@ -104,4 +104,14 @@ fn main() {
         b"chat/completions\nauthorization: Bearer kvp-fuzz-client-key-0123456789\ncookie: a=b\nproxy-authorization: Basic eA==",
     );
     write("proxy_head", "climb", b"a/%2e%2e/admin\nx-api-key: wrong");
+
+    // api_response
+    write("api_response", "usages", br#"{"usage":{"limit":"100","remaining":"74","resetTime":"2026-02-11T17:32:50.757941Z"},"limits":[{"window":{"duration":300,"timeUnit":"TIME_UNIT_MINUTE"},"detail":{"limit":"100","remaining":"85","resetTime":"2026-02-07T12:32:50.757941Z"}}],"user":{"membership":{"level":"LEVEL_INTERMEDIATE"}}}"#);
+    write("api_response", "usages-missing", br#"{"usage":{},"limits":[{"window":{"duration":"1","timeUnit":"TIME_UNIT_DAY"},"detail":{"used":1.5,"limit":"NaN","resetTime":1770831170000}}]}"#);
+    write("api_response", "models", br#"{"data":[{"id":"kimi-for-coding","display_name":"Kimi For Coding","context_length":"262144","supports_reasoning":true,"supports_image_in":"false","supports_video_in":false}]}"#);
+    write(
+        "api_response",
+        "error-with-token",
+        br#"{"error":{"message":"bad token"},"access_token":"FUZZ-SECRET-0123456789abcdef"}"#,
+    );
 }

@@ -17,6 +17,11 @@ fi
 # Build first, outside the keyring session, so the session only runs tests.
 cargo test --features testing --no-run --quiet
 
+# Reports go to the cargo target directory, wherever CARGO_TARGET_DIR puts it.
+target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+mkdir -p "$target_dir"
+export KIMI_VAULT_TARGET_DIR=$target_dir
+
 keyring_home=$(mktemp -d)
 trap 'rm -rf "$keyring_home"' EXIT
 export KEYRING_HOME="$keyring_home"
@@ -31,7 +36,7 @@ exec dbus-run-session -- bash -c '
     # A non-empty password creates and unlocks the login keyring.
     printf "kimi-vault-test-password" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
     export KIMI_VAULT_TEST_KEYRING=1
-    export KIMI_VAULT_TEST_REPORT=$PWD/target/test-report.txt
+    export KIMI_VAULT_TEST_REPORT=$KIMI_VAULT_TARGET_DIR/test-report.txt
     rm -f "$KIMI_VAULT_TEST_REPORT"
     log=$(mktemp)
     cargo test --features testing "$@" 2>&1 | tee "$log"
@@ -40,6 +45,6 @@ exec dbus-run-session -- bash -c '
         cat "$KIMI_VAULT_TEST_REPORT"
     fi
     # One closing line over every suite.
-    awk "/^test result:/ { p += \$4; f += \$6 } END { printf \"all suites: %d passed, %d failed\\n\", p, f }" "$log" | tee target/test-summary.txt
+    awk "/^test result:/ { p += \$4; f += \$6 } END { printf \"all suites: %d passed, %d failed\\n\", p, f }" "$log" | tee "$KIMI_VAULT_TARGET_DIR/test-summary.txt"
     rm -f "$log"
 ' -- "$@"

@@ -197,6 +197,37 @@ pub enum Error {
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed")]
     Randomness,
+    /// Kimi's API answered HTTP 402: the Kimi membership is not active (SPEC §5). The login
+    /// itself is fine: the profile is never marked `needs_login` for this, and no refresh is
+    /// attempted.
+    #[error(
+        "your Kimi membership is not active (Kimi's API answered HTTP 402{})",
+        paren_detail(detail)
+    )]
+    MembershipInactive {
+        /// What the API said, redacted (may be empty).
+        detail: String,
+    },
+    /// Kimi's API rejected the access token (HTTP 401) again after one forced refresh: the
+    /// refresh worked, but the new token is refused too. The record is not marked
+    /// `needs_login` (the refresh token was accepted); a new login is the way out.
+    #[error(
+        "Kimi's API rejected the access token of profile '{profile}' even after a refresh ({detail})"
+    )]
+    ApiUnauthorized {
+        /// The profile.
+        profile: String,
+        /// What the API said, redacted.
+        detail: String,
+    },
+}
+
+fn paren_detail(detail: &str) -> String {
+    if detail.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {detail}")
+    }
 }
 
 impl Error {

@@ -15,6 +15,7 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use crate::redact::redact_text;
+use crate::secret::SecretString;
 
 /// Version sent in `User-Agent` and `X-Msh-Version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -247,6 +248,30 @@ impl Http {
             .header("accept", "application/json")
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body.as_bytes().to_vec());
+        read_reply(request.send().await).await
+    }
+
+    /// GETs `url` with `Authorization: Bearer <token>` (marked sensitive, built in a buffer
+    /// wiped on drop) and reads the answer. `Err` is a redacted description of a network
+    /// failure.
+    pub(crate) async fn get_bearer(
+        &self,
+        url: &Url,
+        token: &SecretString,
+        timeout: Duration,
+    ) -> Result<Reply, String> {
+        let mut bearer = Zeroizing::new(String::with_capacity(7 + token.expose().len()));
+        bearer.push_str("Bearer ");
+        bearer.push_str(token.expose());
+        let mut auth = HeaderValue::from_str(&bearer)
+            .map_err(|_| "the stored access token cannot be sent in a header".to_owned())?;
+        auth.set_sensitive(true);
+        let request = self
+            .client
+            .get(url.as_str())
+            .timeout(timeout)
+            .header("accept", "application/json")
+            .header(reqwest::header::AUTHORIZATION, auth);
         read_reply(request.send().await).await
     }
 }

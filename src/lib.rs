@@ -7,8 +7,11 @@
 //! - [`store`]: OS keyring and encrypted-file backends, crypto, atomic writes and the lock;
 //! - [`oauth`], beside it: protocol only (endpoints and their rule, device flow, refresh
 //!   exchange, response parsing);
+//! - [`api`], beside it: Kimi's Coding API, protocol only (`/usages`, `/models`: requests,
+//!   status meanings, tolerant parsers);
 //! - [`session`], on both: a usable access token for a profile (single-flight refresh, forced
-//!   refresh after a 401, a shared back-off, an in-memory cache);
+//!   refresh after a 401, a shared back-off, an in-memory cache; API calls with one forced
+//!   refresh after a 401);
 //! - [`migrate`]: moving other Kimi tools' credentials in.
 //!
 //! The library never prints: it returns typed errors and reports warnings (`WARN`), notes
@@ -18,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod api;
 pub(crate) mod clock;
 pub mod error;
 pub(crate) mod http;

@@ -69,3 +69,37 @@ fn exec_refuses_when_not_logged_in_and_bad_vars() {
         .assert()
         .code(126);
 }
+
+#[test]
+fn exec_uses_the_stored_region() {
+    let env = TestEnv::new();
+    let vault = env.vault();
+    let lock = vault.lock().unwrap();
+    let mut cred = credential(
+        "at-global-0123456789abcdef",
+        "rt-global-0123456789abcdef",
+        3600,
+    );
+    cred.region = "global".into();
+    vault.save("default", &cred, &lock, false).unwrap();
+    drop(lock);
+    // No override: the base URL comes from the region the credential was logged in to.
+    let out = env
+        .cmd()
+        .env_remove("KIMI_CODE_BASE_URL")
+        .args([
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "printf %s \"$ANTHROPIC_BASE_URL\"",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "https://api.kimi.ai/coding"
+    );
+    assert_no_secret(&out, &["at-global", "rt-global"]);
+}

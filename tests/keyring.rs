@@ -270,6 +270,8 @@ fn a_locked_keyring_falls_back_at_once_and_says_why() {
         "$BIN" status --json
         "$BIN" token 2>&1 >/dev/null
         echo "token-exit=$?"
+        "$BIN" doctor --json 2>/dev/null | sed 's/^/doctor: /'
+        echo "doctor-exit=${PIPESTATUS[0]}"
     "#;
     let template = env.std_cmd();
     let envs: Vec<_> = template
@@ -302,8 +304,149 @@ fn a_locked_keyring_falls_back_at_once_and_says_why() {
         "{v}"
     );
     assert!(stdout.contains("token-exit=3"), "{stdout}");
+    // doctor explains the locked keyring, and exits 0: auto mode has the file backend.
+    let doctor = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("doctor: "))
+        .unwrap_or_else(|| panic!("no doctor output: {stdout}"));
+    let d: serde_json::Value = serde_json::from_str(doctor).unwrap();
+    assert_eq!(d["keyring"]["status"], "unavailable", "{d}");
+    assert!(
+        d["keyring"]["reason"].as_str().unwrap().contains("locked"),
+        "{d}"
+    );
+    assert!(
+        d["keyring"]["fix"].as_str().unwrap().contains("unlock"),
+        "{d}"
+    );
+    assert_eq!(d["backend"], "file");
+    assert!(stdout.contains("doctor-exit=0"), "{stdout}");
     assert!(
         stdout.contains("the OS keyring could not be read"),
         "{stdout}"
     );
+}
+
+fn probe_entries_left() -> Vec<String> {
+    let _ = keyring_entry("probe-check"); // sets the default store
+    let spec = std::collections::HashMap::from([("service", "kimi-vault")]);
+    keyring_core::Entry::search(&spec)
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.get_specifiers())
+        .map(|(_, user)| user)
+        .filter(|u| u.starts_with(".doctor-probe-"))
+        .collect()
+}
+
+#[test]
+fn doctor_proves_the_keyring_with_a_round_trip_and_leaves_nothing() {
+    if !keyring_session() {
+        return;
+    }
+    let env = TestEnv::new();
+    for mode in ["auto", "keyring"] {
+        let out = kr_cmd(&env, mode)
+            .args(["doctor", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["backend"], "keyring", "{mode}");
+        assert_eq!(v["keyring"]["status"], "ok");
+        assert!(v["keyring"]["round_trip_ms"].is_number());
+        assert_eq!(
+            v["file"]["status"], "will_create",
+            "the file backend is checked too"
+        );
+    }
+    let out = kr_cmd(&env, "auto").arg("doctor").output().unwrap();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("works: a throwaway entry was written, read back and deleted"),
+        "{s}"
+    );
+    assert!(s.contains("credentials go to the OS keyring"), "{s}");
+}
+
+/// Every throwaway entry doctor writes is deleted (the keyring is shared with the other tests,
+/// so the count before and after is compared).
+#[test]
+fn doctor_probe_entries_are_deleted() {
+    if !keyring_session() {
+        return;
+    }
+    let env = TestEnv::new();
+    let before = probe_entries_left();
+    for _ in 0..3 {
+        kr_cmd(&env, "auto").arg("doctor").assert().success();
+    }
+    assert_eq!(probe_entries_left(), before);
+}
+
+#[test]
+fn profiles_lists_the_keyring_and_the_file() {
+    if !keyring_session() {
+        return;
+    }
+    let env = TestEnv::new();
+    let in_keyring = unique("kr-list");
+    let corrupt = unique("kr-list-corrupt");
+    let cred = credential(CANARY_ACCESS, CANARY_REFRESH, 600);
+    keyring_entry(&in_keyring)
+        .set_password(&serde_json::to_string(&cred).unwrap())
+        .unwrap();
+    keyring_entry(&corrupt)
+        .set_password(&format!("not json {CANARY_REFRESH}"))
+        .unwrap();
+    keyring_entry("not/a profile").set_password("{}").unwrap();
+    let in_file = unique("file-list");
+    env.seed(
+        &in_file,
+        "at-file-0123456789abcdef",
+        "rt-file-0123456789abcdef",
+        600,
+    );
+    let out = kr_cmd(&env, "auto")
+        .args(["profiles", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH, "at-file", "rt-file"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    let find = |name: &str| rows.iter().find(|r| r["profile"] == name).cloned();
+    let k = find(&in_keyring).expect("the keyring profile is listed");
+    assert_eq!(k["backend"], "keyring");
+    assert_eq!(k["logged_in"], true);
+    let f = find(&in_file).expect("the file profile is listed");
+    assert_eq!(f["backend"], "file");
+    let c = find(&corrupt).expect("a corrupt entry is listed as such");
+    assert!(
+        c["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a kimi-vault credential")
+    );
+    assert!(
+        find("not/a profile").is_none(),
+        "not a profile name: ignored"
+    );
+    assert!(
+        rows.iter()
+            .all(|r| !r["profile"].as_str().unwrap().starts_with('.'))
+    );
+    for p in [&in_keyring, &corrupt, "not/a profile"] {
+        let _ = keyring_entry(p).delete_credential();
+    }
 }

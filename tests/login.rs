@@ -225,3 +225,180 @@ fn usage_errors_exit_2() {
         .code(2);
     env.cmd().arg("--version").assert().success();
 }
+
+#[test]
+fn the_login_screen_counts_down_offers_ctrl_c_and_names_the_next_step() {
+    let env = TestEnv::new();
+    env.server
+        .with(|s| s.device = DeviceScenario::Approve { pending: 0 });
+    let out = env.cmd().args(["login", "--no-browser"]).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !err.to_lowercase().contains("browser"),
+        "--no-browser: {err}"
+    );
+    assert!(err.contains("open this URL on any device"), "{err}");
+    assert!(
+        err.contains("The code expires in 10m 0s. Press Ctrl-C to cancel."),
+        "{err}"
+    );
+    assert!(err.contains("The access token expires at "), "{err}");
+    assert!(
+        err.contains("(in 15m 0s)") || err.contains("(in 14m 5"),
+        "{err}"
+    );
+    assert!(err.contains("Next: `kimi-vault status`"), "{err}");
+    assert!(err.contains("(cn region)"), "{err}");
+}
+
+#[test]
+fn login_over_a_valid_credential_says_what_it_replaces() {
+    let env = TestEnv::new();
+    env.seed("work", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    let expiry = kimi_vault::rfc3339(env.stored("work").unwrap().expires_at);
+    env.server
+        .with(|s| s.device = DeviceScenario::Approve { pending: 0 });
+    let out = env
+        .cmd()
+        .args(["--profile", "work", "login", "--no-browser", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "Profile 'work' already has a credential (encrypted file, access token valid until {expiry}); this login replaces it."
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "Replaced the earlier credential of profile 'work' (access token expiring {expiry})."
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("Next: `kimi-vault --profile work status`"),
+        "{err}"
+    );
+    let last = json_lines(&out.stdout).pop().unwrap();
+    assert_eq!(last["replaced"]["expires_at"], expiry);
+    assert_eq!(last["replaced"]["needs_login"], false);
+    assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
+    // A first login replaces nothing.
+    let out = env
+        .cmd()
+        .args(["--profile", "fresh", "login", "--no-browser", "--json"])
+        .output()
+        .unwrap();
+    assert!(json_lines(&out.stdout).pop().unwrap()["replaced"].is_null());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("replace"));
+}
+
+#[test]
+fn ctrl_c_cancels_the_login_cleanly() {
+    use std::io::{BufRead, BufReader};
+    for json in [false, true] {
+        let env = TestEnv::new();
+        env.server
+            .with(|s| s.device = DeviceScenario::Approve { pending: 100_000 });
+        let mut cmd = env.std_cmd();
+        cmd.args(["login", "--no-browser"]);
+        if json {
+            cmd.arg("--json");
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        while !seen.contains("Ctrl-C to cancel") {
+            let mut line = String::new();
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "ended early: {seen}"
+            );
+            seen.push_str(&line);
+        }
+        // Let it poll at least once, then interrupt it as a terminal would.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let status = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = child.wait_with_output().unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+        assert_eq!(out.status.code(), Some(130), "{seen}{rest}");
+        assert!(
+            rest.contains("kimi-vault: error: login cancelled (Ctrl-C): nothing was stored"),
+            "{rest}"
+        );
+        if json {
+            let last = json_lines(&out.stdout).pop().unwrap();
+            assert_eq!(last["type"], "error");
+            assert!(last["message"].as_str().unwrap().contains("cancelled"));
+        }
+        assert!(env.stored("default").is_none());
+    }
+}
+
+#[test]
+fn login_region_global_is_stored_and_shown() {
+    let env = TestEnv::new();
+    env.server
+        .with(|s| s.device = DeviceScenario::Approve { pending: 0 });
+    let out = env
+        .cmd()
+        .args(["login", "--no-browser", "--region", "global", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(json_lines(&out.stdout).pop().unwrap()["region"], "global");
+    assert_eq!(env.stored("default").unwrap().region, "global");
+    let status = env.cmd().arg("status").output().unwrap();
+    assert!(String::from_utf8_lossy(&status.stdout).contains("region:     global"));
+    let v: serde_json::Value = serde_json::from_slice(
+        &env.cmd()
+            .args(["status", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["region"], "global");
+    let v: serde_json::Value = serde_json::from_slice(
+        &env.cmd()
+            .args(["profiles", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v[0]["region"], "global");
+    // Without overrides, global means auth.kimi.ai and api.kimi.ai/coding/v1 (nothing is sent).
+    let out = env
+        .cmd()
+        .env_remove("KIMI_CODE_OAUTH_HOST")
+        .env_remove("KIMI_CODE_BASE_URL")
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["endpoints"]["global"]["oauth_host"],
+        "https://auth.kimi.ai/"
+    );
+    assert_eq!(
+        v["endpoints"]["global"]["api_base"],
+        "https://api.kimi.ai/coding/v1"
+    );
+    assert_eq!(
+        v["endpoints"]["cn"]["api_base"],
+        "https://api.kimi.com/coding/v1"
+    );
+}

@@ -551,3 +551,66 @@ fn from_an_unknown_place_sniffs_the_format() {
         assert!(!path.exists());
     }
 }
+
+#[test]
+fn a_dry_run_says_each_thing_once() {
+    let (rel, content, ..) = fixture("kimi-cli", now_unix() + 3600);
+    let env = TestEnv::new();
+    let path = env.home().join(&rel);
+    write_private(&path, content.as_bytes());
+    let out = env.cmd().args(["migrate", "--dry-run"]).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Dry run: nothing was changed."), "{err}");
+    assert_eq!(err.matches("Would import:").count(), 1, "{err}");
+    assert!(!err.contains("would be imported"), "no repetition: {err}");
+    assert!(!err.contains("dry run:"), "no repetition: {err}");
+    assert!(err.contains("into profile 'default'"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), content.as_bytes());
+    assert_clean(&env, &out);
+}
+
+/// The source cannot be removed (fault injection, compiled only with the `testing` feature):
+/// listed once, as still there, and the exit code says it.
+#[cfg(feature = "testing")]
+#[test]
+fn a_source_that_could_not_be_removed_is_said_plainly_and_exits_1() {
+    let (rel, content, _, access, _) = fixture("kimi-cli", now_unix() + 3600);
+    let env = TestEnv::new();
+    let path = env.home().join(&rel);
+    write_private(&path, content.as_bytes());
+    let out = env
+        .cmd()
+        .env("KIMI_VAULT_FAULT", "source-removal")
+        .args(["migrate", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["imported"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["skipped"].as_array().unwrap().len(),
+        0,
+        "not also 'not imported'"
+    );
+    assert_eq!(v["removed"].as_array().unwrap().len(), 0);
+    assert!(
+        v["not_removed"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("still there")
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Imported but still there (could not be removed)"),
+        "{err}"
+    );
+    assert!(!err.contains("Not imported"), "{err}");
+    assert!(
+        err.contains("kimi-vault: error: the plaintext source above is still there"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), content.as_bytes());
+    assert_eq!(env.stored("default").unwrap().access_token.expose(), access);
+    assert_clean(&env, &out);
+}

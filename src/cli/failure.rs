@@ -22,6 +22,8 @@ pub(crate) mod exit {
     pub const CANNOT_EXECUTE: u8 = 126;
     /// `exec`: the program was not found (as shells do).
     pub const NOT_FOUND: u8 = 127;
+    /// `login` cancelled with Ctrl-C (128 + SIGINT, as shells report it).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// A command's failure.
@@ -42,6 +44,8 @@ pub(crate) enum Failure {
     Output(std::io::Error),
     /// Anything else, said in words (exit 1).
     Other(String),
+    /// The user pressed Ctrl-C while `login` waited for approval; nothing was stored.
+    Cancelled,
 }
 
 impl From<Error> for Failure {
@@ -67,7 +71,9 @@ impl Failure {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Failure::Lib(e) => match e {
-                Error::NotLoggedIn { .. } | Error::LoginRequired { .. } => exit::LOGIN_REQUIRED,
+                Error::NotLoggedIn { .. }
+                | Error::LoginRequired { .. }
+                | Error::ApiUnauthorized { .. } => exit::LOGIN_REQUIRED,
                 Error::VaultUnreadable { .. } => exit::VAULT_UNREADABLE,
                 Error::Service(_) => exit::SERVICE,
                 Error::InvalidProfile { .. } | Error::Config(_) => exit::USAGE,
@@ -79,6 +85,7 @@ impl Failure {
                 _ => exit::CANNOT_EXECUTE,
             },
             Failure::Output(_) | Failure::Other(_) => exit::FAILURE,
+            Failure::Cancelled => exit::INTERRUPTED,
         }
     }
 
@@ -88,20 +95,30 @@ impl Failure {
         let login = format!("kimi-vault login{}", profile_flag(profile));
         match self {
             Failure::Lib(e) => match e {
-                Error::NotLoggedIn { .. } | Error::LoginRequired { .. } => {
+                Error::NotLoggedIn { .. }
+                | Error::LoginRequired { .. }
+                | Error::ApiUnauthorized { .. } => {
                     format!("{e}: run `{login}`")
                 }
-                Error::VaultUnreadable { problem, .. } => {
+                Error::MembershipInactive { .. } => format!(
+                    "{e}. Your login is fine and was kept: check or renew your Kimi Code membership on kimi.com, then try again"
+                ),
+                Error::VaultUnreadable { problem, path } => {
+                    let logout = format!("kimi-vault logout{}", profile_flag(profile));
+                    let keyring_entry = path.to_string_lossy().starts_with("keyring entry");
                     let next = match problem {
+                        VaultProblem::Unsafe(_) => "Fix or remove it, then try again".to_owned(),
+                        _ if keyring_entry => {
+                            format!("Run `{logout}` to delete the entry, then `{login}`")
+                        }
                         VaultProblem::WrongKey => format!(
-                            "Restore the matching vault.key, or run `{login}` to start a new vault (the unreadable file will be kept aside)"
+                            "Restore the matching vault.key; or start a new vault with `{login}` (or reset it with `{logout}`): the unreadable file will be kept aside as vault.enc.unreadable-<time>, not deleted"
                         ),
                         VaultProblem::KeyMissing => format!(
-                            "Restore vault.key, or run `{login}` to start a new vault (the unreadable vault will be kept aside)"
+                            "Restore vault.key; or start a new vault with `{login}` (or reset it with `{logout}`): the unreadable vault will be kept aside as vault.enc.unreadable-<time>, not deleted"
                         ),
-                        VaultProblem::Unsafe(_) => "Fix or remove it, then try again".to_owned(),
                         _ => format!(
-                            "Restore it from a backup, or run `{login}` to start a new vault (the unreadable file will be kept aside)"
+                            "Restore it from a backup; or start a new vault with `{login}` (or reset it with `{logout}`): the unreadable file will be kept aside as vault.enc.unreadable-<time>, not deleted"
                         ),
                     };
                     format!("{e}. {next}")
@@ -109,8 +126,20 @@ impl Failure {
                 Error::Keyring(k)
                     if k.is_unavailable() || matches!(k, KeyringError::TooLong { .. }) =>
                 {
+                    let fix = match k {
+                        KeyringError::NoSessionBus { .. } => {
+                            "start a D-Bus session with a Secret Service (log in to a desktop session, or run under `dbus-run-session` with gnome-keyring or KeePassXC)"
+                        }
+                        KeyringError::NoService { .. } => {
+                            "start a Secret Service on the session bus (gnome-keyring, KeePassXC)"
+                        }
+                        KeyringError::Locked { .. } | KeyringError::TimedOut { .. } => {
+                            "unlock the keyring (log in to the desktop session, or `gnome-keyring-daemon --unlock`)"
+                        }
+                        _ => "use a keyring that accepts the entry",
+                    };
                     format!(
-                        "{e}. KIMI_VAULT_BACKEND=keyring requires a working keyring: start and unlock a Secret Service (for example gnome-keyring), or set KIMI_VAULT_BACKEND=auto (falls back to the encrypted file) or KIMI_VAULT_BACKEND=file"
+                        "{e}. KIMI_VAULT_BACKEND=keyring requires a working keyring: {fix}; or set KIMI_VAULT_BACKEND=auto (falls back to the encrypted file) or KIMI_VAULT_BACKEND=file. `kimi-vault doctor` shows what works here"
                     )
                 }
                 Error::LoginFailed(LoginFailure::Expired) => format!("{e}: run `{login}` again"),
@@ -123,6 +152,7 @@ impl Failure {
             },
             Failure::Output(e) => format!("cannot write to stdout: {e}"),
             Failure::Other(m) => m.clone(),
+            Failure::Cancelled => "login cancelled (Ctrl-C): nothing was stored".to_owned(),
         }
     }
 }

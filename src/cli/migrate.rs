@@ -18,7 +18,11 @@ fn show(title: &str, entries: &[Entry]) {
             .as_deref()
             .map(|x| format!(", access token expires {x}"))
             .unwrap_or_default();
-        eprintln!("  {} ({}{expiry})\n      {}", e.path, e.tool, e.reason);
+        if e.reason.is_empty() {
+            eprintln!("  {} ({}{expiry})", e.path, e.tool);
+        } else {
+            eprintln!("  {} ({}{expiry})\n      {}", e.path, e.tool, e.reason);
+        }
     }
 }
 
@@ -44,7 +48,7 @@ fn after_move(tool: Tool) -> String {
 }
 
 /// Other tools' directories: the home directory and their own override variables.
-fn source_dirs(explicit: bool) -> Result<SourceDirs, Failure> {
+pub(crate) fn source_dirs(explicit: bool) -> Result<SourceDirs, Failure> {
     let var = |name: &str| std::env::var_os(name).map(PathBuf::from);
     let home = match dirs::home_dir() {
         Some(h) => h,
@@ -88,6 +92,9 @@ pub(crate) fn run(
     if report.imported.is_empty() && report.skipped.is_empty() {
         eprintln!("No plaintext Kimi credentials found: nothing to migrate.");
     }
+    if dry_run && !report.imported.is_empty() {
+        eprintln!("Dry run: nothing was changed.");
+    }
     show(
         if dry_run { "Would import" } else { "Imported" },
         &report.imported,
@@ -96,13 +103,24 @@ pub(crate) fn run(
         if dry_run { "Would remove" } else { "Removed" },
         &report.removed,
     );
+    show(
+        "Imported but still there (could not be removed)",
+        &report.not_removed,
+    );
     show("Not imported", &report.skipped);
     for tool in &report.moved_tools {
         eprintln!("\nWhat changes: {}.", after_move(*tool));
     }
-    Ok(if report.missing_explicit {
-        exit::FAILURE
-    } else {
-        exit::OK
-    })
+    if !report.not_removed.is_empty() {
+        eprintln!(
+            "\nkimi-vault: error: the plaintext source above is still there. Refresh tokens rotate: a copy left behind breaks whichever install refreshes second. Delete it yourself (the vault copy was verified)."
+        );
+    }
+    Ok(
+        if report.missing_explicit || !report.not_removed.is_empty() {
+            exit::FAILURE
+        } else {
+            exit::OK
+        },
+    )
 }

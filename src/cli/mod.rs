@@ -1,16 +1,21 @@
 //! The command line: arguments and environment (read once, here), dispatch, and turning
 //! failures into messages and exit codes.
 
+mod completions;
+mod doctor;
 mod exec_proxy;
 mod failure;
 mod logging;
 mod login;
 mod logout;
 mod migrate;
+mod models;
 mod output;
+mod profiles;
 mod proxy;
 mod status;
 mod token;
+mod usage;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -22,24 +27,70 @@ use kimi_vault::store::{BackendMode, Vault, VaultPaths};
 
 use failure::{CmdResult, Failure, exit};
 
+/// Examples, the environment and the exit codes, after `--help`.
+const AFTER_HELP: &str = "\
+Examples:
+  kimi-vault login                        log in (device flow), store the tokens
+  kimi-vault status                       where the credential lives, whether it is valid
+  kimi-vault token                        print a fresh access token (Claude Code's apiKeyHelper)
+  kimi-vault exec -- claude               run a program with the token in its environment
+  kimi-vault exec --proxy -- claude       ... with a private proxy: fresh tokens for long sessions
+  kimi-vault proxy                        a local proxy for any Anthropic/OpenAI-style client
+  kimi-vault usage                        weekly and 5-hour quota
+  kimi-vault --profile work login --region global
+  kimi-vault doctor                       what works here (keyring, file, lock, clock, endpoints)
+
+Environment:
+  KIMI_VAULT_PROFILE      profile (default: default)
+  KIMI_VAULT_HOME         vault directory (default: ~/.local/share/kimi-vault on Linux)
+  KIMI_VAULT_BACKEND      auto (keyring, else encrypted file), keyring, file
+  KIMI_CODE_OAUTH_HOST    OAuth host override (also KIMI_OAUTH_HOST)
+  KIMI_CODE_BASE_URL      API base override
+  KIMI_CLIENT_ID          OAuth client id override
+  KIMI_SHARE_DIR, KIMI_CODE_HOME, RODER_DATA_DIR, RODER_CONFIG_DIR
+                          where `migrate` looks for other tools' files
+
+Exit codes:
+  0  success
+  1  any other failure (membership not active, endpoint refused, keyring required but failing)
+  2  usage error (bad flag, bad profile name)
+  3  login required: no credential, or the refresh token was rejected
+  4  vault unreadable: corrupt, tampered, other machine/user, unsafe permissions
+  5  Kimi's service unreachable or failing after retries
+  126, 127  exec: CMD cannot be executed / not found (exec --proxy: CMD's code, 128+signal)
+  130 login cancelled with Ctrl-C
+
+--json: one JSON value on stdout (human text goes to stderr); a failure prints
+{\"error\":{\"code\":N,\"message\":\"...\"}}. Profile names: 1-64 of A-Z a-z 0-9 - _ .,
+not starting with '.'.";
+
 /// Keeps Kimi Code OAuth credentials safe and hands them to the tools that need them.
 #[derive(Debug, Parser)]
-#[command(name = "kimi-vault", version, about, long_about = None)]
+#[command(
+    name = "kimi-vault",
+    version,
+    about,
+    long_about = None,
+    after_help = AFTER_HELP,
+    arg_required_else_help = true
+)]
 struct Cli {
-    /// Profile to use.
+    /// Profile to use (1-64 of A-Z a-z 0-9 - _ ., not starting with '.').
     #[arg(
         long,
         global = true,
         env = "KIMI_VAULT_PROFILE",
+        hide_env_values = true,
         default_value = "default",
-        value_name = "NAME"
+        value_name = "NAME",
+        display_order = 1
     )]
     profile: String,
     /// Machine-readable output on stdout (human text goes to stderr).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, display_order = 2)]
     json: bool,
     /// More detail on stderr (-v notes, -vv detail; never a secret).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, display_order = 3)]
     verbose: u8,
     #[command(flatten)]
     config: Config,
@@ -51,39 +102,70 @@ struct Cli {
 /// Where things are, usually set through the environment.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Configuration (usually set through the environment)")]
-struct Config {
+pub(crate) struct Config {
     /// Directory of the encrypted vault, its key, lock and device id [default: the platform
     /// data directory, ~/.local/share/kimi-vault on Linux].
-    #[arg(long, global = true, env = "KIMI_VAULT_HOME", value_name = "DIR")]
-    vault_home: Option<PathBuf>,
+    #[arg(
+        long,
+        global = true,
+        env = "KIMI_VAULT_HOME",
+        hide_env_values = true,
+        value_name = "DIR"
+    )]
+    pub(crate) vault_home: Option<PathBuf>,
     /// Where credentials are kept: auto (the OS keyring, the encrypted file where no keyring is
     /// usable), keyring (fail rather than fall back), file.
     #[arg(
         long,
         global = true,
         env = "KIMI_VAULT_BACKEND",
+        hide_env_values = true,
         value_enum,
         default_value_t = BackendArg::Auto,
         value_name = "MODE"
     )]
-    backend: BackendArg,
+    pub(crate) backend: BackendArg,
     /// OAuth host override (KIMI_OAUTH_HOST is read too, after this one).
-    #[arg(long, global = true, env = "KIMI_CODE_OAUTH_HOST", value_name = "URL")]
-    oauth_host: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        env = "KIMI_CODE_OAUTH_HOST",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub(crate) oauth_host: Option<String>,
     /// The other name of the OAuth host override.
-    #[arg(long, global = true, env = "KIMI_OAUTH_HOST", hide = true)]
-    kimi_oauth_host: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        env = "KIMI_OAUTH_HOST",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub(crate) kimi_oauth_host: Option<String>,
     /// API base override.
-    #[arg(long, global = true, env = "KIMI_CODE_BASE_URL", value_name = "URL")]
-    api_base: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        env = "KIMI_CODE_BASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub(crate) api_base: Option<String>,
     /// OAuth client id override.
-    #[arg(long, global = true, env = "KIMI_CLIENT_ID", value_name = "ID")]
-    client_id: Option<String>,
+    #[arg(
+        long,
+        global = true,
+        env = "KIMI_CLIENT_ID",
+        hide_env_values = true,
+        value_name = "ID"
+    )]
+    pub(crate) client_id: Option<String>,
 }
 
 /// `KIMI_VAULT_BACKEND`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum BackendArg {
+pub(crate) enum BackendArg {
     /// The OS keyring, the encrypted file where no keyring is usable.
     Auto,
     /// The OS keyring, or fail.
@@ -110,29 +192,40 @@ impl From<RegionArg> for Region {
     }
 }
 
-/// The subcommands.
+/// The subcommands, in the order people reach for them.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Log in with Kimi's device flow and store the tokens.
+    #[command(
+        after_help = "Examples:\n  kimi-vault login\n  kimi-vault login --no-browser          on a machine without a display\n  kimi-vault --profile work login --region global"
+    )]
     Login {
-        /// Do not open a browser.
+        /// Do not open a browser (show the URL and the code only).
         #[arg(long)]
         no_browser: bool,
-        /// Kimi region.
+        /// Kimi region: cn (auth.kimi.com, api.kimi.com) or global (auth.kimi.ai, api.kimi.ai);
+        /// stored with the credential.
         #[arg(long, value_enum, default_value = "cn")]
         region: RegionArg,
     },
-    /// Remove the profile's credential from every backend.
-    Logout,
-    /// Show the profile, backend, login state and expiry (never a secret).
+    /// Show the profile, backend, login state, expiry and region (never a secret).
+    #[command(
+        after_help = "Exit 0 when logged in, 3 when not (or when the refresh token was rejected), 4 when the vault cannot be read.\n\nExamples:\n  kimi-vault status\n  kimi-vault -v status                   also what was looked at, and how long it took\n  kimi-vault status --json"
+    )]
     Status,
     /// Print a valid access token on stdout, refreshing first if needed.
+    #[command(
+        after_help = "For Claude Code's apiKeyHelper, which caches a key for 5 minutes by default: keep\nCLAUDE_CODE_API_KEY_HELPER_TTL_MS below --min-valid (both default to 5 minutes), so a\ncached token never expires while cached.\n\nExamples:\n  kimi-vault token\n  kimi-vault token --min-valid 600\n  kimi-vault token --json                {\"access_token\":…,\"expires_at\":…}"
+    )]
     Token {
         /// Refresh first if the token expires within this many seconds.
         #[arg(long, default_value_t = 300, value_name = "SECONDS")]
         min_valid: u32,
     },
     /// Run a command with a fresh token in its environment, or with a private proxy.
+    #[command(
+        after_help = "The command goes after `--`. Without --proxy it replaces kimi-vault, so its exit code is\nreturned; 127 when it is not found, 126 when it cannot be executed. With --proxy, kimi-vault\nwaits for it and returns its exit code (or 128 + the signal that ended it).\n\nExamples:\n  kimi-vault exec -- claude\n  kimi-vault exec --proxy -- claude\n  kimi-vault exec --proxy --for kimi -- kimi\n  kimi-vault exec --proxy --for openai -- my-openai-tool\n  kimi-vault exec --env KIMI_API_KEY -- some-tool"
+    )]
     Exec {
         /// Variable to put the token in (repeatable; default ANTHROPIC_AUTH_TOKEN).
         #[arg(long = "env", value_name = "VAR", conflicts_with = "proxy")]
@@ -157,30 +250,71 @@ enum Command {
         cmd: Vec<OsString>,
     },
     /// Run a local proxy that injects a fresh token into every request (long sessions).
+    #[command(
+        after_help = "Clients use the printed URL and key (Anthropic-style: the URL; OpenAI-style: the URL + /v1).\nSIGINT or SIGTERM: stop accepting, let in-flight responses finish (up to 10 s), exit 0.\n\nExamples:\n  kimi-vault proxy\n  kimi-vault proxy --port 0 --json\n  kimi-vault proxy --check"
+    )]
     Proxy(proxy::ProxyArgs),
+    /// Show the account's quota: the weekly and the 5-hour window.
+    #[command(after_help = "Examples:\n  kimi-vault usage\n  kimi-vault usage --json")]
+    Usage,
+    /// List the models the account can use.
+    #[command(after_help = "Examples:\n  kimi-vault models\n  kimi-vault models --json")]
+    Models,
+    /// List every stored profile: backend, login state, expiry, region (never a secret).
+    #[command(after_help = "Examples:\n  kimi-vault profiles\n  kimi-vault profiles --json")]
+    Profiles,
+    /// Remove the profile's credential from every backend.
+    #[command(
+        after_help = "Kimi has no revoke endpoint: the tokens are deleted locally only. Nothing stored:\nnothing is touched. An unreadable vault is kept aside (vault.enc.unreadable-<time>), not deleted.\n\nExamples:\n  kimi-vault logout\n  kimi-vault --profile work logout"
+    )]
+    Logout,
     /// Move other Kimi tools' plaintext credentials into the vault.
+    #[command(
+        after_help = "Examples:\n  kimi-vault migrate --dry-run\n  kimi-vault migrate\n  kimi-vault migrate --from ~/.kimi/credentials/kimi-code.json --profile kimi-cli"
+    )]
     Migrate {
         /// Source file to migrate (repeatable; `keyring:kimi-code` for kimi-cli's old keyring
         /// entry). Without it, every known location is scanned.
         #[arg(long = "from", value_name = "PATH")]
         from: Vec<PathBuf>,
+        /// Read and report only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
         /// Leave the sources in place (refresh tokens rotate: one of the two copies will stop
         /// working).
         #[arg(long)]
         keep: bool,
-        /// Read and report only; change nothing.
-        #[arg(long)]
-        dry_run: bool,
         /// Replace a credential the profile already has.
         #[arg(long)]
         force: bool,
     },
+    /// Explain which backends work here and why not; check files, lock, clock and endpoints.
+    #[command(
+        after_help = "Exit 0 when the configured backend works, 1 when it does not, 4 when the vault\ncannot be read or a vault file is unsafe.\n\nExamples:\n  kimi-vault doctor\n  KIMI_VAULT_BACKEND=keyring kimi-vault doctor\n  kimi-vault doctor --json"
+    )]
+    Doctor,
+    /// Print a shell completion script on stdout.
+    #[command(
+        after_help = "Examples:\n  kimi-vault completions bash > ~/.local/share/bash-completion/completions/kimi-vault\n  kimi-vault completions zsh > ~/.zfunc/_kimi-vault\n  kimi-vault completions fish > ~/.config/fish/completions/kimi-vault.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    #[command(
+        after_help = "Example:\n  kimi-vault man > ~/.local/share/man/man1/kimi-vault.1 && man kimi-vault"
+    )]
+    Man,
 }
 
 /// What every command needs.
 pub(crate) struct Ctx {
     /// `--json`.
     pub json: bool,
+    /// `-v` count.
+    pub verbose: u8,
     /// The profile's session (its vault inside).
     pub session: Session,
 }
@@ -220,45 +354,117 @@ impl Config {
     }
 }
 
+/// True when `--json` is among the arguments (before a `--`), for errors found while parsing.
+fn json_requested(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--json")
+}
+
+/// True when the command line is an `exec` (for the hint at `--`).
+fn is_exec(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| *a != "--")
+        .any(|a| a == "exec")
+}
+
+/// Lines joined with single spaces.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Reports an error found while parsing, with the same prefix as every other error (and as a
+/// JSON error object with `--json`); help and version go out as clap prints them.
+fn parse_failure(e: clap::Error, args: &[OsString]) -> u8 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            return exit::OK;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            return exit::USAGE;
+        }
+        _ => {}
+    }
+    let rendered = e.render().to_string();
+    let text = rendered.trim_end();
+    let text = text.strip_prefix("error: ").unwrap_or(text);
+    // The first paragraph says what is wrong ("… were not provided:\n  <CMD>...").
+    let first = text.split("\n\n").next().unwrap_or_default().to_owned();
+    let mut message = text.to_owned();
+    let mut headline = first.clone();
+    if is_exec(args)
+        && matches!(
+            e.kind(),
+            ErrorKind::UnknownArgument | ErrorKind::MissingRequiredArgument
+        )
+    {
+        let given = match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(s)) if !s.starts_with('-') => format!(" {s} …"),
+            _ => " CMD [ARGS]…".to_owned(),
+        };
+        let hint = format!("the command to run goes after `--`, as in: kimi-vault exec --{given}");
+        message = format!("{first}\n\n  hint: {hint}");
+        headline = format!("{}; {hint}", one_line(&first));
+    }
+    if json_requested(args) {
+        let headline = one_line(&headline);
+        output::json_line(
+            &serde_json::json!({"error": {"code": exit::USAGE, "message": headline}}),
+        );
+    }
+    eprintln!("kimi-vault: error: {message}");
+    exit::USAGE
+}
+
 /// Parses the arguments, runs the command, and returns the exit code.
 pub(crate) fn main() -> u8 {
-    let cli = match Cli::try_parse() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
-        }
+        Err(e) => return parse_failure(e, &args),
     };
     logging::init(cli.verbose);
     let json = cli.json;
     let is_login = matches!(cli.command, Command::Login { .. });
     let profile = cli.profile.clone();
     match run(cli) {
+        Ok(code) if code == exit::OK && output::stdout_failed() => exit::FAILURE,
         Ok(code) => code,
-        Err(failure) => {
-            let message = kimi_vault::scrub(&failure.message(&profile));
-            let code = failure.exit_code();
-            if json {
-                output::json_line(&if is_login {
-                    serde_json::json!({"type": "error", "message": message})
-                } else {
-                    serde_json::json!({"error": {"code": code, "message": message}})
-                });
-            }
-            eprintln!("kimi-vault: error: {message}");
-            code
-        }
+        Err(failure) => report(&failure, &profile, json, is_login),
     }
 }
 
+/// Prints a failure (on stderr, and as JSON on stdout with `--json`) and returns its exit code.
+pub(crate) fn report(failure: &Failure, profile: &str, json: bool, is_login: bool) -> u8 {
+    let message = kimi_vault::scrub(&failure.message(profile));
+    let code = failure.exit_code();
+    if json {
+        output::json_line(&if is_login {
+            serde_json::json!({"type": "error", "message": message})
+        } else {
+            serde_json::json!({"error": {"code": code, "message": message}})
+        });
+    }
+    eprintln!("kimi-vault: error: {message}");
+    code
+}
+
 fn run(cli: Cli) -> CmdResult {
+    // Commands that need no vault and no profile.
+    match &cli.command {
+        Command::Completions { shell } => return completions::completions(*shell),
+        Command::Man => return completions::man(),
+        _ => {}
+    }
     let session = Session::new(cli.config.vault()?, &cli.profile, cli.config.overrides())?;
     let ctx = Ctx {
         json: cli.json,
+        verbose: cli.verbose,
         session,
     };
     match cli.command {
@@ -274,11 +480,21 @@ fn run(cli: Cli) -> CmdResult {
         } => exec_proxy::run(&ctx, for_client, &cmd),
         Command::Exec { env, cmd, .. } => token::exec(&ctx, &env, &cmd),
         Command::Proxy(args) => proxy::run(&ctx, &args),
+        Command::Usage => usage::run(&ctx),
+        Command::Models => models::run(&ctx),
+        Command::Profiles => profiles::run(&ctx),
+        Command::Doctor => doctor::run(&ctx, &cli.config),
         Command::Migrate {
             from,
             keep,
             dry_run,
             force,
         } => migrate::run(&ctx, from, keep, dry_run, force),
+        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
+}
+
+/// The command-line definition (for completions and the man page).
+pub(crate) fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }

@@ -1,12 +1,42 @@
 //! Output helpers: JSON lines on stdout, durations for people.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set when writing to stdout failed (a closed pipe, as in `kimi-vault doctor | head`).
+static STDOUT_FAILED: AtomicBool = AtomicBool::new(false);
+
+/// `println!` that never panics: a failed write (a closed pipe) is remembered, and the command
+/// then exits 1 instead of printing a panic.
+macro_rules! outln {
+    () => {
+        $crate::cli::output::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
+/// Writes one line on stdout; remembers a failure.
+pub(crate) fn write_line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{args}").is_err() {
+        STDOUT_FAILED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// True when a write to stdout failed.
+pub(crate) fn stdout_failed() -> bool {
+    STDOUT_FAILED.load(Ordering::Relaxed)
+}
 
 /// Prints one JSON value and a newline on stdout, flushed.
 pub(crate) fn json_line(value: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{value}");
-    let _ = out.flush();
+    if writeln!(out, "{value}").and_then(|()| out.flush()).is_err() {
+        STDOUT_FAILED.store(true, Ordering::Relaxed);
+    }
 }
 
 /// "14m 3s", "2h 5m", "3d 4h".
@@ -30,5 +60,77 @@ pub(crate) fn relative(secs: i64) -> String {
         format!("{text} ago")
     } else {
         format!("in {text}")
+    }
+}
+
+/// "3 h 12 min", "4 d 5 h", "12 min", "45 s": durations in words, for reset times.
+pub(crate) fn words(secs: u64) -> String {
+    let (d, h, m, s) = (
+        secs / 86_400,
+        (secs % 86_400) / 3600,
+        (secs % 3600) / 60,
+        secs % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, _) => format!("{m} min"),
+        (0, _, 0) => format!("{h} h"),
+        (0, _, _) => format!("{h} h {m} min"),
+        (_, 0, _) => format!("{d} d"),
+        _ => format!("{d} d {h} h"),
+    }
+}
+
+/// A bar of `width` cells, filled to `fraction` (0 to 1).
+pub(crate) fn bar(fraction: f64, width: usize) -> String {
+    let filled = ((fraction.clamp(0.0, 1.0) * width as f64).round() as usize).min(width);
+    format!("[{}{}]", "█".repeat(filled), "░".repeat(width - filled))
+}
+
+/// A quantity for people: whole numbers without decimals, others with at most two.
+pub(crate) fn quantity(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        let s = format!("{n:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// A quantity for `--json`: an integer when whole, else a float.
+pub(crate) fn json_number(n: Option<f64>) -> serde_json::Value {
+    match n {
+        Some(n) if n.fract() == 0.0 && n.abs() < 9e15 => serde_json::Value::from(n as i64),
+        Some(n) => serde_json::Number::from_f64(n).map_or(serde_json::Value::Null, Into::into),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// The local time zone's offset now (UTC when it cannot be told). Call before any thread is
+/// started: the `time` crate refuses to read the zone in a multi-threaded process.
+pub(crate) fn local_offset() -> time::UtcOffset {
+    time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC)
+}
+
+/// "Wed 11 Feb 17:32" in the given offset.
+pub(crate) fn local_time(unix: i64, offset: time::UtcOffset) -> String {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp(unix) else {
+        return unix.to_string();
+    };
+    let t = t.to_offset(offset);
+    let format = time::format_description::parse_borrowed::<2>(
+        "[weekday repr:short] [day padding:none] [month repr:short] [hour]:[minute]",
+    )
+    .expect("a valid format description");
+    t.format(&format).unwrap_or_else(|_| unix.to_string())
+}
+
+/// Pads `text` to `width` characters (not bytes).
+pub(crate) fn pad(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    if n >= width {
+        text.to_owned()
+    } else {
+        format!("{text}{}", " ".repeat(width - n))
     }
 }

@@ -1,17 +1,68 @@
-//! `kimi-vault status`: what is stored and where, never a secret.
+//! `kimi-vault status`: what is stored and where, never a secret. It prints its report even
+//! when the vault cannot be read (then with the error and what to do, exit 4).
 
-use kimi_vault::store::BackendKind;
+use std::time::Instant;
+
+use kimi_vault::oauth::Region;
+use kimi_vault::store::{BackendKind, Credential};
 use serde_json::json;
 
-use crate::cli::failure::{CmdResult, exit};
+use crate::cli::failure::{CmdResult, Failure, exit, profile_flag};
+use crate::cli::output::outln;
 use crate::cli::{Ctx, output};
 
-/// Prints the status; exit 0 when logged in, 3 otherwise.
+fn region_of(c: &Credential) -> &str {
+    if c.region.is_empty() { "cn" } else { &c.region }
+}
+
+/// Prints the status; exit 0 when logged in, 3 otherwise, 4 when the vault cannot be read.
 pub(crate) fn run(ctx: &Ctx) -> CmdResult {
     let vault = ctx.session.vault();
     let profile = ctx.profile();
-    let loaded = ctx.session.stored()?;
+    let started = Instant::now();
+    let loaded = ctx.session.stored();
+    let took = started.elapsed();
     let (target, target_reason) = vault.write_target(profile);
+    let paths = vault.paths();
+    let login = format!("kimi-vault login{}", profile_flag(profile));
+
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(e) => {
+            // Still say who, where and what to do; the error replaces the login state.
+            let failure = Failure::Lib(e);
+            let message = kimi_vault::scrub(&failure.message(profile));
+            if ctx.json {
+                output::json_line(&json!({
+                    "profile": profile,
+                    "logged_in": false,
+                    "needs_login": false,
+                    "backend": target.as_str(),
+                    "backend_reason": target_reason.to_string(),
+                    "expires_at": null,
+                    "expires_in_seconds": null,
+                    "scope": null,
+                    "region": null,
+                    "error": message,
+                    "vault_home": paths.home(),
+                    "vault_file": paths.vault(),
+                    "key_file": paths.key(),
+                    "lock_file": paths.lock(),
+                }));
+            } else {
+                outln!("profile:    {profile}");
+                outln!("logged in:  unknown: the vault cannot be read (below)");
+                outln!("backend:    {} ({target_reason})", target.as_str());
+                outln!("vault dir:  {}", paths.home().display());
+                outln!("vault file: {}", paths.vault().display());
+                outln!("key file:   {}", paths.key().display());
+                outln!("lock file:  {}", paths.lock().display());
+            }
+            eprintln!("kimi-vault: error: {message}");
+            return Ok(failure.exit_code());
+        }
+    };
+
     let (backend, reason) = match &loaded {
         Some(l) if l.backend == target => (l.backend, target_reason.to_string()),
         Some(l) => (
@@ -30,52 +81,84 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
     let cred = loaded.as_ref().map(|l| &l.cred);
     let needs_login = cred.is_some_and(|c| c.needs_login);
     let logged_in = cred.is_some() && !needs_login;
-    let paths = vault.paths();
+    let left = cred.map(|c| c.expires_in(now));
+    let access_valid = left.is_some_and(|l| l > 0);
+    let endpoints = cred.map(|c| ctx.session.endpoints(Region::from_stored(&c.region)));
     if ctx.json {
         output::json_line(&json!({
             "profile": profile,
             "logged_in": logged_in,
             "needs_login": needs_login,
+            "access_token_valid": access_valid,
             "backend": backend.as_str(),
             "backend_reason": reason,
             "expires_at": cred.map(|c| kimi_vault::rfc3339(c.expires_at)),
-            "expires_in_seconds": cred.map(|c| c.expires_in(now)),
+            "expires_in_seconds": left,
             "scope": cred.map(|c| c.scope.clone()),
-            "region": cred.map(|c| if c.region.is_empty() { "cn".to_owned() } else { c.region.clone() }),
+            "region": cred.map(region_of),
+            "api_base": endpoints.as_ref().and_then(|e| e.as_ref().ok()).map(|e| e.api_base.as_str()),
             "vault_home": paths.home(),
             "vault_file": paths.vault(),
             "key_file": paths.key(),
             "lock_file": paths.lock(),
         }));
     } else {
-        let login = format!(
-            "kimi-vault login{}",
-            crate::cli::failure::profile_flag(profile)
-        );
-        let state = if logged_in {
-            "yes".to_owned()
-        } else if needs_login {
-            format!("no: the refresh token was rejected, run `{login}`")
-        } else {
-            format!("no: run `{login}`")
+        let state = match (cred, left) {
+            (Some(_), _) if logged_in => "yes".to_owned(),
+            (Some(_), Some(l)) if l > 0 => format!(
+                "no: the refresh token was rejected. The access token may still work for {}, then run `{login}` (now is fine)",
+                output::span(l.unsigned_abs())
+            ),
+            (Some(_), _) => format!("no: the refresh token was rejected; run `{login}`"),
+            (None, _) => match vault.keyring_trouble() {
+                Some(k) => format!(
+                    "no credential found here (the OS keyring could not be read: {k}); if you logged in with it, fix that and retry, or run `{login}`"
+                ),
+                None => format!("no: run `{login}`"),
+            },
         };
-        println!("profile:    {profile}");
-        println!("logged in:  {state}");
-        println!("backend:    {} ({reason})", backend.as_str());
-        if let Some(c) = cred {
-            println!(
-                "expires:    {} ({})",
+        outln!("profile:    {profile}");
+        outln!("logged in:  {state}");
+        outln!("backend:    {} ({reason})", backend.as_str());
+        if let (Some(c), Some(e)) = (cred, &endpoints) {
+            match e {
+                Ok(e) => outln!("region:     {} (API {})", region_of(c), e.api_base),
+                Err(err) => outln!("region:     {} ({err})", region_of(c)),
+            }
+        }
+        if let (Some(c), Some(l)) = (cred, left) {
+            let renewal = if needs_login {
+                "; it cannot be renewed"
+            } else if l > 0 {
+                "; renewed automatically when needed"
+            } else {
+                "; renewed at the next use"
+            };
+            outln!(
+                "expires:    {} ({}{renewal})",
                 kimi_vault::rfc3339(c.expires_at),
-                output::relative(c.expires_in(now))
+                output::relative(l)
             );
-            println!(
+            outln!(
                 "scope:      {}",
                 if c.scope.is_empty() { "-" } else { &c.scope }
             );
         }
-        println!("vault dir:  {}", paths.home().display());
-        println!("vault file: {}", paths.vault().display());
-        println!("key file:   {}", paths.key().display());
+        outln!("vault dir:  {}", paths.home().display());
+        outln!("vault file: {}", paths.vault().display());
+        outln!("key file:   {}", paths.key().display());
+        outln!("lock file:  {}", paths.lock().display());
+        if ctx.verbose > 0 {
+            outln!(
+                "looked up:  in {} ms (KIMI_VAULT_BACKEND={}; what was asked is listed on stderr)",
+                took.as_millis(),
+                match vault.mode() {
+                    kimi_vault::store::BackendMode::Auto => "auto",
+                    kimi_vault::store::BackendMode::Keyring => "keyring",
+                    kimi_vault::store::BackendMode::File => "file",
+                }
+            );
+        }
     }
     Ok(if logged_in {
         exit::OK

@@ -14,13 +14,39 @@ pub(crate) const BASE_URL_VAR: &str = "ANTHROPIC_BASE_URL";
 /// Threshold `exec` uses before handing a token to a program.
 const EXEC_MIN_VALID: i64 = 300;
 
-/// Prints a valid access token and a newline.
+/// Prints a valid access token and a newline; with `--json`, one object holding the token, its
+/// type and expiry (built in a buffer wiped on drop).
 pub(crate) fn token(ctx: &Ctx, min_valid: u32) -> CmdResult {
     let cred = ctx.session.token(i64::from(min_valid))?;
-    let mut line =
-        zeroize::Zeroizing::new(String::with_capacity(cred.access_token.expose().len() + 1));
-    line.push_str(cred.access_token.expose());
-    line.push('\n');
+    let line = if ctx.json {
+        let value = serde_json::json!({
+            "access_token": "",
+            "token_type": cred.token_type,
+            "expires_at": kimi_vault::rfc3339(cred.expires_at),
+            "expires_in_seconds": cred.expires_in(kimi_vault::now_unix()),
+        });
+        // The token is spliced into the serialized object, in a buffer wiped on drop, so that
+        // no unwiped JSON value ever holds it.
+        let text = value.to_string();
+        let token = cred.access_token.expose();
+        let mut quoted = zeroize::Zeroizing::new(Vec::with_capacity(token.len() * 6 + 2));
+        serde_json::to_writer(&mut *quoted, token)
+            .map_err(|e| Failure::Output(std::io::Error::other(e)))?;
+        let at = text.find(r#""access_token":"""#).expect("the key is there") + 15;
+        let mut line =
+            zeroize::Zeroizing::new(String::with_capacity(text.len() + quoted.len() + 1));
+        line.push_str(&text[..at]);
+        line.push_str(std::str::from_utf8(&quoted).unwrap_or("\"\""));
+        line.push_str(&text[at + 2..]);
+        line.push('\n');
+        line
+    } else {
+        let mut line =
+            zeroize::Zeroizing::new(String::with_capacity(cred.access_token.expose().len() + 1));
+        line.push_str(cred.access_token.expose());
+        line.push('\n');
+        line
+    };
     let mut out = std::io::stdout().lock();
     out.write_all(line.as_bytes())
         .and_then(|()| out.flush())

@@ -60,6 +60,9 @@ pub struct Report {
     pub skipped: Vec<Entry>,
     /// Sources removed after a verified import (or, with `--dry-run`, that would be).
     pub removed: Vec<Entry>,
+    /// Sources imported but that could not be removed: still there, with the reason. A copy
+    /// left behind breaks whichever install refreshes second, so the command line exits 1.
+    pub not_removed: Vec<Entry>,
     /// True for `--dry-run`.
     pub dry_run: bool,
     /// Backend the import went to.
@@ -226,6 +229,18 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+/// Every plaintext credential file of another Kimi tool that `migrate` would look at and that
+/// is there (for `doctor`): the path and the tool. Nothing is read.
+pub fn discover(dirs: &SourceDirs) -> Vec<(PathBuf, Tool)> {
+    sources::discover(dirs)
+        .into_iter()
+        .filter_map(|c| match (c.location, c.tool) {
+            (Location::File(p), Some(tool)) => Some((p, tool)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Runs the migration.
 pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
     let keyring = vault.keyring();
@@ -280,10 +295,11 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
         return Ok(report);
     }
     if opts.dry_run {
-        chosen_entry.reason = "dry run: would be imported".into();
+        chosen_entry.reason = format!("into profile '{profile}'");
         if !opts.keep {
             let mut removed = chosen_entry.clone();
-            removed.reason = "dry run: would be removed after the import is verified".into();
+            removed.reason =
+                "overwritten with zeros and deleted once the vault copy is verified".into();
             report.removed.push(removed);
         }
         report.imported.push(chosen_entry);
@@ -327,6 +343,7 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
         return Ok(report);
     }
     let removal = match (&chosen.location, chosen.identity) {
+        _ if fault("source-removal") => Err("injected fault (source-removal)".to_owned()),
         (Location::File(path), Some(identity)) => sources::wipe_and_remove(path, identity)
             .and_then(|()| match &chosen.key_file {
                 Some((key, key_identity)) => sources::wipe_and_remove(key, *key_identity),
@@ -352,8 +369,8 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
                 chosen.location.display()
             );
             let mut e = chosen_entry;
-            e.reason = format!("imported, but not removed: {why}");
-            report.skipped.push(e);
+            e.reason = format!("still there: it could not be removed ({why}); delete it yourself");
+            report.not_removed.push(e);
         }
     }
     Ok(report)

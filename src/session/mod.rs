@@ -12,6 +12,7 @@
 //! - Long-lived processes (the proxy) get an in-memory cache and async methods; the refresh
 //!   itself runs on a blocking thread, holding the lock, never on the async workers.
 
+mod api;
 mod backoff;
 mod client_key;
 mod driver;
@@ -310,11 +311,61 @@ impl Session {
         Err(err)
     }
 
-    /// Removes the profile's credential from every backend; true when something was removed.
-    pub fn logout(&self) -> Result<bool> {
-        let lock = self.inner.vault.lock()?;
-        let removed = self.inner.vault.delete(&self.inner.profile, &lock)?;
+    /// Removes the profile's credential from every backend. Nothing stored means nothing is
+    /// touched (no directory, no lock file is created). An unreadable file vault is kept aside
+    /// (`vault.enc.unreadable-<timestamp>`, as `login` does) rather than refused, and the report
+    /// says so; unsafe files are still refused.
+    pub fn logout(&self) -> Result<Logout> {
+        let vault = &self.inner.vault;
+        let unreadable = match self.stored() {
+            Ok(None) => {
+                *self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                return Ok(Logout {
+                    removed: false,
+                    kept_aside: Vec::new(),
+                    unreadable: None,
+                    keyring_unreadable: vault.keyring_trouble(),
+                });
+            }
+            Ok(Some(_)) => None,
+            // An unreadable file vault is reset below; a corrupt keyring entry is simply
+            // deleted (deleting does not read it).
+            Err(e @ Error::VaultUnreadable { .. })
+                if !matches!(
+                    &e,
+                    Error::VaultUnreadable {
+                        problem: crate::error::VaultProblem::Unsafe(_),
+                        ..
+                    }
+                ) =>
+            {
+                Some(e.to_string())
+            }
+            Err(e) => return Err(e),
+        };
+        let lock = vault.lock()?;
+        let (removed, kept_aside) = vault.delete_or_reset(&self.inner.profile, &lock)?;
+        drop(lock);
         *self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        Ok(removed)
+        Ok(Logout {
+            removed,
+            unreadable: unreadable.filter(|_| !kept_aside.is_empty()),
+            kept_aside,
+            keyring_unreadable: vault.keyring_trouble(),
+        })
     }
+}
+
+/// What `logout` did.
+#[derive(Debug, Clone)]
+pub struct Logout {
+    /// True when a credential was removed from a readable backend.
+    pub removed: bool,
+    /// Unreadable vault files that were kept aside (renamed, never deleted).
+    pub kept_aside: Vec<crate::store::KeptAside>,
+    /// Why the vault was unreadable, when files were kept aside.
+    pub unreadable: Option<String>,
+    /// In `auto` mode, why the keyring could not be asked (a credential kept there was not
+    /// seen, nor removed).
+    pub keyring_unreadable: Option<crate::error::KeyringError>,
 }

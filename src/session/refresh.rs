@@ -41,7 +41,7 @@ pub(crate) enum Failure {
     Failed(Error),
 }
 
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let mut b = [0u8; 2];
     // Jitter is not a secret: a failed random source only makes it less spread.
     let _ = crate::error::random_fill(&mut b);

@@ -2,6 +2,7 @@
 //! `vault.key`.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use zeroize::Zeroizing;
 
@@ -60,33 +61,54 @@ impl FileBackend {
     /// Loads for a write. When `set_aside` is true, an unreadable vault (wrong key, tampered,
     /// corrupt, key missing or corrupt) is renamed to `*.unreadable-<timestamp>` and an empty
     /// vault is returned; unsafe files are never touched.
-    fn load_for_write(&self, set_aside: bool, _lock: &VaultLock) -> Result<VaultContents> {
+    fn load_for_write(&self, set_aside: bool, lock: &VaultLock) -> Result<VaultContents> {
         match self.load_contents() {
             Ok(contents) => Ok(contents.unwrap_or_else(empty)),
-            Err(Error::VaultUnreadable { path, problem })
-                if set_aside && !matches!(problem, VaultProblem::Unsafe(_)) =>
-            {
-                let key_broken = path == self.paths.key();
-                if key_broken && problem != VaultProblem::KeyMissing {
-                    let aside = fsutil::set_aside(&self.paths.key())?;
-                    tracing::warn!(
-                        "{} was unreadable; kept aside as {}",
-                        self.paths.key().display(),
-                        aside.display()
-                    );
-                }
-                if self.exists() {
-                    let aside = fsutil::set_aside(&self.paths.vault())?;
-                    tracing::warn!(
-                        "{} was unreadable; kept aside as {} and a new vault was started",
-                        self.paths.vault().display(),
-                        aside.display()
-                    );
-                }
+            Err(e) if set_aside && can_set_aside(&e) => {
+                self.set_aside_unreadable(&e, lock)?;
                 Ok(empty())
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Keeps an unreadable vault aside after `error` (from reading it): `vault.enc` and, when
+    /// the key itself is broken, `vault.key`, each renamed to `*.unreadable-<timestamp>`.
+    /// Returns what was moved where. The caller checked [`can_set_aside`].
+    pub(crate) fn set_aside_unreadable(
+        &self,
+        error: &Error,
+        _lock: &VaultLock,
+    ) -> Result<Vec<KeptAside>> {
+        let mut moved = Vec::new();
+        let Error::VaultUnreadable { path, problem } = error else {
+            return Ok(moved);
+        };
+        if *path == self.paths.key() && *problem != VaultProblem::KeyMissing {
+            let aside = fsutil::set_aside(&self.paths.key())?;
+            tracing::warn!(
+                "{} was unreadable; it was kept aside as {}",
+                self.paths.key().display(),
+                aside.display()
+            );
+            moved.push(KeptAside {
+                from: self.paths.key(),
+                to: aside,
+            });
+        }
+        if self.exists() {
+            let aside = fsutil::set_aside(&self.paths.vault())?;
+            tracing::warn!(
+                "{} was unreadable; it was kept aside as {} and a new vault was started",
+                self.paths.vault().display(),
+                aside.display()
+            );
+            moved.push(KeptAside {
+                from: self.paths.vault(),
+                to: aside,
+            });
+        }
+        Ok(moved)
     }
 
     /// Stores one profile, setting an unreadable vault aside first when `set_aside` (login).
@@ -120,6 +142,24 @@ impl FileBackend {
         self.store_contents(&contents, lock)?;
         Ok(true)
     }
+}
+
+/// A vault file that could not be read and was renamed so that nothing overwrites it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptAside {
+    /// Where it was.
+    pub from: PathBuf,
+    /// Where it is now (`….unreadable-<timestamp>`).
+    pub to: PathBuf,
+}
+
+/// True for the read errors that a reset may keep aside: an unreadable file vault (wrong key,
+/// tampered, corrupt, key missing or corrupt). Unsafe files (symlinks, other owners) and keyring
+/// entries are never moved.
+pub(crate) fn can_set_aside(e: &Error) -> bool {
+    matches!(e, Error::VaultUnreadable { path, problem }
+        if !matches!(problem, VaultProblem::Unsafe(_))
+            && path.file_name().is_some_and(|n| n == VAULT_FILE || n == KEY_FILE))
 }
 
 fn empty() -> VaultContents {

@@ -26,10 +26,21 @@ pub(crate) struct MachineBinding {
     pub(crate) uid: u32,
 }
 
+/// Where the machine id is read, in order.
+const MACHINE_ID_FILES: [&str; 2] = ["/etc/machine-id", "/var/lib/dbus/machine-id"];
+
 impl MachineBinding {
+    /// The file the machine id is read from here, if any.
+    pub(crate) fn machine_id_source() -> Option<&'static str> {
+        MACHINE_ID_FILES
+            .iter()
+            .copied()
+            .find(|p| std::fs::read_to_string(p).is_ok_and(|s| !s.trim().is_empty()))
+    }
+
     /// Reads this machine's binding.
     pub(crate) fn current() -> Self {
-        let machine_id = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+        let machine_id = MACHINE_ID_FILES
             .iter()
             .find_map(|p| std::fs::read_to_string(p).ok())
             .map(|s| s.trim().to_owned())

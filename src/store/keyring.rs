@@ -177,24 +177,19 @@ fn init_store() -> KResult<()> {
 }
 
 impl KeyringBackend {
-    /// Runs `op` against any `service`/`user` entry on a helper thread, with the timeout.
-    fn call_entry<T: Send + 'static>(
+    /// Runs `op` against the platform's store on a helper thread, with the timeout.
+    fn call<T: Send + 'static>(
         &self,
-        service: &str,
-        user: &str,
-        op: impl FnOnce(&keyring_core::Entry) -> keyring_core::Result<T> + Send + 'static,
+        op: impl FnOnce() -> keyring_core::Result<T> + Send + 'static,
     ) -> KResult<keyring_core::Result<T>> {
         if let Some(reason) = quick_unavailable() {
             return Err(reason);
         }
         let (tx, rx) = mpsc::channel();
-        let (service, user) = (service.to_owned(), user.to_owned());
         std::thread::Builder::new()
             .name("keyring".into())
             .spawn(move || {
-                let result = init_store().map(|()| {
-                    keyring_core::Entry::new(&service, &user).and_then(|entry| op(&entry))
-                });
+                let result = init_store().map(|()| op());
                 let _ = tx.send(result);
             })
             .map_err(|e| KeyringError::Platform {
@@ -211,6 +206,75 @@ impl KeyringBackend {
             started.elapsed().as_millis()
         );
         result?
+    }
+
+    /// Runs `op` against any `service`/`user` entry on a helper thread, with the timeout.
+    fn call_entry<T: Send + 'static>(
+        &self,
+        service: &str,
+        user: &str,
+        op: impl FnOnce(&keyring_core::Entry) -> keyring_core::Result<T> + Send + 'static,
+    ) -> KResult<keyring_core::Result<T>> {
+        let (service, user) = (service.to_owned(), user.to_owned());
+        self.call(move || keyring_core::Entry::new(&service, &user).and_then(|entry| op(&entry)))
+    }
+
+    /// The user names of every entry of `service` (one per profile for ours), sorted. Uses the
+    /// store's search (Secret Service: items whose `service` attribute matches; Keychain:
+    /// generic passwords of that service). Stores without a search (Windows without its
+    /// `search` feature) answer `NoService`.
+    pub(crate) fn list_users(&self, service: &str) -> KResult<Vec<String>> {
+        let service = service.to_owned();
+        let found = self.call(move || {
+            let spec = std::collections::HashMap::from([("service", service.as_str())]);
+            keyring_core::Entry::search(&spec).map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|e| e.get_specifiers())
+                    .filter(|(s, _)| *s == service)
+                    .map(|(_, user)| user)
+                    .collect::<Vec<_>>()
+            })
+        })?;
+        let mut users = found.map_err(|e| describe(&e))?;
+        users.sort();
+        users.dedup();
+        Ok(users)
+    }
+
+    /// Proves the keyring works here: writes a throwaway entry of a credential's size under
+    /// `service`/`user`, reads it back, compares, deletes it. Returns the three timings, or the
+    /// step that failed and why. The entry is deleted even when the read fails.
+    pub(crate) fn round_trip(
+        &self,
+        service: &str,
+        user: &str,
+        payload: &str,
+    ) -> Result<[std::time::Duration; 3], (&'static str, KeyringError)> {
+        let timed = |f: &dyn Fn() -> KResult<()>| {
+            let started = std::time::Instant::now();
+            f().map(|()| started.elapsed())
+        };
+        let value = payload.to_owned();
+        let write = timed(&|| {
+            let v = value.clone();
+            self.call_entry(service, user, move |e| e.set_password(&v))?
+                .map_err(|e| describe(&e))
+        })
+        .map_err(|e| ("write", e))?;
+        let read = timed(&|| match self.read_any(service, user)? {
+            Some(back) if back.as_str() == payload => Ok(()),
+            Some(_) => Err(KeyringError::EntryUnreadable {
+                why: "read back different from what was written".into(),
+            }),
+            None => Err(KeyringError::EntryUnreadable {
+                why: "was not found right after it was written".into(),
+            }),
+        });
+        let delete = timed(&|| self.delete_any(service, user).map(|_| ()));
+        let read = read.map_err(|e| ("read", e))?;
+        let delete = delete.map_err(|e| ("delete", e))?;
+        Ok([write, read, delete])
     }
 
     /// Reads the profile's entry. `Ok(None)` when there is none.

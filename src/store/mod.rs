@@ -5,12 +5,15 @@
 //! - `keyring` is the OS keyring (each call on a helper thread, with a timeout);
 //! - `file` is the encrypted file, built from `crypto` (the envelope), `key` (the key file and
 //!   the machine binding), `fsutil` (careful opens, atomic durable writes) and `lock` (the
-//!   vault lock).
+//!   vault lock);
+//! - `inspect` is what `doctor` looks at (paths, the file backend's write test, the key, the
+//!   lock), read-only.
 
 pub(crate) mod crypto;
 pub(crate) mod device_id;
 pub(crate) mod file;
 pub(crate) mod fsutil;
+pub mod inspect;
 pub(crate) mod key;
 pub(crate) mod keyring;
 pub(crate) mod lock;
@@ -19,8 +22,12 @@ pub(crate) mod profile;
 pub(crate) mod record;
 pub(crate) mod vault;
 
-pub use lock::VaultLock;
+pub use file::KeptAside;
+pub use lock::{LockState, VaultLock};
 pub use paths::VaultPaths;
 pub use profile::{DEFAULT_PROFILE, check_profile_name};
 pub use record::Credential;
-pub use vault::{BackendKind, BackendMode, BackendReason, KeyringStatus, Loaded, Vault};
+pub use vault::{
+    BackendKind, BackendMode, BackendReason, KeyringListing, KeyringProbe, KeyringStatus, Loaded,
+    ProfileListing, StoredProfile, Vault,
+};

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use crate::clock::now_unix_ms;
 use crate::error::{Error, KeyringError, Result, VaultProblem};
-use crate::store::file::FileBackend;
+use crate::store::file::{FileBackend, KeptAside, can_set_aside};
 use crate::store::keyring::{KeyringBackend, SERVICE};
 use crate::store::lock::VaultLock;
 use crate::store::paths::VaultPaths;
@@ -95,6 +95,55 @@ impl fmt::Display for BackendReason {
         }
     }
 }
+
+/// One stored copy of a profile's credential (callers show its state, never its tokens).
+#[derive(Debug)]
+pub struct StoredProfile {
+    /// The profile name.
+    pub profile: String,
+    /// Where this copy is.
+    pub backend: BackendKind,
+    /// The credential, or why it cannot be read (a corrupt keyring entry).
+    pub cred: Result<Credential>,
+}
+
+/// How the keyring's entries were listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyringListing {
+    /// Every entry of service `kimi-vault` was listed.
+    Listed,
+    /// Not consulted: `file` mode never touches the keyring.
+    NotConsulted,
+    /// The keyring cannot be used or searched here; why.
+    Unavailable(KeyringError),
+}
+
+/// Every profile stored in the backends this mode may use.
+#[derive(Debug)]
+pub struct ProfileListing {
+    /// The copies found, by profile name, then backend (keyring first).
+    pub profiles: Vec<StoredProfile>,
+    /// Why the encrypted file could not be read (its profiles are then not listed).
+    pub file_error: Option<Error>,
+    /// How the keyring was listed.
+    pub keyring: KeyringListing,
+}
+
+/// A keyring round trip that worked: how long each step took.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyringProbe {
+    /// Writing the throwaway entry.
+    pub write: std::time::Duration,
+    /// Reading it back (and comparing).
+    pub read: std::time::Duration,
+    /// Deleting it.
+    pub delete: std::time::Duration,
+}
+
+/// User-name prefix of `doctor`'s throwaway keyring entries (never a valid profile name, so it
+/// can never collide with one, and listings skip it).
+pub(crate) const PROBE_USER_PREFIX: &str = ".doctor-probe-";
 
 /// The vault of one directory, in one mode. Cheap to create: it touches nothing until used.
 /// It can be shared between threads.
@@ -205,6 +254,40 @@ impl Vault {
         }
     }
 
+    /// The keyring's copy, with a note of what was asked and how long it took (`-v`).
+    fn keyring_load(&self, profile: &str) -> std::result::Result<Option<Credential>, KeyringError> {
+        let started = std::time::Instant::now();
+        let result = self.keyring.load(profile);
+        let ms = started.elapsed().as_millis();
+        match &result {
+            Ok(Some(_)) => tracing::info!("OS keyring: entry {SERVICE}/{profile} found ({ms} ms)"),
+            Ok(None) => tracing::info!("OS keyring: no entry {SERVICE}/{profile} ({ms} ms)"),
+            Err(e) => tracing::info!("OS keyring: {SERVICE}/{profile} not read: {e} ({ms} ms)"),
+        }
+        result
+    }
+
+    /// The encrypted file's copy, with a note of what was read and how long it took (`-v`).
+    fn file_load(&self, profile: &str) -> Result<Option<Credential>> {
+        let started = std::time::Instant::now();
+        let result = self.file.load(profile);
+        let ms = started.elapsed().as_millis();
+        let path = self.paths.vault();
+        match &result {
+            Ok(Some(_)) => tracing::info!(
+                "encrypted file: {} holds profile '{profile}' ({ms} ms)",
+                path.display()
+            ),
+            Ok(None) if self.file.exists() => tracing::info!(
+                "encrypted file: {} has no profile '{profile}' ({ms} ms)",
+                path.display()
+            ),
+            Ok(None) => tracing::info!("encrypted file: {} does not exist", path.display()),
+            Err(e) => tracing::info!("encrypted file: not read: {e} ({ms} ms)"),
+        }
+        result
+    }
+
     /// Reads the profile without taking the lock. When both backends hold it (a crash between a
     /// write and the removal from the other), the newer copy wins.
     pub fn load(&self, profile: &str) -> Result<Option<Loaded>> {
@@ -221,31 +304,35 @@ impl Vault {
             })
         };
         match self.mode {
-            BackendMode::File => Ok(in_file(self.file.load(profile)?)),
+            BackendMode::File => Ok(in_file(self.file_load(profile)?)),
             BackendMode::Keyring => Ok(in_keyring(
-                self.keyring
-                    .load(profile)
+                self.keyring_load(profile)
                     .map_err(|e| keyring_error(profile, e))?,
             )),
             BackendMode::Auto => {
                 if self.keyring_known_unavailable() {
-                    return Ok(in_file(self.file.load(profile)?));
+                    tracing::info!("OS keyring: not asked again (found unavailable earlier)");
+                    return Ok(in_file(self.file_load(profile)?));
                 }
-                let from_keyring = match self.keyring.load(profile) {
+                let from_keyring = match self.keyring_load(profile) {
                     Ok(c) => {
                         self.note_keyring(KeyringStatus::Available);
                         c
                     }
                     Err(e) if e.is_unavailable() => {
                         self.note_keyring(KeyringStatus::Unavailable(e));
-                        return Ok(in_file(self.file.load(profile)?));
+                        return Ok(in_file(self.file_load(profile)?));
                     }
                     Err(e) => return Err(keyring_error(profile, e)),
                 };
                 if !self.file.exists() {
+                    tracing::info!(
+                        "encrypted file: {} does not exist",
+                        self.paths.vault().display()
+                    );
                     return Ok(in_keyring(from_keyring));
                 }
-                let from_file = match self.file.load(profile) {
+                let from_file = match self.file_load(profile) {
                     Ok(c) => c,
                     Err(e) if from_keyring.is_some() => {
                         tracing::warn!("ignoring the encrypted file: {e}");
@@ -323,20 +410,149 @@ impl Vault {
     /// Removes the profile from every backend this mode may use; true when something was
     /// removed.
     pub fn delete(&self, profile: &str, lock: &VaultLock) -> Result<bool> {
-        let mut removed = false;
-        if self.mode != BackendMode::File && !self.keyring_known_unavailable() {
-            match self.keyring.delete(profile) {
-                Ok(r) => removed |= r,
-                Err(e) if self.mode == BackendMode::Auto && e.is_unavailable() => {
-                    self.note_keyring(KeyringStatus::Unavailable(e));
-                }
-                Err(e) => return Err(keyring_error(profile, e)),
-            }
-        }
+        let mut removed = self.delete_from_keyring(profile)?;
         if self.file.exists() {
             removed |= self.file.delete(profile, lock)?;
         }
         Ok(removed)
+    }
+
+    /// [`delete`](Self::delete), except that an unreadable file vault (wrong key, tampered,
+    /// corrupt, key missing; never an unsafe file) is kept aside as
+    /// `vault.enc.unreadable-<timestamp>` (as `login` does) instead of refused. Returns whether
+    /// something was removed from a readable backend, and what was kept aside.
+    pub fn delete_or_reset(
+        &self,
+        profile: &str,
+        lock: &VaultLock,
+    ) -> Result<(bool, Vec<KeptAside>)> {
+        let removed = self.delete_from_keyring(profile)?;
+        if !self.file.exists() {
+            return Ok((removed, Vec::new()));
+        }
+        match self.file.delete(profile, lock) {
+            Ok(r) => Ok((removed || r, Vec::new())),
+            Err(e) if can_set_aside(&e) => Ok((removed, self.file.set_aside_unreadable(&e, lock)?)),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn delete_from_keyring(&self, profile: &str) -> Result<bool> {
+        if self.mode == BackendMode::File || self.keyring_known_unavailable() {
+            return Ok(false);
+        }
+        match self.keyring.delete(profile) {
+            Ok(r) => Ok(r),
+            Err(e) if self.mode == BackendMode::Auto && e.is_unavailable() => {
+                self.note_keyring(KeyringStatus::Unavailable(e));
+                Ok(false)
+            }
+            Err(e) => Err(keyring_error(profile, e)),
+        }
+    }
+
+    /// Every stored profile: the encrypted file's (when it exists and can be read) and, unless
+    /// in `file` mode, the keyring's entries of service `kimi-vault` (found with the keyring's
+    /// search). A profile found in both backends (a crash between a write and the removal from
+    /// the other) is listed twice.
+    pub fn profiles(&self) -> ProfileListing {
+        let mut profiles = Vec::new();
+        let keyring = if self.mode == BackendMode::File {
+            KeyringListing::NotConsulted
+        } else if let Some(KeyringStatus::Unavailable(why)) = self.status() {
+            KeyringListing::Unavailable(why)
+        } else {
+            match self.keyring.list_users(SERVICE) {
+                Ok(users) => {
+                    self.note_keyring(KeyringStatus::Available);
+                    for user in users {
+                        if user.starts_with(PROBE_USER_PREFIX) {
+                            continue;
+                        }
+                        if crate::store::check_profile_name(&user).is_err() {
+                            tracing::info!(
+                                "ignoring keyring entry {SERVICE}/{}: not a profile name",
+                                user.escape_default()
+                            );
+                            continue;
+                        }
+                        let cred = match self.keyring.load(&user) {
+                            Ok(Some(c)) => Ok(c),
+                            Ok(None) => continue,
+                            Err(e) => Err(keyring_error(&user, e)),
+                        };
+                        profiles.push(StoredProfile {
+                            profile: user,
+                            backend: BackendKind::Keyring,
+                            cred,
+                        });
+                    }
+                    KeyringListing::Listed
+                }
+                Err(e) => {
+                    if e.is_unavailable() {
+                        self.note_keyring(KeyringStatus::Unavailable(e.clone()));
+                    }
+                    KeyringListing::Unavailable(e)
+                }
+            }
+        };
+        let mut file_error = None;
+        if self.file.exists() {
+            match self.file.load_contents() {
+                Ok(contents) => {
+                    for (name, cred) in contents.into_iter().flat_map(|c| c.profiles) {
+                        profiles.push(StoredProfile {
+                            profile: name,
+                            backend: BackendKind::File,
+                            cred: Ok(cred),
+                        });
+                    }
+                }
+                Err(e) => file_error = Some(e),
+            }
+        }
+        profiles.sort_by(|a, b| {
+            (a.profile.as_str(), a.backend == BackendKind::File)
+                .cmp(&(b.profile.as_str(), b.backend == BackendKind::File))
+        });
+        ProfileListing {
+            profiles,
+            file_error,
+            keyring,
+        }
+    }
+
+    /// Proves that the OS keyring works here (for `doctor`), whatever the mode: writes a
+    /// throwaway entry of a credential's size (service `kimi-vault`, a user name that is never
+    /// a profile name), reads it back, compares, and deletes it. On failure: the step (`write`,
+    /// `read`, `delete`) and why.
+    pub fn probe_keyring(&self) -> std::result::Result<KeyringProbe, (&'static str, KeyringError)> {
+        let mut raw = [0u8; 1200];
+        let mut tag = [0u8; 4];
+        if crate::error::random_fill(&mut raw).is_err()
+            || crate::error::random_fill(&mut tag).is_err()
+        {
+            return Err((
+                "write",
+                KeyringError::Platform {
+                    detail: "the OS random number generator failed".into(),
+                },
+            ));
+        }
+        let user = format!(
+            "{PROBE_USER_PREFIX}{}-{}",
+            std::process::id(),
+            crate::store::crypto::hex(&tag)
+        );
+        let payload = crate::store::crypto::hex(&raw);
+        self.keyring
+            .round_trip(SERVICE, &user, &payload)
+            .map(|[write, read, delete]| KeyringProbe {
+                write,
+                read,
+                delete,
+            })
     }
 
     /// The keyring backend, for reading and removing other tools' entries (`migrate`).

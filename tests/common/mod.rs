@@ -58,6 +58,32 @@ pub struct State {
     /// Headers of every request (lower-case names).
     pub seen_headers: Vec<HashMap<String, String>>,
     pub seen_forms: Vec<HashMap<String, String>>,
+    /// Served, in order, to `GET /coding/v1/usages` before the default answer.
+    pub usages: VecDeque<Canned>,
+    /// Served, in order, to `GET /coding/v1/models` before the default answer.
+    pub models: VecDeque<Canned>,
+    /// The default answers of the API routes (200).
+    pub usages_body: String,
+    pub models_body: String,
+    /// `Authorization` header of every API request, in order (`path`, value).
+    pub api_auth: Vec<(String, String)>,
+}
+
+/// `GET /usages` as Kimi answers it: numbers as decimal strings, the 5-hour window in
+/// `limits[]`, the plan level, and fields this tool does not know.
+pub const USAGES_BODY: &str = r#"{"usage":{"limit":"100","used":"26","remaining":"74","resetTime":"2099-01-01T00:00:00.123456Z","ignored":true},"limits":[{"window":{"duration":300,"timeUnit":"TIME_UNIT_MINUTE"},"detail":{"limit":"100","remaining":"85","resetTime":"2099-01-01T00:00:00Z"}}],"user":{"membership":{"level":"LEVEL_INTERMEDIATE"},"region":"REGION_CN"},"totalQuota":{}}"#;
+
+/// `GET /models` as Kimi answers it, with an extra field.
+pub const MODELS_BODY: &str = r#"{"object":"list","data":[{"id":"kimi-for-coding","display_name":"Kimi For Coding","context_length":262144,"supports_reasoning":true,"supports_image_in":true,"supports_video_in":false,"created":1700000000},{"id":"kimi-k2-turbo","context_length":"131072","supports_reasoning":"false"}]}"#;
+
+impl Canned {
+    pub fn new(status: u16, body: &str) -> Self {
+        Canned {
+            status,
+            body: body.to_owned(),
+            headers: Vec::new(),
+        }
+    }
 }
 
 pub struct FakeKimi {
@@ -93,6 +119,11 @@ impl FakeKimi {
             hang_refresh: None,
             seen_headers: Vec::new(),
             seen_forms: Vec::new(),
+            usages: VecDeque::new(),
+            models: VecDeque::new(),
+            usages_body: USAGES_BODY.to_owned(),
+            models_body: MODELS_BODY.to_owned(),
+            api_auth: Vec::new(),
         }));
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (s, st, stop) = (server.clone(), state.clone(), stopping.clone());
@@ -200,6 +231,19 @@ fn handle(
     let mut st = st.lock().unwrap();
     st.seen_headers.push(headers.clone());
     st.seen_forms.push(form.clone());
+    if let Some(route) = url.strip_prefix("/coding/v1/") {
+        let auth = headers.get("authorization").cloned().unwrap_or_default();
+        st.api_auth.push((route.to_owned(), auth));
+        let (next, default) = match route {
+            "usages" => (st.usages.pop_front(), st.usages_body.clone()),
+            "models" => (st.models.pop_front(), st.models_body.clone()),
+            _ => return (404, "{}".into(), vec![]),
+        };
+        return match next {
+            Some(c) => (c.status, c.body, c.headers),
+            None => (200, default, vec![]),
+        };
+    }
     match url {
         "/api/oauth/device_authorization" => {
             st.device_requests += 1;
@@ -263,6 +307,11 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
+    /// How many API requests (usages, models) reached the fake server.
+    pub fn api_requests(&self) -> usize {
+        self.server.with(|s| s.api_auth.len())
+    }
+
     pub fn new() -> Self {
         TestEnv {
             dir: tempfile::tempdir().unwrap(),

@@ -1,0 +1,91 @@
+//! `kimi-vault models`: the models the account can use.
+
+use kimi_vault::api::Model;
+use serde_json::json;
+
+use crate::cli::failure::{CmdResult, exit};
+use crate::cli::output::outln;
+use crate::cli::{Ctx, output};
+
+fn capabilities(m: &Model) -> Vec<&'static str> {
+    [
+        (m.supports_reasoning, "reasoning"),
+        (m.supports_image_in, "image input"),
+        (m.supports_video_in, "video input"),
+    ]
+    .into_iter()
+    .filter(|(on, _)| *on == Some(true))
+    .map(|(_, name)| name)
+    .collect()
+}
+
+/// Prints the model list.
+pub(crate) fn run(ctx: &Ctx) -> CmdResult {
+    let models = ctx.session.models()?;
+    if ctx.json {
+        output::json_line(&json!(
+            models
+                .iter()
+                .map(|m| json!({
+                    "id": m.id,
+                    "display_name": m.display_name,
+                    "context_length": m.context_length,
+                    "supports_reasoning": m.supports_reasoning,
+                    "supports_image_in": m.supports_image_in,
+                    "supports_video_in": m.supports_video_in,
+                    "capabilities": capabilities(m),
+                }))
+                .collect::<Vec<_>>()
+        ));
+        return Ok(exit::OK);
+    }
+    if models.is_empty() {
+        outln!("Kimi listed no model for profile '{}'.", ctx.profile());
+        return Ok(exit::OK);
+    }
+    let rows: Vec<[String; 4]> = models
+        .iter()
+        .map(|m| {
+            let caps = capabilities(m);
+            [
+                m.id.clone(),
+                m.display_name.clone().unwrap_or_else(|| "-".into()),
+                m.context_length
+                    .map(|c| format!("{c} tokens"))
+                    .unwrap_or_else(|| "-".into()),
+                if caps.is_empty() {
+                    "-".into()
+                } else {
+                    caps.join(", ")
+                },
+            ]
+        })
+        .collect();
+    let header = ["ID", "NAME", "CONTEXT", "CAPABILITIES"];
+    let widths: Vec<usize> = (0..4)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .collect();
+    let line = |cells: [&str; 4]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i == 3 {
+                s.push_str(c);
+            } else {
+                s.push_str(&output::pad(c, widths[i]));
+            }
+        }
+        outln!("{}", s.trim_end());
+    };
+    line(header);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3]]);
+    }
+    Ok(exit::OK)
+}

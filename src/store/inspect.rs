@@ -1,0 +1,333 @@
+//! What `doctor` looks at in the vault directory, read-only: the directory and each file (kind,
+//! mode, owner, and what is wrong with them), whether the encrypted file backend can write here
+//! (a throwaway temp file written, read back and deleted), and whether `vault.key` opens
+//! `vault.enc` on this machine. Nothing is created; the only change any of this makes is the
+//! mode repair every command makes on a too-open vault file.
+
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::store::Vault;
+use crate::store::fsutil::current_uid;
+use crate::store::key::MachineBinding;
+use crate::store::paths::{BACKOFF_FILE, DEVICE_ID_FILE, KEY_FILE, LOCK_FILE, VAULT_FILE};
+
+/// What a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// It does not exist.
+    Missing,
+    /// A directory.
+    Directory,
+    /// A regular file.
+    File,
+    /// A symbolic link (never followed).
+    Symlink,
+    /// Something else (a FIFO, a socket, a device).
+    Other,
+}
+
+impl PathKind {
+    /// `missing`, `directory`, `file`, `symlink`, `other`, as in `doctor --json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Missing => "missing",
+            PathKind::Directory => "directory",
+            PathKind::File => "file",
+            PathKind::Symlink => "symlink",
+            PathKind::Other => "other",
+        }
+    }
+}
+
+/// One path of the vault as found.
+#[derive(Debug, Clone)]
+pub struct PathCheck {
+    /// The path.
+    pub path: PathBuf,
+    /// What it is.
+    pub kind: PathKind,
+    /// Permission bits (`0o600`), when it exists.
+    pub mode: Option<u32>,
+    /// Owner uid, when it exists.
+    pub owner: Option<u32>,
+    /// What is wrong with it, in words; `None` when it is fine.
+    pub problem: Option<String>,
+    /// True when the problem makes kimi-vault refuse the file (exit 4); false when it is only
+    /// repaired or noted.
+    pub blocking: bool,
+}
+
+/// The file backend's write test.
+#[derive(Debug, Clone)]
+pub enum FileProbe {
+    /// A temp file was written, synced, read back and deleted in the vault directory.
+    Works {
+        /// How long the round trip took.
+        took: Duration,
+    },
+    /// The vault directory does not exist yet; it would be created (0700) inside this existing,
+    /// writable directory at the first write.
+    WillCreate {
+        /// The nearest existing ancestor.
+        under: PathBuf,
+    },
+    /// Writing here fails; why.
+    Fails(String),
+}
+
+/// Whether `vault.key` opens `vault.enc` here.
+#[derive(Debug)]
+pub enum KeyCheck {
+    /// There is no `vault.enc` (and so nothing to open).
+    NoVault,
+    /// The key opens the vault on this machine, for this user; how many profiles it holds.
+    Opens {
+        /// Profiles in the file.
+        profiles: usize,
+    },
+    /// The vault cannot be read (another machine or user, replaced key, damage, …).
+    Unreadable(Error),
+}
+
+/// What the key is bound to.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// Where the machine id was read (`/etc/machine-id`, …); `None`: bound to the uid only.
+    pub machine_id_source: Option<&'static str>,
+    /// The user id mixed into the key.
+    pub uid: u32,
+}
+
+fn check(path: &Path, want_dir: bool) -> PathCheck {
+    let meta = std::fs::symlink_metadata(path);
+    let mut c = PathCheck {
+        path: path.to_owned(),
+        kind: PathKind::Missing,
+        mode: None,
+        owner: None,
+        problem: None,
+        blocking: false,
+    };
+    let Ok(meta) = meta else {
+        return c;
+    };
+    let ft = meta.file_type();
+    c.kind = if ft.is_symlink() {
+        PathKind::Symlink
+    } else if ft.is_dir() {
+        PathKind::Directory
+    } else if ft.is_file() {
+        PathKind::File
+    } else {
+        PathKind::Other
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        c.mode = Some(meta.mode() & 0o7777);
+        c.owner = Some(meta.uid());
+    }
+    let me = current_uid();
+    let mode = c.mode.unwrap_or(0);
+    let (problem, blocking) = match (c.kind, want_dir) {
+        (PathKind::Symlink, _) if want_dir => (
+            Some("it is a symbolic link; use the real directory as KIMI_VAULT_HOME".to_owned()),
+            false,
+        ),
+        (PathKind::Symlink, _) => (
+            Some("it is a symbolic link, and kimi-vault never follows links: remove it".into()),
+            true,
+        ),
+        (PathKind::Directory, false) | (PathKind::Other, _) | (PathKind::File, true) => (
+            Some(format!(
+                "it is not a {}: remove it",
+                if want_dir {
+                    "directory"
+                } else {
+                    "regular file"
+                }
+            )),
+            true,
+        ),
+        _ if c.owner.is_some_and(|o| o != me) => (
+            Some(format!(
+                "it is owned by uid {}, not by you (uid {me})",
+                c.owner.unwrap_or_default()
+            )),
+            true,
+        ),
+        (PathKind::Directory, true) if mode & 0o022 != 0 || mode & 0o1000 != 0 => (
+            Some(format!(
+                "mode {mode:o}: {}; others could replace your vault files: chmod 700 {}",
+                if mode & 0o1000 != 0 {
+                    "a shared (sticky) directory"
+                } else {
+                    "writable by group or others"
+                },
+                path.display()
+            )),
+            true,
+        ),
+        (PathKind::File, false) if mode & 0o077 != 0 => (
+            Some(format!(
+                "mode {:o}: readable or writable by others; it is repaired to 600 at its next use, but consider what it held exposed",
+                mode & 0o777
+            )),
+            false,
+        ),
+        _ => (None, false),
+    };
+    c.problem = problem;
+    c.blocking = blocking;
+    c
+}
+
+impl Vault {
+    /// The vault directory, its files (`vault.key`, `vault.enc`, `vault.lock`, `device-id`,
+    /// `refresh.backoff`), and any unreadable files kept aside earlier, as found; never
+    /// following a link, changing nothing.
+    pub fn inspect_paths(&self) -> Vec<PathCheck> {
+        let paths = self.paths();
+        let mut out = vec![check(paths.home(), true)];
+        for name in [
+            KEY_FILE,
+            VAULT_FILE,
+            LOCK_FILE,
+            DEVICE_ID_FILE,
+            BACKOFF_FILE,
+        ] {
+            out.push(check(&paths.home().join(name), false));
+        }
+        let mut aside: Vec<PathBuf> = std::fs::read_dir(paths.home())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.contains(".unreadable-"))
+            })
+            .collect();
+        aside.sort();
+        for p in aside {
+            let mut c = check(&p, false);
+            if c.problem.is_none() {
+                c.problem = Some(
+                    "an unreadable vault file kept aside earlier; delete it once you no longer need it"
+                        .into(),
+                );
+            }
+            c.blocking = false;
+            out.push(c);
+        }
+        out
+    }
+
+    /// Whether the encrypted file backend can write here: a temp file (0600, O_EXCL) written,
+    /// synced, read back, compared and deleted in the vault directory; or, when the directory
+    /// does not exist yet, whether its nearest existing ancestor is a writable directory.
+    pub fn probe_file_backend(&self) -> FileProbe {
+        let home = self.paths().home();
+        match std::fs::symlink_metadata(home) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return FileProbe::Fails(format!("{} is not a directory", home.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut up = home.parent();
+                while let Some(dir) = up {
+                    if dir.as_os_str().is_empty() {
+                        break;
+                    }
+                    if dir.is_dir() {
+                        return match writable(dir) {
+                            Ok(()) => FileProbe::WillCreate {
+                                under: dir.to_owned(),
+                            },
+                            Err(e) => FileProbe::Fails(format!(
+                                "{} does not exist and cannot be created in {} ({e})",
+                                home.display(),
+                                dir.display()
+                            )),
+                        };
+                    }
+                    up = dir.parent();
+                }
+                return FileProbe::Fails(format!(
+                    "{} does not exist and no parent of it does",
+                    home.display()
+                ));
+            }
+            Err(e) => return FileProbe::Fails(format!("cannot inspect {}: {e}", home.display())),
+        }
+        let started = Instant::now();
+        let payload = [0x5au8; 2048];
+        let result = (|| -> std::io::Result<()> {
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".doctor-probe.")
+                .suffix(".tmp")
+                .tempfile_in(home)?;
+            tmp.write_all(&payload)?;
+            tmp.as_file().sync_all()?;
+            tmp.rewind()?;
+            let mut back = Vec::new();
+            tmp.read_to_end(&mut back)?;
+            if back != payload {
+                return Err(std::io::Error::other(
+                    "read back different from what was written",
+                ));
+            }
+            tmp.close()
+        })();
+        match result {
+            Ok(()) => FileProbe::Works {
+                took: started.elapsed(),
+            },
+            Err(e) => FileProbe::Fails(format!("cannot write in {}: {e}", home.display())),
+        }
+    }
+
+    /// Whether `vault.key` opens `vault.enc` on this machine, for this user.
+    pub fn check_key(&self) -> KeyCheck {
+        let file = crate::store::file::FileBackend::new(self.paths().clone());
+        match file.load_contents() {
+            Ok(None) => KeyCheck::NoVault,
+            Ok(Some(c)) => KeyCheck::Opens {
+                profiles: c.profiles.len(),
+            },
+            Err(e) => KeyCheck::Unreadable(e),
+        }
+    }
+
+    /// Whether the vault lock can be taken now, and who holds it when not (without waiting and
+    /// without creating `vault.lock`).
+    pub fn lock_state(&self) -> Result<crate::store::LockState> {
+        crate::store::lock::probe(self.paths())
+    }
+
+    /// What the file backend's key is bound to on this machine.
+    pub fn binding(&self) -> Binding {
+        let b = MachineBinding::current();
+        Binding {
+            machine_id_source: (!b.machine_id.is_empty())
+                .then(MachineBinding::machine_id_source)
+                .flatten(),
+            uid: b.uid,
+        }
+    }
+}
+
+fn writable(dir: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::{Access, access};
+        access(dir, Access::WRITE_OK | Access::EXEC_OK).map_err(|e| e.to_string())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+//! Snapshot tests of the human output of `status`, `usage`, `profiles` and `doctor` with fixed
+//! inputs: the clock is fixed (`KIMI_VAULT_TEST_NOW`, compiled only into test builds), the
+//! time zone is UTC, and paths, ports and timings are replaced by placeholders. The expected
+//! texts are in tests/snapshots/; `UPDATE_SNAPSHOTS=1 cargo test --features testing --test
+//! snapshots` rewrites them (then review the diff).
+
+#![cfg(feature = "testing")]
+
+mod common;
+
+use common::*;
+
+/// 2040-01-01T00:00:00Z: later than any file this test writes, so the clock checks pass.
+const NOW: i64 = 2_208_988_800;
+
+fn seed_at(env: &TestEnv, profile: &str, expires_in: i64, region: &str, needs_login: bool) {
+    let vault = env.vault();
+    let lock = vault.lock().unwrap();
+    let mut cred = credential(
+        &format!("at-{profile}-0123456789abcdef"),
+        &format!("rt-{profile}-0123456789abcdef"),
+        0,
+    );
+    cred.expires_at = NOW + expires_in;
+    cred.region = region.into();
+    cred.needs_login = needs_login;
+    vault.save(profile, &cred, &lock, false).unwrap();
+}
+
+fn run(env: &TestEnv, args: &[&str]) -> (Option<i32>, String) {
+    let out = env
+        .cmd()
+        .env("KIMI_VAULT_TEST_NOW", NOW.to_string())
+        .env("TZ", "UTC")
+        .args(args)
+        .output()
+        .unwrap();
+    assert_no_secret(&out, &["at-", "rt-"]);
+    (
+        out.status.code(),
+        format!(
+            "$ kimi-vault {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Replaces what differs between runs and machines.
+fn normalize(env: &TestEnv, text: &str) -> String {
+    let mut t = text
+        .replace(&env.dir.path().display().to_string(), "<TMP>")
+        .replace(&env.server.url, "<SERVER>");
+    for src in ["/etc/machine-id", "/var/lib/dbus/machine-id"] {
+        t = t.replace(src, "<MACHINE-ID>");
+    }
+    let uid = rustix::process::geteuid().as_raw();
+    t = t.replace(&format!("uid {uid}"), "uid <UID>");
+    // "12 ms" -> "N ms"
+    let mut out = String::with_capacity(t.len());
+    let chars: Vec<char> = t.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i].is_ascii_digit() && (i == 0 || !chars[i - 1].is_ascii_alphanumeric()) {
+            let start = i;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            let rest: String = chars[i..chars.len().min(i + 3)].iter().collect();
+            if rest == " ms" {
+                out.push('N');
+            } else {
+                out.extend(&chars[start..i]);
+            }
+            continue;
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Runs of three or more spaces become two: column padding after a path depends on the temp
+/// directory's name.
+fn collapse(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut spaces = 0;
+    for c in text.chars() {
+        if c == ' ' {
+            spaces += 1;
+            continue;
+        }
+        out.push_str(&" ".repeat(if spaces >= 3 { 2 } else { spaces }));
+        spaces = 0;
+        out.push(c);
+    }
+    out
+}
+
+fn check(name: &str, actual: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/snapshots")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "no snapshot {}: run with UPDATE_SNAPSHOTS=1",
+            path.display()
+        )
+    });
+    assert_eq!(
+        actual, expected,
+        "snapshot {name} differs (UPDATE_SNAPSHOTS=1 rewrites it; review the diff)"
+    );
+}
+
+#[test]
+fn status_snapshots() {
+    let env = TestEnv::new();
+    let mut all = String::new();
+    let (code, text) = run(&env, &["--profile", "work", "status"]);
+    assert_eq!(code, Some(3));
+    all += &text;
+    seed_at(&env, "default", 843, "cn", false);
+    seed_at(&env, "gone", 893, "global", true);
+    seed_at(&env, "old", -120, "cn", true);
+    for args in [
+        &["status"][..],
+        &["--profile", "gone", "status"],
+        &["--profile", "old", "status"],
+    ] {
+        all += "\n";
+        all += &run(&env, args).1;
+    }
+    std::fs::write(env.vault_home().join("vault.enc"), b"KVLT\x01garbage").unwrap();
+    let (code, text) = run(&env, &["status"]);
+    assert_eq!(code, Some(4));
+    all += "\n";
+    all += &text;
+    check("status", &normalize(&env, &all));
+}
+
+#[test]
+fn usage_snapshot() {
+    let env = TestEnv::new();
+    seed_at(&env, "default", 843, "cn", false);
+    let weekly = kimi_vault::rfc3339(NOW + 4 * 86_400 + 5 * 3600 + 7);
+    let five = kimi_vault::rfc3339(NOW + 3 * 3600 + 12 * 60 + 30);
+    env.server.with(|s| {
+        s.usages_body = format!(
+            r#"{{"usage":{{"limit":"2000","used":"512","remaining":"1488","resetTime":"{weekly}"}},"limits":[{{"window":{{"duration":300,"timeUnit":"TIME_UNIT_MINUTE"}},"detail":{{"limit":"200","remaining":"37","resetTime":"{five}"}}}}],"user":{{"membership":{{"level":"LEVEL_ADVANCED"}}}}}}"#
+        )
+    });
+    let mut all = run(&env, &["usage"]).1;
+    env.server
+        .with(|s| s.usages_body = r#"{"usage":{"limit":"100","remaining":"100"}}"#.into());
+    all += "\n";
+    all += &run(&env, &["usage"]).1;
+    check("usage", &normalize(&env, &all));
+}
+
+#[test]
+fn profiles_snapshot() {
+    let env = TestEnv::new();
+    let mut all = run(&env, &["profiles"]).1;
+    seed_at(&env, "default", 843, "cn", false);
+    seed_at(&env, "work", 3 * 3600, "global", false);
+    seed_at(&env, "gone", -60, "cn", true);
+    all += "\n";
+    all += &run(&env, &["--profile", "work", "profiles"]).1;
+    check("profiles", &normalize(&env, &all));
+}
+
+#[test]
+fn doctor_snapshot() {
+    let env = TestEnv::new();
+    let mut all = run(&env, &["doctor"]).1;
+    seed_at(&env, "default", 843, "cn", false);
+    let (code, text) = run(&env, &["doctor"]);
+    assert_eq!(code, Some(0));
+    all += "\n";
+    all += &text;
+    check("doctor", &collapse(&normalize(&env, &all)));
+}
