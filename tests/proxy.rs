@@ -210,7 +210,7 @@ fn token_injected_in_both_headers_client_credentials_and_hop_by_hop_dropped() {
     let body = r#"{"model":"kimi","messages":[]}"#;
     write!(
         s,
-        "POST /v1/messages?beta=true&x=1 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\nCookie: session=abc\r\nProxy-Authorization: Basic Zm9v\r\nConnection: keep-alive, X-Private-Hop\r\nX-Private-Hop: secret-hop\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nanthropic-version: 2023-06-01\r\nanthropic-beta: tools-2024-04-04\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /v1/messages?beta=true&x=1 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\nX-Msh-Device-Id: spoofed\r\nCookie: session=abc\r\nProxy-Authorization: Basic Zm9v\r\nConnection: keep-alive, X-Private-Hop\r\nX-Private-Hop: secret-hop\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nanthropic-version: 2023-06-01\r\nanthropic-beta: tools-2024-04-04\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         p.addr(),
         body.len()
     )
@@ -270,12 +270,13 @@ fn upstream_401_is_healed_once_and_a_second_401_passes_through() {
     assert_eq!(seen.len(), 2, "the request and its one retry");
     assert_eq!(seen[1].body_len, 7, "the body was sent again");
     assert!(seen[1].header("authorization").unwrap().contains("at-gen1"));
-    // Every token rejected: one more refresh, one retry, then the 401 reaches the client.
+    // The token that forced refresh produced is rejected too, within 30 s: the 401 has another
+    // cause, so it goes to the client at once, with no second rotation of the refresh token.
     up.with(|s| s.reject = Reject::All);
     let (status, _) = post(&p.url, "/v1/messages", Some(&key), "{}");
     assert_eq!(status, 401);
-    assert_eq!(env.server.refresh_requests(), 2);
-    assert_eq!(up.seen().len(), 4);
+    assert_eq!(env.server.refresh_requests(), 1, "no refresh churn");
+    assert_eq!(up.seen().len(), 3);
     let (_, err) = p.stop();
     for secret in [
         SEED_ACCESS,
@@ -296,6 +297,117 @@ fn upstream_401_is_healed_once_and_a_second_401_passes_through() {
             .access_token
             .expose()
             .starts_with("at-gen")
+    );
+}
+
+#[test]
+fn a_second_401_after_the_one_refresh_and_retry_goes_to_the_client() {
+    let (env, up) = seeded(3600);
+    up.with(|s| s.reject = Reject::All);
+    let p = start(&env, &up, &[]);
+    let (status, body) = post(&p.url, "/v1/messages", p.key.as_deref(), r#"{"a":1}"#);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("invalid token"), "Kimi's own answer: {body}");
+    assert_eq!(env.server.refresh_requests(), 1, "one forced refresh");
+    let seen = up.seen();
+    assert_eq!(seen.len(), 2, "the request and its one retry");
+    assert!(seen[1].header("authorization").unwrap().contains("at-gen1"));
+}
+
+#[test]
+fn paths_that_would_leave_the_api_base_are_refused() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    for path in [
+        "/v1/a\\..\\..\\..\\secret-area?x=1",
+        "/v1/x\\.%2e\\..\\oauth",
+        "/v1/a%2f..%2f..%2fb",
+        "/v1/..;/x",
+        "/v1/%2e%2e/%2e%2e/x",
+        "/v1/models/../../../x",
+    ] {
+        let mut s = TcpStream::connect(p.addr()).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: {key}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        assert!(
+            answer.starts_with("HTTP/1.1 404") || answer.starts_with("HTTP/1.1 400"),
+            "{path}: {answer:.60}"
+        );
+    }
+    assert!(
+        up.seen().is_empty(),
+        "nothing went upstream: {:?}",
+        up.seen()
+    );
+}
+
+#[test]
+fn web_pages_of_other_sites_are_refused_whatever_key_they_carry() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let status_with = |extra: &str| {
+        let mut s = TcpStream::connect(p.addr()).unwrap();
+        write!(
+            s,
+            "GET /v1/models HTTP/1.1\r\nx-api-key: {key}\r\nConnection: close\r\n{extra}\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        let _ = s.read_to_string(&mut answer);
+        answer[9..12].to_owned()
+    };
+    assert_eq!(status_with("Host: 127.0.0.1\r\n"), "200");
+    assert_eq!(
+        status_with("Host: 127.0.0.1\r\nOrigin: http://localhost:5173\r\n"),
+        "200"
+    );
+    // A DNS-rebinding page (its own host name), a cross-site fetch or form.
+    assert_eq!(status_with("Host: attacker.example:18462\r\n"), "403");
+    assert_eq!(
+        status_with("Host: 127.0.0.1\r\nOrigin: https://attacker.example\r\n"),
+        "403"
+    );
+    assert_eq!(
+        status_with("Host: 127.0.0.1\r\nSec-Fetch-Site: cross-site\r\n"),
+        "403"
+    );
+    assert_eq!(up.seen().len(), 2, "only the two local requests went up");
+}
+
+#[test]
+fn an_unusable_refresh_answer_keeps_the_held_token_and_does_not_hammer() {
+    // 50 s left: below the 60 s a request wants, and below the refresher's 3 minutes.
+    let (env, up) = seeded(50);
+    env.server.with(|s| {
+        for _ in 0..20 {
+            s.canned.push_back(Canned {
+                status: 200,
+                body: format!("<html>captive portal {CANARY_REFRESH}</html>"),
+                headers: vec![],
+            });
+        }
+    });
+    let p = start(&env, &up, &[]);
+    for _ in 0..5 {
+        let (status, body) = post(&p.url, "/v1/messages", p.key.as_deref(), "{}");
+        assert_eq!(status, 200, "the held token still works: {body}");
+    }
+    assert!(
+        env.server.refresh_requests() <= 2,
+        "{} refresh requests for 5 proxy requests",
+        env.server.refresh_requests()
+    );
+    let (_, err) = p.stop();
+    assert!(
+        !err.contains(CANARY_REFRESH) && !err.contains(SEED_REFRESH),
+        "{err}"
     );
 }
 

@@ -9,7 +9,7 @@ use kimi_vault::proxy::{Proxy, ProxyOptions};
 
 use crate::cli::Ctx;
 use crate::cli::failure::{CmdResult, Failure};
-use crate::cli::proxy::{raise_open_files_limit, runtime};
+use crate::cli::proxy::runtime;
 
 /// Which client CMD is: which variables it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -91,8 +91,9 @@ pub(crate) fn run(ctx: &Ctx, client: ForClient, cmd: &[OsString]) -> CmdResult {
     let (program, args) = cmd
         .split_first()
         .ok_or_else(|| Failure::Usage("exec needs a command after --".into()))?;
+    // The open-files limit is left as it is: this proxy serves one client, and CMD inherits
+    // the limits of this process.
     let key = kimi_vault::session::new_client_key()?;
-    raise_open_files_limit();
     let runtime = runtime()?;
     let session = ctx.session.clone();
     let proxy = runtime.block_on(async {
@@ -124,14 +125,16 @@ pub(crate) fn run(ctx: &Ctx, client: ForClient, cmd: &[OsString]) -> CmdResult {
     #[cfg(unix)]
     let signals = runtime
         .block_on(async { Signals::register() })
-        .map_err(Failure::Output)?;
+        .map_err(|e| Failure::Other(format!("cannot listen for signals: {e}")))?;
     let mut child = command.spawn().map_err(|source| Failure::Exec {
         program: program.to_string_lossy().into_owned(),
         source,
     })?;
     #[cfg(unix)]
     let forwarder = runtime.spawn(signals.forward_to(child.id()));
-    let status = child.wait().map_err(Failure::Output)?;
+    let status = child
+        .wait()
+        .map_err(|e| Failure::Other(format!("cannot wait for the command: {e}")))?;
     #[cfg(unix)]
     forwarder.abort();
     let _ = stop.send(());

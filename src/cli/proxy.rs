@@ -50,7 +50,7 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .thread_name("proxy")
         .enable_all()
         .build()
-        .map_err(Failure::Output)
+        .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))
 }
 
 /// Raises the soft limit of open files to the hard limit: every client connection is a file
@@ -127,7 +127,7 @@ pub(crate) fn run(ctx: &Ctx, args: &ProxyArgs) -> CmdResult {
     };
     if !ip.is_loopback() {
         tracing::warn!(
-            "listening on {ip}, which is NOT a loopback address: every machine that can reach it and knows the client key can use your Kimi account"
+            "listening on {ip}, which is NOT a loopback address: every machine that can reach it and knows the client key can use your Kimi account, and the key crosses the network in plain HTTP (no TLS)"
         );
     }
     raise_open_files_limit();
@@ -173,7 +173,7 @@ fn check(ctx: &Ctx, ip: IpAddr, port: u16) -> CmdResult {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(Failure::Output)?;
+        .map_err(|e| Failure::Other(format!("cannot start the async runtime: {e}")))?;
     // Nothing answering is this command's "unhealthy" (exit 1), not Kimi's service failing.
     let health = runtime
         .block_on(check_health(addr))

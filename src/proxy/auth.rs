@@ -1,7 +1,9 @@
 //! Client authentication: the proxy's own client key, in `x-api-key` or
 //! `Authorization: Bearer`, compared in constant time.
 
-use reqwest::header::{AUTHORIZATION, HeaderMap};
+use std::net::IpAddr;
+
+use reqwest::header::{AUTHORIZATION, HOST, HeaderMap, ORIGIN};
 
 use crate::secret::{SecretString, ct_eq};
 
@@ -44,6 +46,63 @@ impl ClientAuth {
     }
 }
 
+fn loopback_host(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The host part of a `Host` header value (`127.0.0.1:18462`, `[::1]:18462`, `localhost`).
+fn host_part(value: &str) -> &str {
+    if value.starts_with('[') {
+        return value.split(']').next().map_or(value, |h| &h[1..]);
+    }
+    match value.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+        _ => value,
+    }
+}
+
+/// Why a request looks like it comes from a web page of another site (a DNS-rebinding page,
+/// a cross-site form or fetch), or `None`. Such a request is refused whatever key it carries:
+/// local clients (Claude Code, SDKs, curl) send no `Origin` and name a loopback `Host`.
+/// `host_must_be_loopback` is true when the proxy listens on loopback only.
+pub(crate) fn from_another_site(
+    headers: &HeaderMap,
+    host_must_be_loopback: bool,
+) -> Option<&'static str> {
+    if let Some(origin) = headers.get(ORIGIN) {
+        let origin = origin.to_str().unwrap_or("null").trim();
+        let web =
+            origin == "null" || origin.starts_with("http://") || origin.starts_with("https://");
+        let local = url::Url::parse(origin)
+            .ok()
+            .and_then(|u| u.host_str().map(loopback_host))
+            .unwrap_or(false);
+        if web && !local {
+            return Some("the request comes from a web page of another site (Origin)");
+        }
+    }
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("cross-site"));
+    if cross_site {
+        return Some("the request comes from a web page of another site (Sec-Fetch-Site)");
+    }
+    if host_must_be_loopback
+        && let Some(host) = headers.get(HOST)
+        && !loopback_host(host_part(host.to_str().unwrap_or("")))
+    {
+        return Some("the Host header names another machine (a DNS-rebinding web page?)");
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +143,35 @@ mod tests {
             assert!(!auth.allows(&headers(&bad)), "{bad:?}");
         }
         assert!(ClientAuth::Open.allows(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn pages_of_other_sites_are_told_apart() {
+        for ok in [
+            vec![],
+            vec![("host", "127.0.0.1:18462")],
+            vec![("host", "[::1]:18462")],
+            vec![("host", "localhost")],
+            vec![("host", "LOCALHOST:1")],
+            vec![("origin", "http://localhost:3000"), ("host", "127.0.0.1:1")],
+            vec![("origin", "vscode-webview://abc")],
+            vec![("sec-fetch-site", "same-origin")],
+        ] {
+            assert_eq!(from_another_site(&headers(&ok), true), None, "{ok:?}");
+        }
+        for bad in [
+            vec![("origin", "https://evil.example")],
+            vec![("origin", "null")],
+            vec![("sec-fetch-site", "cross-site")],
+            vec![("host", "evil.example:18462")],
+            vec![("host", "127.0.0.1.evil.example")],
+        ] {
+            assert!(from_another_site(&headers(&bad), true).is_some(), "{bad:?}");
+        }
+        // Listening beyond loopback (--allow-remote): any Host.
+        assert_eq!(
+            from_another_site(&headers(&[("host", "box.lan:18462")]), false),
+            None
+        );
     }
 }

@@ -36,8 +36,9 @@ pub(crate) struct Replay {
 
 #[derive(Debug, Default)]
 struct ReplayState {
-    chunks: Vec<Bytes>,
-    len: usize,
+    /// A copy (not references to hyper's buffers: a body sent in tiny chunks would pin many
+    /// times its size), growing up to the limit.
+    copy: bytes::BytesMut,
     /// More than the limit went by: no retry possible.
     overflow: bool,
     /// The client's body ended normally.
@@ -52,14 +53,12 @@ impl Replay {
         if s.overflow {
             return;
         }
-        if s.len + data.len() > REPLAY_LIMIT {
+        if s.copy.len() + data.len() > REPLAY_LIMIT {
             s.overflow = true;
-            s.chunks = Vec::new();
+            s.copy = bytes::BytesMut::new();
             return;
         }
-        s.len += data.len();
-        // A reference to the same buffer that goes upstream: no copy.
-        s.chunks.push(data.clone());
+        s.copy.extend_from_slice(data);
     }
 
     fn finish(&self, failed: bool) {
@@ -77,9 +76,7 @@ impl Replay {
         if !s.complete || s.overflow || s.failed {
             return None;
         }
-        let mut whole = Vec::with_capacity(s.len);
-        s.chunks.iter().for_each(|c| whole.extend_from_slice(c));
-        Some(Bytes::from(whole))
+        Some(Bytes::copy_from_slice(&s.copy))
     }
 
     /// True when more than [`REPLAY_LIMIT`] bytes went by.

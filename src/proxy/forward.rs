@@ -18,17 +18,31 @@ use crate::secret::SecretString;
 /// renews well before).
 pub(crate) const MIN_VALID: i64 = 60;
 
-/// True when a path segment would climb out of the API base (`..`, `.`, or encoded forms).
+/// True when the path after `/v1/` could leave the API base or mean something else upstream
+/// than here: a `.` or `..` segment (also percent-encoded), or any character outside the plain
+/// path alphabet: `\` (URL parsers treat it as `/`), `;`, an encoded `/` or `\`, a raw
+/// control or non-ASCII byte.
 pub(crate) fn has_dot_segment(rest: &str) -> bool {
-    rest.split('/').any(|segment| {
-        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-._~:@!$'()*+,=&%/".contains(c);
+    if !rest.chars().all(plain) {
+        return true;
+    }
+    let lower = rest.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+        return true;
+    }
+    lower.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".");
         decoded == "." || decoded == ".."
     })
 }
 
 /// The upstream request's headers: the client's, filtered, plus the token in both forms.
 fn with_token(headers: &HeaderMap, token: &SecretString) -> Option<HeaderMap> {
-    let mut bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose())).ok()?;
+    let mut text = zeroize::Zeroizing::new(String::with_capacity(token.expose().len() + 7));
+    text.push_str("Bearer ");
+    text.push_str(token.expose());
+    let mut bearer = HeaderValue::from_str(&text).ok()?;
     bearer.set_sensitive(true);
     let mut key = HeaderValue::from_str(token.expose()).ok()?;
     key.set_sensitive(true);
@@ -57,7 +71,7 @@ async fn send(
         .send()
         .await
         .map_err(|e| {
-            if e.is_timeout() {
+            if e.is_timeout() && !e.is_connect() {
                 "timeout".to_owned()
             } else {
                 crate::http::describe_error(&e)
@@ -78,13 +92,17 @@ pub(crate) async fn forward(
         return respond::error(404, "not_found_error", "kimi-vault proxy: no such path");
     }
     let (parts, client_body) = request.into_parts();
-    // The base's scheme and host stay as they were checked; only the path and query change.
+    // The base's scheme and host stay as they were checked; only the path and query change,
+    // and the path stays below the base's.
+    let base_path = shared.base.path().trim_end_matches('/');
     let mut url = shared.base.clone();
-    url.set_path(&format!(
-        "{}/{rest}",
-        shared.base.path().trim_end_matches('/')
-    ));
+    url.set_path(&format!("{base_path}/{rest}"));
     url.set_query(parts.uri.query());
+    if !url.path().starts_with(&format!("{base_path}/")) {
+        log.status = 404;
+        log.finished = true;
+        return respond::error(404, "not_found_error", "kimi-vault proxy: no such path");
+    }
     let up_headers = headers::upstream_request(&parts.headers);
     let token = match shared.session.token_async(MIN_VALID).await {
         Ok(cred) => cred.access_token,
@@ -122,9 +140,9 @@ pub(crate) async fn forward(
                     "not read to its end"
                 }
             ),
-            (Err(e), _) => {
-                tracing::warn!("Kimi answered 401 and the token could not be refreshed: {e}")
-            }
+            (Err(e), _) => tracing::warn!(
+                "Kimi answered 401 and the token was not refreshed ({e}): the 401 goes to the client"
+            ),
         }
     }
     log.upstream_ms = Some(started.elapsed().as_millis());
@@ -179,7 +197,21 @@ pub(crate) async fn forward(
 mod tests {
     #[test]
     fn dot_segments() {
-        for bad in ["..", "a/../b", "%2e%2e/x", "%2E.", "./x", "a/%2e"] {
+        for bad in [
+            "..",
+            "a/../b",
+            "%2e%2e/x",
+            "%2E.",
+            "./x",
+            "a/%2e",
+            "a\\..\\..\\x",
+            "x\\.%2e",
+            "a%2f..%2fb",
+            "a%5c..",
+            "a;b",
+            "a%00",
+            "caf\u{e9}",
+        ] {
             assert!(super::has_dot_segment(bad), "{bad}");
         }
         for ok in ["messages", "chat/completions", "models", "a..b", "x/.y"] {

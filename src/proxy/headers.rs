@@ -36,12 +36,16 @@ fn named_in_connection(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-fn filtered(headers: &HeaderMap, dropped: &[&str]) -> HeaderMap {
+fn filtered(headers: &HeaderMap, dropped: &[&str], device_headers_too: bool) -> HeaderMap {
     let named = named_in_connection(headers);
     let mut out = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n) || dropped.contains(&n) || named.iter().any(|x| x == n) {
+        if HOP_BY_HOP.contains(&n)
+            || dropped.contains(&n)
+            || named.iter().any(|x| x == n)
+            || (device_headers_too && n.starts_with("x-msh-"))
+        {
             continue;
         }
         out.append(name.clone(), value.clone());
@@ -49,14 +53,15 @@ fn filtered(headers: &HeaderMap, dropped: &[&str]) -> HeaderMap {
     out
 }
 
-/// The client's headers as they go to Kimi (before the token is added).
+/// The client's headers as they go to Kimi, before the token and the device headers are added
+/// (a client's own `x-msh-*` headers are dropped: the proxy's are the ones Kimi sees).
 pub(crate) fn upstream_request(headers: &HeaderMap) -> HeaderMap {
-    filtered(headers, REQUEST_DROPPED)
+    filtered(headers, REQUEST_DROPPED, true)
 }
 
 /// Kimi's headers as they go back to the client.
 pub(crate) fn client_response(headers: &HeaderMap) -> HeaderMap {
-    filtered(headers, RESPONSE_DROPPED)
+    filtered(headers, RESPONSE_DROPPED, false)
 }
 
 /// True for a `text/event-stream` response.
@@ -100,6 +105,7 @@ mod tests {
             ("anthropic-beta", "tools-2024"),
             ("content-type", "application/json"),
             ("content-length", "12"),
+            ("x-msh-device-id", "spoofed"),
         ] {
             h.append(name_of(k), HeaderValue::from_static(v));
         }

@@ -1,6 +1,7 @@
 //! `GET /health`: `status`, `token_expires_in`, `uptime`, `requests`; 503 when no token can be
 //! had. Never a secret. It asks no client key, and makes a request to Kimi only when the
-//! cached token has run out (a single-flight refresh, as any request would).
+//! cached token has run out (a single-flight refresh, as any request would); it never waits
+//! long for one: a refresh under way is reported as `refreshing`.
 
 use hyper::Response;
 
@@ -10,12 +11,32 @@ use crate::proxy::Shared;
 use crate::proxy::body::ProxyBody;
 use crate::proxy::respond;
 
+/// Longest `/health` waits for a token before it says `refreshing`.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn refreshing(uptime: u64, requests: u64) -> Response<ProxyBody> {
+    respond::json(
+        503,
+        &serde_json::json!({
+            "status": "refreshing",
+            "token_expires_in": null,
+            "uptime": uptime,
+            "requests": requests,
+            "error": "the token ran out and a refresh is under way",
+        }),
+    )
+}
+
 pub(crate) async fn respond(shared: &Shared) -> Response<ProxyBody> {
     let uptime = shared.started.elapsed().as_secs();
     let requests = shared.requests();
     let token = match shared.session.cached_token(0) {
         Some(c) => Ok(c),
-        None => shared.session.token_async(0).await,
+        None if shared.session.refresh_in_progress() => return refreshing(uptime, requests),
+        None => match tokio::time::timeout(WAIT, shared.session.token_async(0)).await {
+            Ok(result) => result,
+            Err(_) => return refreshing(uptime, requests),
+        },
     };
     match token {
         Ok(cred) => respond::json(

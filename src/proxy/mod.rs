@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     /// The API base (parsed once: every request only swaps its path and query).
     base: reqwest::Url,
     auth: ClientAuth,
+    /// Listening on loopback only: the `Host` of a request must name loopback too.
+    loopback: bool,
     started: Instant,
     requests: AtomicU64,
 }
@@ -96,6 +98,13 @@ impl Proxy {
             .cred;
         let endpoints = session.endpoints_for(&cred)?;
         let device = device_id::load_or_create(session.vault().paths())?;
+        if let Some(key) = &options.client_key
+            && key.expose().len() < 16
+        {
+            return Err(Error::Config(
+                "a proxy client key must be at least 16 characters".into(),
+            ));
+        }
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
@@ -106,6 +115,7 @@ impl Proxy {
                 Some(k) => ClientAuth::Key(k),
                 None => ClientAuth::Open,
             },
+            loopback: addr.ip().is_loopback(),
             session,
             started: Instant::now(),
             requests: AtomicU64::new(0),
@@ -197,6 +207,11 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBo
             "kimi-vault proxy: only /v1/… is forwarded (and /health answered)",
         );
     };
+    if let Some(why) = auth::from_another_site(request.headers(), shared.loopback) {
+        log.status = 403;
+        log.finished = true;
+        return respond::error(403, "permission_error", &format!("kimi-vault proxy: {why}"));
+    }
     if !shared.auth.allows(request.headers()) {
         log.status = 401;
         log.finished = true;

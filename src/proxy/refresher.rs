@@ -20,8 +20,11 @@ pub(crate) async fn run(session: Session) {
         let wait = match session.token_async(AHEAD).await {
             Ok(cred) => {
                 last_failure.clear();
-                let left = cred.expires_in(now_unix()) - AHEAD;
-                Duration::from_secs(left.max(5) as u64).min(MAX_SLEEP)
+                match cred.expires_in(now_unix()) - AHEAD {
+                    // A token handed out after a failed refresh: try again later, not at once.
+                    left if left <= 0 => RETRY,
+                    left => Duration::from_secs(left.max(5) as u64).min(MAX_SLEEP),
+                }
             }
             Err(e) => {
                 let failure = e.to_string();

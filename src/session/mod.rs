@@ -20,6 +20,7 @@ mod login;
 mod refresh;
 
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::runtime::Runtime;
 
@@ -34,6 +35,11 @@ use refresh::Failure;
 
 pub use client_key::new_client_key;
 pub use login::{LoginStored, PendingLogin};
+
+/// Locks a std mutex, ignoring poisoning (the data are plain values).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// What the caller needs of the token.
 enum Need {
@@ -75,7 +81,20 @@ struct Inner {
     cache: Mutex<Option<Credential>>,
     /// One refresh at a time within this process (across processes: the vault lock).
     gate: tokio::sync::Mutex<()>,
+    /// When a refresh of the async methods last failed: while the token held in memory is
+    /// still valid, a long-lived process does not try again at once.
+    last_failure: Mutex<Option<Instant>>,
+    /// The token the last forced refresh produced, and when: if that very token is rejected
+    /// too, it is not force-refreshed again at once (a 401 for another reason must not rotate
+    /// the refresh token on every request).
+    last_forced: Mutex<Option<(Instant, SecretString)>>,
 }
+
+/// After a failed refresh, the async methods do not try again for this long while the token
+/// held in memory is still valid.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+/// A token obtained by a forced refresh is not force-refreshed again within this long.
+const FORCED_AGAIN_AFTER: Duration = Duration::from_secs(30);
 
 impl Session {
     /// A session for `profile` in `vault`, reaching Kimi at the region's endpoints with
@@ -91,6 +110,8 @@ impl Session {
                 runtime: OnceLock::new(),
                 cache: Mutex::new(None),
                 gate: tokio::sync::Mutex::new(()),
+                last_failure: Mutex::new(None),
+                last_forced: Mutex::new(None),
             }),
         })
     }
@@ -157,7 +178,9 @@ impl Session {
 
     /// The async [`token`](Self::token): served from memory while the last token handed out
     /// is valid for more than `min_valid` seconds; otherwise the same single-flight refresh, on
-    /// a blocking thread.
+    /// a blocking thread. For a long-lived process, a refresh that fails for any reason but a
+    /// rejected login still leaves it the token it holds while that is valid (with a warning),
+    /// and the next attempt waits a few seconds.
     pub async fn token_async(&self, min_valid: i64) -> Result<Credential> {
         let need = Need::MinValid(min_valid);
         if let Some(c) = self.cached(&need) {
@@ -167,17 +190,58 @@ impl Session {
         if let Some(c) = self.cached(&need) {
             return Ok(c);
         }
-        self.ensure_on_blocking_thread(need).await
+        let held = self.cached(&Need::MinValid(0));
+        if let Some(c) = &held
+            && lock(&self.inner.last_failure).is_some_and(|t| t.elapsed() < RETRY_AFTER_FAILURE)
+        {
+            return Ok(c.clone());
+        }
+        match self.ensure_on_blocking_thread(need).await {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                *lock(&self.inner.last_failure) = Some(Instant::now());
+                let login_problem =
+                    matches!(e, Error::NotLoggedIn { .. } | Error::LoginRequired { .. });
+                match self.cached(&Need::MinValid(0)) {
+                    Some(c) if !login_problem => {
+                        tracing::warn!(
+                            "{e}; using the access token held in memory, still valid for {} s",
+                            c.expires_in(now_unix())
+                        );
+                        Ok(c)
+                    }
+                    _ => Err(e),
+                }
+            }
+        }
     }
 
-    /// The async [`force_refresh_blocking`](Self::force_refresh_blocking).
+    /// The async [`force_refresh_blocking`](Self::force_refresh_blocking). A token that a
+    /// forced refresh of this process produced less than 30 s ago is not refreshed again when
+    /// it is rejected too (the 401 has another cause): that is an error.
     pub async fn force_refresh(&self, rejected: &SecretString) -> Result<Credential> {
         let need = Need::Replace(rejected.clone());
         let _gate = self.inner.gate.lock().await;
         if let Some(c) = self.cached(&need) {
             return Ok(c);
         }
-        self.ensure_on_blocking_thread(need).await
+        if let Some((at, token)) = &*lock(&self.inner.last_forced)
+            && at.elapsed() < FORCED_AGAIN_AFTER
+            && token.ct_eq(rejected)
+        {
+            return Err(Error::Protocol(format!(
+                "the access token a refresh produced {} s ago was rejected too: not refreshing again so soon",
+                at.elapsed().as_secs()
+            )));
+        }
+        let fresh = self.ensure_on_blocking_thread(need).await?;
+        *lock(&self.inner.last_forced) = Some((Instant::now(), fresh.access_token.clone()));
+        Ok(fresh)
+    }
+
+    /// True while a refresh of the async methods is under way in this process.
+    pub fn refresh_in_progress(&self) -> bool {
+        self.inner.gate.try_lock().is_err()
     }
 
     /// The last credential handed out, when it meets `need`.
@@ -231,17 +295,19 @@ impl Session {
     /// The single-flight core. `driver` runs the HTTP exchange; `None` means this session's own
     /// runtime, built only when a request is actually made.
     fn ensure(&self, need: &Need, driver: Option<Driver<'_>>) -> Result<Credential> {
+        // Every usable credential read is remembered, even one that does not meet `need`: a
+        // long-lived process may still use it while it is valid if the refresh fails.
         let cred = self.read_usable()?;
+        self.remember(&cred);
         if need.satisfied_by(&cred) {
-            self.remember(&cred);
             return Ok(cred);
         }
         let vault = &self.inner.vault;
         let lock = vault.lock()?;
         let cred = self.read_usable()?;
+        self.remember(&cred);
         if need.satisfied_by(&cred) {
             tracing::info!("another process refreshed the token meanwhile");
-            self.remember(&cred);
             return Ok(cred);
         }
         if let Some(rec) = backoff::active(vault.paths(), &self.inner.profile, &lock) {
