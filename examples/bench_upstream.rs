@@ -1,5 +1,6 @@
 //! A fast local stand-in for Kimi's API, for `scripts/bench-proxy.sh` (loopback only):
-//! `bench_upstream PORT` serves `/coding/v1/ping` (a small JSON answer) and
+//! `bench_upstream PORT` serves `/coding/v1/ping[?delay=MS]` (a small JSON answer, at once or
+//! after MS milliseconds) and
 //! `/coding/v1/sse?n=N&gap=MS` (N events, MS apart, each carrying the CLOCK_MONOTONIC
 //! nanoseconds at which it was sent, so a client on the same machine can tell how long the
 //! event took to reach it).
@@ -47,6 +48,11 @@ async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Body>, I
         r.headers_mut()
             .insert("content-type", "text/event-stream".parse().unwrap());
         return Ok(r);
+    }
+    // `?delay=MS`: answer after MS milliseconds, like a real model API (which takes far longer).
+    let delay = query(&uri, "delay");
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     let mut r = Response::new(
         Full::new(Bytes::from_static(br#"{"id":"msg_bench","ok":true}"#)).boxed_unsync(),

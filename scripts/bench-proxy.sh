@@ -48,6 +48,10 @@ for c in 1 64; do
     run direct "$c" "$direct/ping"
     run proxy "$c" "$url/v1/ping" "x-api-key: $key"
 done
+# An upstream that takes 20 ms per answer (a real model API takes far longer): what the proxy
+# costs when the CPU is not all spent on the proxy, the load generator and a zero-work upstream.
+run slowdirect 64 "$direct/ping?delay=20"
+run slowproxy 64 "$url/v1/ping?delay=20" "x-api-key: $key"
 echo
 echo "== summary (wrk ${secs}s per run)"
 for c in 1 64; do
@@ -56,6 +60,8 @@ for c in 1 64; do
         -v drps="$(eval echo \$direct_${c}_rps)" -v prps="$(eval echo \$proxy_${c}_rps)" \
         'BEGIN { printf "c=%-3s added latency p50 %.0f us, p99 %.0f us; throughput %.0f req/s through the proxy vs %.0f direct (%.0f %%)\n", c, p50-d50, p99-d99, prps, drps, 100*prps/drps }'
 done
+awk -v d="$slowdirect_64_rps" -v p="$slowproxy_64_rps" -v d50="$slowdirect_64_p50" -v p50="$slowproxy_64_p50" \
+    'BEGIN { printf "c=64 with a 20 ms upstream: %.0f req/s through the proxy vs %.0f direct (%.0f %%), added latency p50 %.0f us\n", p, d, 100*p/d, p50-d50 }'
 echo "== 256 connections idle for 2 s, then streaming 20 events 100 ms apart at once"
 "$ex/bench_client" streams "${url#http://}" "/v1/sse?n=20&gap=100" "$key" 256
 echo "peak RSS of the proxy: $(rss VmHWM) kB"
