@@ -1,8 +1,6 @@
 //! The encrypted-file backend: every profile in one `vault.enc`, sealed with the key of
 //! `vault.key`.
 
-use std::io::Write;
-
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result, VaultProblem};
@@ -129,28 +127,9 @@ fn empty() -> VaultContents {
     }
 }
 
-/// Serializes the vault's plaintext into a buffer of exactly the right size (measured by a
-/// first pass that keeps nothing), so that no reallocation leaves a partial copy of the secrets
-/// behind; the buffer is wiped on drop.
+/// Serializes the vault's plaintext into a buffer of exactly the right size, wiped on drop.
 fn encode(contents: &VaultContents) -> Zeroizing<Vec<u8>> {
-    let mut counter = CountingSink(0);
-    serde_json::to_writer(&mut counter, contents).expect("the vault serializes");
-    let mut buf = Zeroizing::new(Vec::with_capacity(counter.0));
-    serde_json::to_writer(&mut *buf, contents).expect("the vault serializes");
-    buf
-}
-
-/// Counts bytes written, keeps none.
-struct CountingSink(usize);
-
-impl Write for CountingSink {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0 += data.len();
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    crate::secret::json_zeroizing(contents)
 }
 
 /// Decrypts and parses `vault.enc` bytes (pure; used by the fuzz target too).
