@@ -21,6 +21,9 @@ pub enum VaultProblem {
     Unsafe(String),
     /// `vault.key` is missing while `vault.enc` exists.
     KeyMissing,
+    /// The vault directory cannot be used: not a directory, owned by someone else, writable by
+    /// group or others, or sticky (a shared directory).
+    Directory(String),
 }
 
 /// How the OS keyring failed. The `detail` strings are redacted descriptions of the platform's
@@ -239,6 +242,9 @@ fn vault_message(path: &std::path::Path, problem: &VaultProblem) -> String {
         VaultProblem::Unsafe(why) => format!("{p} is unsafe to use: {why}"),
         VaultProblem::KeyMissing => {
             format!("{p} is missing, so the encrypted vault beside it cannot be opened")
+        }
+        VaultProblem::Directory(why) => {
+            format!("{p} cannot be used as the vault directory: {why}")
         }
     }
 }

@@ -20,6 +20,7 @@
 
 pub(crate) mod clock;
 pub mod error;
+pub(crate) mod fault;
 pub(crate) mod http;
 pub mod migrate;
 pub mod oauth;

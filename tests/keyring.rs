@@ -270,6 +270,8 @@ fn a_locked_keyring_falls_back_at_once_and_says_why() {
         "$BIN" status --json
         "$BIN" token 2>&1 >/dev/null
         echo "token-exit=$?"
+        KIMI_VAULT_BACKEND=keyring "$BIN" login --no-browser >/dev/null 2>&1
+        echo "keyring-login-exit=$?"
     "#;
     let template = env.std_cmd();
     let envs: Vec<_> = template
@@ -302,6 +304,13 @@ fn a_locked_keyring_falls_back_at_once_and_says_why() {
         "{v}"
     );
     assert!(stdout.contains("token-exit=3"), "{stdout}");
+    // A login that must write to the locked keyring fails before asking for a device code.
+    assert!(stdout.contains("keyring-login-exit=1"), "{stdout}");
+    assert_eq!(
+        env.server.with(|s| s.device_requests),
+        1,
+        "only the first login asked"
+    );
     assert!(
         stdout.contains("the OS keyring could not be read"),
         "{stdout}"

@@ -98,6 +98,7 @@ impl Failure {
                             "Restore vault.key, or run `{login}` to start a new vault (the unreadable vault will be kept aside)"
                         ),
                         VaultProblem::Unsafe(_) => "Fix or remove it, then try again".to_owned(),
+                        VaultProblem::Directory(_) => "Use a directory of your own that only you can write: point KIMI_VAULT_HOME (or --vault-home) at one, or unset it for the default (created with mode 700); or fix this one (yours, not sticky, chmod 700)".to_owned(),
                         _ => format!(
                             "Restore it from a backup, or run `{login}` to start a new vault (the unreadable file will be kept aside)"
                         ),

@@ -242,6 +242,12 @@ fn run(cli: Cli) -> CmdResult {
         json: cli.json,
         session,
     };
+    // Every command checks the vault directory first (creating nothing), so that an unusable
+    // one gives the same exit code and message whatever the command. `status` does it itself,
+    // to report it in its own object.
+    if !matches!(cli.command, Command::Status) {
+        ctx.session.vault().check_home()?;
+    }
     match cli.command {
         Command::Login { no_browser, region } => login::run(&ctx, no_browser, region.into()),
         Command::Logout => logout::run(&ctx),

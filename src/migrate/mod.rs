@@ -85,14 +85,8 @@ struct Valid {
 
 /// Test-only fault injection (`KIMI_VAULT_FAULT=readback-mismatch`), to prove that a failed
 /// verification leaves the source in place. Compiled only with the `testing` feature.
-#[cfg(feature = "testing")]
 fn fault(name: &str) -> bool {
-    std::env::var("KIMI_VAULT_FAULT").is_ok_and(|v| v == name)
-}
-
-#[cfg(not(feature = "testing"))]
-fn fault(_name: &str) -> bool {
-    false
+    crate::fault::active(name)
 }
 
 fn entry(

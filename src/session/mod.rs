@@ -121,12 +121,13 @@ impl Session {
         self.inner.vault.load(&self.inner.profile)
     }
 
-    /// The HTTP client, made at its first use (it needs the device id).
-    pub(crate) fn http(&self) -> Result<&Http> {
+    /// The HTTP client, made at its first use (it needs the device id, created under the vault
+    /// lock the first time: pass the lock when the caller holds it).
+    pub(crate) fn http(&self, held: Option<&VaultLock>) -> Result<&Http> {
         if let Some(h) = self.inner.http.get() {
             return Ok(h);
         }
-        let id = device_id::load_or_create(self.inner.vault.paths())?;
+        let id = device_id::load_or_create(self.inner.vault.paths(), held)?;
         tracing::debug!("building the HTTP client");
         Ok(self.inner.http.get_or_init(|| Http::new(&id, POOL_IDLE)))
     }
@@ -251,7 +252,7 @@ impl Session {
             return self.after_transient(need, cred, err);
         }
         let endpoints = self.endpoints_for(&cred)?;
-        let http = self.http()?.clone();
+        let http = self.http(Some(&lock))?.clone();
         let exchange = refresh::exchange(&http, &endpoints, &cred.refresh_token);
         let outcome = match driver {
             Some(d) => d.block_on(exchange),
@@ -309,7 +310,12 @@ impl Session {
     }
 
     /// Removes the profile's credential from every backend; true when something was removed.
+    /// When nothing is stored, nothing is touched or created (no directory, no lock file).
     pub fn logout(&self) -> Result<bool> {
+        if self.stored()?.is_none() {
+            *self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            return Ok(false);
+        }
         let lock = self.inner.vault.lock()?;
         let removed = self.inner.vault.delete(&self.inner.profile, &lock)?;
         *self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
