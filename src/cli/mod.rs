@@ -7,6 +7,7 @@ mod login;
 mod logout;
 mod migrate;
 mod output;
+mod signals;
 mod status;
 mod token;
 
@@ -158,6 +159,23 @@ enum Command {
     },
 }
 
+impl Command {
+    /// True for the commands that defer SIGINT/SIGTERM/SIGHUP during a token refresh (all the
+    /// short ones). A long-running command with its own graceful shutdown (the coming `proxy`)
+    /// answers false and waits with `kimi_vault::session::wait_for_critical_sections` before
+    /// it exits.
+    fn defers_signals_during_refresh(&self) -> bool {
+        match self {
+            Command::Login { .. }
+            | Command::Logout
+            | Command::Status
+            | Command::Token { .. }
+            | Command::Exec { .. }
+            | Command::Migrate { .. } => true,
+        }
+    }
+}
+
 /// What every command needs.
 pub(crate) struct Ctx {
     /// `--json`.
@@ -215,6 +233,9 @@ pub(crate) fn main() -> u8 {
         }
     };
     logging::init(cli.verbose);
+    if cli.command.defers_signals_during_refresh() {
+        signals::defer_during_refresh();
+    }
     let json = cli.json;
     let is_login = matches!(cli.command, Command::Login { .. });
     let profile = cli.profile.clone();

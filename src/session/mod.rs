@@ -11,8 +11,12 @@
 //!   access token is still valid it is handed out with a warning (through `tracing`).
 //! - Long-lived processes (the proxy) get an in-memory cache and async methods; the refresh
 //!   itself runs on a blocking thread, holding the lock, never on the async workers.
+//! - A refresh, from its request until its answer is stored, is a critical section
+//!   ([`set_critical_section_hook`], [`wait_for_critical_sections`]): the command line defers
+//!   SIGINT, SIGTERM and SIGHUP during it; a long-running program waits for it before exiting.
 
 mod backoff;
+mod critical;
 mod driver;
 mod login;
 mod refresh;
@@ -30,6 +34,9 @@ use crate::store::{Credential, Loaded, Vault, VaultLock, check_profile_name, dev
 use driver::Driver;
 use refresh::Failure;
 
+pub use critical::{
+    critical_sections_in_flight, set_critical_section_hook, wait_for_critical_sections,
+};
 pub use login::{LoginStored, PendingLogin};
 
 /// How long idle connections to Kimi are kept for reuse.
@@ -253,6 +260,9 @@ impl Session {
         }
         let endpoints = self.endpoints_for(&cred)?;
         let http = self.http(Some(&lock))?.clone();
+        // From before the request until its answer is stored: Kimi rotates the refresh token as
+        // it answers, so the process must not end in between (see `critical`).
+        let _critical = critical::CriticalSection::enter();
         let exchange = refresh::exchange(&http, &endpoints, &cred.refresh_token);
         let outcome = match driver {
             Some(d) => d.block_on(exchange),
