@@ -339,6 +339,18 @@ fn run_end(text: &str, at: usize) -> usize {
         .map_or(text.len(), |(i, _)| at + i)
 }
 
+/// End of the unquoted value starting at `at`; a `:` ending it before a blank (or the end) is
+/// left out, being the separator of a name that follows (`x X-Api-Key: v`).
+fn value_end(text: &str, at: usize) -> usize {
+    let end = run_end(text, at);
+    let followed_by_blank = text[end..].chars().next().is_none_or(char::is_whitespace);
+    if followed_by_blank {
+        at + text[at..end].trim_end_matches(':').len()
+    } else {
+        end
+    }
+}
+
 /// End of the spaces and tabs starting at `at`.
 fn blanks_end(text: &str, at: usize) -> usize {
     at + text[at..].len() - text[at..].trim_start_matches([' ', '\t']).len()
@@ -487,7 +499,7 @@ fn redact_value_at(text: &str, at: usize, out: &mut String) -> usize {
         return bracket_end(text, at);
     }
     if let Some(value) = after_scheme(text, at) {
-        let end = run_end(text, value);
+        let end = value_end(text, value);
         if text[value..].starts_with(REDACTED) {
             out.push_str(&text[at..value]);
             out.push_str(REDACTED);
@@ -499,7 +511,7 @@ fn redact_value_at(text: &str, at: usize, out: &mut String) -> usize {
             return end;
         }
     }
-    let end = run_end(text, at);
+    let end = value_end(text, at);
     let value = &text[at..end];
     if matches!(value, "" | "null" | "true" | "false") {
         out.push_str(value);
@@ -556,7 +568,7 @@ fn field_pass(text: &str) -> (String, Vec<(usize, usize)>) {
                 .is_some_and(|w| w.eq_ignore_ascii_case("bearer"))
             && let Some(value) = after_scheme(text, i)
         {
-            let end = run_end(text, value);
+            let end = value_end(text, value);
             if text[value..].starts_with(REDACTED) {
                 out.push_str(&text[i..value]);
                 out.push_str(REDACTED);
@@ -688,6 +700,9 @@ mod tests {
             ("api_key: 12345", "12345"),
             (r#"{"tokens":["one","two"]}"#, "two"),
             ("password='pw pw'", "pw pw"),
+            // Found by the fuzzer: a value that swallowed the next name and its separator.
+            ("secret= X-Api-Key: QzXvKp", "QzXvKp"),
+            ("token: Authorization: Bearer QzXvKp", "QzXvKp"),
         ] {
             let out = redact_body(text);
             assert!(!out.contains(secret), "{text} -> {out}");
