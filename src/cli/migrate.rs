@@ -100,7 +100,12 @@ pub(crate) fn run(
     for tool in &report.moved_tools {
         eprintln!("\nWhat changes: {}.", after_move(*tool));
     }
-    Ok(if report.missing_explicit {
+    if report.lock_busy {
+        eprintln!(
+            "\nNothing was imported or removed: another tool held its lock (see above). Run migrate again when it is done."
+        );
+    }
+    Ok(if report.missing_explicit || report.lock_busy {
         exit::FAILURE
     } else {
         exit::OK
