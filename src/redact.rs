@@ -405,17 +405,32 @@ fn after_scheme(text: &str, at: usize) -> Option<usize> {
 }
 
 /// The closing delimiter of a quoted value opened by `open` at `from` (content start); `None`
-/// when it is never closed.
+/// when it is never closed. A quote counts as closing only when what follows it can follow a
+/// value (a delimiter, a blank, the end): otherwise it opens something else (`'a' b'c'`), and the
+/// value goes on.
 fn closing_quote(text: &str, from: usize, open: &str) -> Option<usize> {
+    let ends_value = |after: usize| {
+        text[after..].chars().next().is_none_or(|c| {
+            c.is_whitespace() || matches!(c, ',' | ';' | '&' | '}' | ']' | ')' | '>' | ELLIPSIS)
+        })
+    };
     if open.starts_with('\\') {
-        return text[from..].find(open).map(|i| from + i);
+        let mut at = from;
+        while let Some(i) = text[at..].find(open) {
+            let close = at + i;
+            if ends_value(close + open.len()) {
+                return Some(close);
+            }
+            at = close + open.len();
+        }
+        return None;
     }
     let quote = open.chars().next()?;
     let mut chars = text[from..].char_indices();
     while let Some((i, c)) = chars.next() {
         if c == '\\' {
             chars.next();
-        } else if c == quote {
+        } else if c == quote && ends_value(from + i + c.len_utf8()) {
             return Some(from + i);
         }
     }
@@ -703,6 +718,12 @@ mod tests {
             // Found by the fuzzer: a value that swallowed the next name and its separator.
             ("secret= X-Api-Key: QzXvKp", "QzXvKp"),
             ("token: Authorization: Bearer QzXvKp", "QzXvKp"),
+            // A quote opened before can only close before something a value ends with.
+            ("token\":'a:b:c\"\"de:200} PASSWORD: 'QzXvKp' x", "QzXvKp"),
+            (
+                "x token:\" {\"error\":\"x\",\"refresh_token\":\"QzXvKp\"",
+                "QzXvKp",
+            ),
         ] {
             let out = redact_body(text);
             assert!(!out.contains(secret), "{text} -> {out}");
