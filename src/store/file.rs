@@ -48,6 +48,23 @@ impl FileBackend {
         Ok(exists)
     }
 
+    /// Checks that `vault.enc` and `vault.key` are not unsafe (symlinks, not regular files,
+    /// someone else's); unreadable contents are no obstacle to a write that sets them aside. A
+    /// key found exposed is marked as such (and repaired) on the way.
+    pub(crate) fn check_files(&self) -> Result<()> {
+        fsutil::open_private(&self.paths.vault())?;
+        match key::load(&self.paths) {
+            Err(
+                e @ Error::VaultUnreadable {
+                    problem: VaultProblem::Unsafe(_),
+                    ..
+                },
+            ) => Err(e),
+            Err(Error::VaultUnreadable { .. }) | Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// True when `vault.key` was found exposed and has not been replaced yet.
     pub(crate) fn key_exposed(&self) -> bool {
         key::exposed(&self.paths)

@@ -174,8 +174,7 @@ impl Vault {
                 fsutil::open_lock_file(&lock)?;
             }
             if target == BackendKind::File {
-                fsutil::open_private(&self.paths.vault())?;
-                fsutil::open_private(&self.paths.key())?;
+                self.file.check_files()?;
             }
             return Ok(target);
         }
