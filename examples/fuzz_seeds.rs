@@ -50,18 +50,23 @@ fn main() {
         &[&material[..], &seal_with_nonce(&key, [4u8; 12], &empty)].concat(),
     );
 
-    // redact
-    write("redact", "oauth-error", br#"{"error":"invalid_grant","error_description":"refresh token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln revoked"}"#);
-    write(
-        "redact",
-        "tokens",
-        br#"{"access_token":"abc","refresh_token":"def","nested":[{"device_code":"x"}]}"#,
-    );
-    write(
-        "redact",
-        "html",
-        b"<html><body>502 Bad Gateway nginx/1.25.3 Bearer abcdef0123456789abcdef0123</body></html>",
-    );
+    // redact: a selector byte (which held secret, which of its forms, which keyed shape), then
+    // the text around them.
+    let redact: &[(&str, u8, &[u8])] = &[
+        ("oauth-error", 0, br#"{"error":"invalid_grant","error_description":"refresh token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln revoked"}"#),
+        ("tokens", 1, br#"{"access_token":"abc","refresh_token":"def","nested":[{"device_code":"x"}]}"#),
+        ("html", 2, b"<html><body>502 Bad Gateway nginx/1.25.3 Bearer abcdef0123456789abcdef0123</body></html>"),
+        ("truncated-json", 3, br#"{"access_token":"lettersonly","refresh_token":"a:b:c","expires_in":-5"#),
+        ("form-echo", 9, b"you sent: grant_type=refresh_token&refresh_token=abc%3Adef%2Fghi&client_id=17e5f671"),
+        ("headers", 14, b"HTTP/1.1 500\r\nSet-Cookie: sid=abc; Path=/\r\nAuthorization: Basic dXNlcjpwYXNz\r\n"),
+        ("escaped-json", 21, br#"{"error":"{\"refresh_token\":\"inner\"}","code":400}"#),
+        ("unicode-key", 27, br#"{"refresh\u005ftoken":"x","\u0074oken":"y"}"#),
+        ("long", 5, &[b'x'; 400]),
+        ("base64", 11, b"payload=eyJyZWZyZXNoX3Rva2VuIjoiaGVsZDpjb2xvbjpzZXBhcmF0ZWQ6c2VjcmV0In0="),
+    ];
+    for (name, selector, text) in redact {
+        write("redact", name, &[&[*selector][..], text].concat());
+    }
 
     // token_response
     write("token_response", "grant", br#"{"access_token":"a","refresh_token":"r","expires_in":900,"scope":"kimi-code","token_type":"Bearer"}"#);

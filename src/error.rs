@@ -21,6 +21,9 @@ pub enum VaultProblem {
     Unsafe(String),
     /// `vault.key` is missing while `vault.enc` exists.
     KeyMissing,
+    /// The vault directory cannot be used: not a directory, owned by someone else, writable by
+    /// group or others, or sticky (a shared directory).
+    Directory(String),
 }
 
 /// How the OS keyring failed. The `detail` strings are redacted descriptions of the platform's
@@ -194,6 +197,10 @@ pub enum Error {
         LoginFailure::Denied => "the login was denied; nothing was stored",
     })]
     LoginFailed(LoginFailure),
+    /// The process is stopping (a long-running program asked its session to start no more
+    /// refreshes): no request was sent.
+    #[error("kimi-vault is stopping: no token refresh was started")]
+    Stopping,
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed")]
     Randomness,
@@ -270,6 +277,9 @@ fn vault_message(path: &std::path::Path, problem: &VaultProblem) -> String {
         VaultProblem::Unsafe(why) => format!("{p} is unsafe to use: {why}"),
         VaultProblem::KeyMissing => {
             format!("{p} is missing, so the encrypted vault beside it cannot be opened")
+        }
+        VaultProblem::Directory(why) => {
+            format!("{p} cannot be used as the vault directory: {why}")
         }
     }
 }

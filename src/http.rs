@@ -327,17 +327,47 @@ async fn read_reply(response: Result<reqwest::Response, reqwest::Error>) -> Resu
         if body.len() + chunk.len() > MAX_BODY {
             return Err(format!("the response is larger than {MAX_BODY} bytes"));
         }
-        body.extend_from_slice(&chunk);
+        append_wiped(&mut body, &chunk);
     }
-    let text = match std::str::from_utf8(&body) {
-        Ok(s) => Zeroizing::new(s.to_owned()),
-        Err(_) => Zeroizing::new(String::from_utf8_lossy(&body).into_owned()),
-    };
+    let text = into_text(body);
     Ok(Reply {
         status,
         retry_after,
         body: text,
     })
+}
+
+/// Appends `data`; when the buffer must grow, the old one is wiped (not left behind by a
+/// reallocation).
+fn append_wiped(buf: &mut Zeroizing<Vec<u8>>, data: &[u8]) {
+    if buf.capacity() - buf.len() < data.len() {
+        let wanted = (buf.len() + data.len())
+            .max(buf.capacity() * 2)
+            .min(MAX_BODY);
+        let mut bigger = Zeroizing::new(Vec::with_capacity(wanted));
+        bigger.extend_from_slice(buf);
+        *buf = bigger;
+    }
+    buf.extend_from_slice(data);
+}
+
+/// The body as text, without a copy when it is UTF-8 (the usual case); otherwise with the
+/// invalid bytes replaced, into a buffer sized first.
+fn into_text(mut body: Zeroizing<Vec<u8>>) -> Zeroizing<String> {
+    match String::from_utf8(std::mem::take(&mut *body)) {
+        Ok(text) => Zeroizing::new(text),
+        Err(e) => {
+            let raw = Zeroizing::new(e.into_bytes());
+            let mut text = Zeroizing::new(String::with_capacity(raw.len() * 3));
+            for chunk in raw.utf8_chunks() {
+                text.push_str(chunk.valid());
+                if !chunk.invalid().is_empty() {
+                    text.push(char::REPLACEMENT_CHARACTER);
+                }
+            }
+            text
+        }
+    }
 }
 
 /// Parses `Retry-After`: delay seconds or an HTTP date.
@@ -378,6 +408,17 @@ mod tests {
         assert!(v.inner.get().is_none());
         assert!(!v.supported_verify_schemes().is_empty());
         assert!(v.inner.get().is_none());
+    }
+
+    #[test]
+    fn bodies_grow_and_convert_without_losing_bytes() {
+        let mut body = Zeroizing::new(Vec::with_capacity(2));
+        for chunk in [&b"ab"[..], b"cdef", b"\xff!"] {
+            append_wiped(&mut body, chunk);
+        }
+        assert_eq!(&*into_text(body), "abcdef\u{fffd}!");
+        let text = into_text(Zeroizing::new(b"plain".to_vec()));
+        assert_eq!(&*text, "plain");
     }
 
     #[test]

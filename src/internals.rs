@@ -9,7 +9,7 @@ pub use crate::redact::{REDACTED, redact_body, redact_text, scrub};
 pub use crate::store::crypto::{EnvelopeError, VaultKey, open, seal, seal_with_nonce};
 pub use crate::store::file::decode;
 pub use crate::store::key::parse_material;
-pub use crate::store::record::{CONTENTS_VERSION, VaultContents};
+pub use crate::store::record::{CONTENTS_VERSION, VaultContents, credential_json};
 pub use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 /// What the proxy makes of a client's request head: whether `key` lets it in, the headers

@@ -24,6 +24,7 @@
 pub mod api;
 pub(crate) mod clock;
 pub mod error;
+pub(crate) mod fault;
 pub(crate) mod http;
 pub mod migrate;
 pub mod oauth;

@@ -1,116 +1,304 @@
-//! Keeping secrets out of text: a JSON-aware redactor for HTTP bodies and an exact scrubber for
-//! every secret this process holds.
+//! Keeping secrets out of text: a key-aware redactor for HTTP bodies and other foreign text, and
+//! an exact scrubber for every secret this process holds.
 //!
-//! Two layers, both applied by [`redact_body`]:
-//! 1. structure: values under token-like JSON keys become `[REDACTED]`, and long token-looking
-//!    runs of characters in any other text become `[REDACTED]`;
-//! 2. exact: every secret wrapped in a [`crate::secret::SecretString`] so far is replaced.
+//! Three layers, all applied by [`redact_body`]:
+//! 1. names: the value after a sensitive name is replaced, whatever its shape: `"name":"value"`,
+//!    `name=value`, `name: value`, `name: Bearer value`, and `Bearer value` anywhere. A name is
+//!    sensitive when it contains token, refresh, secret, password, auth, code, key, session,
+//!    cookie, access, credential or encrypted, in any case. A body that is JSON is also redacted
+//!    by structure first (so that `\u`-escaped key names are seen decoded);
+//! 2. shapes: long token-looking runs of characters in any other text;
+//! 3. exact: every secret wrapped in a [`crate::secret::SecretString`] so far, in its raw,
+//!    JSON-escaped, percent-encoded and base64 forms.
 //!
-//! The output never contains a remembered secret, is valid UTF-8, and redacting twice gives the
-//! same text as redacting once.
+//! The output never contains a remembered secret (in any of those forms), is valid UTF-8, is at
+//! most a few hundred characters, and redacting twice gives the same text as redacting once: the
+//! result is a fixed point of one redaction step (the step is repeated until nothing changes;
+//! should that not happen within a few rounds, the whole text is replaced).
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::sync::Mutex;
 
+use base64::Engine as _;
 use zeroize::Zeroizing;
 
 /// What a removed secret is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// Secrets shorter than this are not remembered (too likely to match ordinary words).
+/// Secrets (and forms of them) shorter than this are not remembered (too likely to match
+/// ordinary words).
 const MIN_REMEMBERED: usize = 8;
 /// A run of token characters at least this long is treated as a secret in free text.
 const TOKEN_RUN: usize = 24;
-/// Longest text [`redact_body`] returns, in characters.
+/// Longest text [`redact_body`] returns, in characters (plus an ellipsis).
 const MAX_SNIPPET: usize = 300;
+/// Longest part of a body that is looked at, in characters; the rest is dropped first.
+const MAX_INPUT: usize = 16 * 1024;
+/// Redaction steps tried before giving up on a fixed point.
+const MAX_STEPS: usize = 6;
+/// Appended where a text was cut. A delimiter for values, so that a cut never grows a value.
+const ELLIPSIS: char = '…';
+/// How far back a name is looked for before `=` or `:` (bytes).
+const MAX_NAME: usize = 128;
 
-/// How many secrets are remembered; the oldest are forgotten first. A process holds a handful
-/// (two tokens, a device code, a proxy key); the bound keeps a long-lived process (or a fuzzer)
-/// from growing without end.
+/// How many secrets are remembered; the oldest are forgotten (and wiped) first. A process holds
+/// a handful (two tokens, a device code, a proxy key); the bound keeps a long-lived process (or a
+/// fuzzer) from growing without end.
 const MAX_REMEMBERED: usize = 256;
 
-static KNOWN: Mutex<VecDeque<Zeroizing<String>>> = Mutex::new(VecDeque::new());
+/// Fragments that make a name sensitive (compared in lower case).
+const SENSITIVE: &[&str] = &[
+    "token",
+    "refresh",
+    "secret",
+    "password",
+    "passwd",
+    "auth",
+    "code",
+    "key",
+    "session",
+    "cookie",
+    "access",
+    "credential",
+    "encrypted",
+];
 
-/// Remembers `secret` so that [`scrub`] removes it from any text. Called by `SecretString::new`.
+/// Authorization schemes: the word after one of them is the credential.
+const SCHEMES: &[&str] = &["bearer", "basic", "token", "digest", "negotiate", "oauth"];
+
+/// One remembered secret: its raw form first, then the other forms it may be printed in. Every
+/// form is wiped when the secret is forgotten (evicted) or the process ends.
+struct Remembered {
+    forms: Vec<Zeroizing<String>>,
+}
+
+static KNOWN: Mutex<VecDeque<Remembered>> = Mutex::new(VecDeque::new());
+
+/// Remembers `secret` so that [`scrub`] removes it, in every form, from any text. Called by
+/// `SecretString::new`.
 pub fn remember(secret: &str) {
     if secret.len() < MIN_REMEMBERED {
         return;
     }
     let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(i) = known.iter().position(|k| k.as_str() == secret) {
+    if let Some(i) = known.iter().position(|k| k.forms[0].as_str() == secret) {
         // Most recently seen last, so that it is forgotten last.
         let again = known.remove(i).expect("index from position");
         known.push_back(again);
         return;
     }
     if known.len() == MAX_REMEMBERED {
-        known.pop_front();
+        // Dropped here: every form is zeroized.
+        drop(known.pop_front());
     }
-    known.push_back(Zeroizing::new(secret.to_owned()));
+    known.push_back(Remembered {
+        forms: forms_of(secret),
+    });
 }
 
-/// Replaces every remembered secret in `text` with `[REDACTED]`.
-pub fn scrub(text: &str) -> String {
-    let known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
-    let mut out = text.to_owned();
-    // Longest first, so that a secret containing another is removed whole.
-    let mut secrets: Vec<&str> = known.iter().map(|s| s.as_str()).collect();
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    for secret in secrets {
-        if out.contains(secret) {
-            out = out.replace(secret, REDACTED);
+/// The forms a secret can be printed in: raw, JSON-escaped (also with `\/` and `\u` escapes),
+/// form- and percent-encoded (upper- and lower-case hex), and base64 (standard and URL-safe, at
+/// each of the three alignments it can have inside a longer base64 text). Every buffer is
+/// sized before it is written, so that no reallocation leaves a copy behind.
+fn forms_of(secret: &str) -> Vec<Zeroizing<String>> {
+    let mut forms: Vec<Zeroizing<String>> = Vec::with_capacity(20);
+    let mut add = |form: Zeroizing<String>| {
+        if form.len() >= MIN_REMEMBERED && !forms.iter().any(|f| f.as_str() == form.as_str()) {
+            forms.push(form);
+        }
+    };
+    add(Zeroizing::new(secret.to_owned()));
+    add(json_escaped(secret, false, false));
+    add(json_escaped(secret, true, false));
+    add(json_escaped(secret, true, true));
+    let mut form = Zeroizing::new(String::with_capacity(secret.len() * 3));
+    url::form_urlencoded::byte_serialize(secret.as_bytes()).for_each(|s| form.push_str(s));
+    add(form);
+    let mut upper = Zeroizing::new(String::with_capacity(secret.len() * 3));
+    percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+        .for_each(|s| upper.push_str(s));
+    let mut lower = Zeroizing::new(String::with_capacity(upper.len()));
+    let mut hex_left = 0;
+    for c in upper.chars() {
+        if hex_left > 0 {
+            lower.push(c.to_ascii_lowercase());
+            hex_left -= 1;
+        } else {
+            lower.push(c);
+            if c == '%' {
+                hex_left = 2;
+            }
+        }
+    }
+    add(upper);
+    add(lower);
+    for engine in [
+        &base64::engine::general_purpose::STANDARD,
+        &base64::engine::general_purpose::URL_SAFE,
+    ] {
+        for offset in 0..3 {
+            add(base64_inner(engine, secret.as_bytes(), offset));
+        }
+    }
+    forms
+}
+
+/// JSON string escaping as serde_json does it (`"`, `\`, control characters), optionally also
+/// `/` as `\/` and every non-ASCII character as `\uXXXX`, as other servers do.
+fn json_escaped(s: &str, slash: bool, ascii: bool) -> Zeroizing<String> {
+    let mut out = Zeroizing::new(String::with_capacity(s.len() * 6));
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if c < ' ' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            '/' if slash => out.push_str("\\/"),
+            c if ascii && !c.is_ascii() => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+            c => out.push(c),
         }
     }
     out
 }
 
-/// True for JSON keys whose values are credentials.
-pub fn is_sensitive_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase().replace('-', "_");
-    const EXACT: &[&str] = &[
-        "access",
-        "refresh",
-        "token",
-        "code",
-        "device_code",
-        "authorization",
-        "api_key",
-        "apikey",
-        "key",
-        "encrypted",
-        "password",
-        "secret",
-        "cookie",
-        "set_cookie",
-    ];
-    EXACT.contains(&k.as_str())
-        || k.ends_with("_token")
-        || k.ends_with("token")
-        || k.contains("secret")
-        || k.contains("password")
-        || k.ends_with("_key")
+/// The base64 characters that depend on `secret` alone when it starts `offset` bytes into a
+/// longer base64-encoded text.
+fn base64_inner(
+    engine: &base64::engine::GeneralPurpose,
+    secret: &[u8],
+    offset: usize,
+) -> Zeroizing<String> {
+    let mut input = Zeroizing::new(Vec::with_capacity(offset + secret.len()));
+    input.resize(offset, 0);
+    input.extend_from_slice(secret);
+    let len = base64::encoded_len(input.len(), true).unwrap_or(0);
+    let mut encoded = Zeroizing::new(vec![0u8; len]);
+    let written = engine.encode_slice(&*input, &mut encoded[..]).unwrap_or(0);
+    // Character i carries bits 6i..6i+6 of the input; keep those entirely inside the secret.
+    let (first_bit, end_bit) = (8 * offset, 8 * (offset + secret.len()));
+    let start = first_bit.div_ceil(6);
+    let end = (end_bit / 6).min(written);
+    let mut out = Zeroizing::new(String::with_capacity(end.saturating_sub(start)));
+    for &b in encoded.get(start..end).unwrap_or(&[]) {
+        out.push(b as char);
+    }
+    out
 }
 
-/// Redacts an HTTP body (or any foreign text) for use in a message: JSON-aware, then
-/// token-shaped runs, then every remembered secret; cut to a few hundred characters.
+/// Replaces every remembered secret, in every form, in `text` with `[REDACTED]`. Overlapping
+/// matches are merged into one replacement, so that no part of either secret survives.
+pub fn scrub(text: &str) -> String {
+    let known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut hits: Vec<(usize, usize)> = Vec::new();
+    for form in known.iter().flat_map(|k| k.forms.iter()) {
+        if form.is_empty() {
+            continue;
+        }
+        hits.extend(
+            text.match_indices(form.as_str())
+                .map(|(at, m)| (at, at + m.len())),
+        );
+    }
+    drop(known);
+    if hits.is_empty() {
+        return text.to_owned();
+    }
+    hits.sort_unstable();
+    let mut out = String::with_capacity(text.len() + hits.len() * REDACTED.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < hits.len() {
+        let (start, mut end) = hits[i];
+        i += 1;
+        while i < hits.len() && hits[i].0 < end {
+            end = end.max(hits[i].1);
+            i += 1;
+        }
+        out.push_str(&text[copied..start]);
+        out.push_str(REDACTED);
+        copied = end;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// True for names (JSON keys, form fields, headers) whose values are credentials.
+pub fn is_sensitive_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    SENSITIVE.iter().any(|w| k.contains(w))
+}
+
+/// Redacts an HTTP body (or any foreign text) for use in a message: by name (and by JSON
+/// structure when it is JSON), token-shaped runs, then every remembered secret; cut to a few
+/// hundred characters. Idempotent.
 pub fn redact_body(body: &str) -> String {
-    let structured = match serde_json::from_str::<serde_json::Value>(body) {
+    let input = bounded_input(body);
+    let mut current = step(&input);
+    for _ in 0..MAX_STEPS {
+        let next = step(&current);
+        if next == current {
+            return current;
+        }
+        current = next;
+    }
+    REDACTED.to_owned()
+}
+
+/// Redacts free text (an error message of a foreign library): by name, token-shaped runs, then
+/// every remembered secret. Not cut.
+pub fn redact_text(text: &str) -> String {
+    scrub(&token_runs(&field_pass(text).0))
+}
+
+/// One redaction step; [`redact_body`] repeats it until it changes nothing.
+fn step(text: &str) -> String {
+    let structured = match serde_json::from_str::<serde_json::Value>(text) {
         Ok(mut value) => {
             redact_value(&mut value);
-            value.to_string()
+            Some(value.to_string())
         }
-        Err(_) => redact_free_text(body),
+        Err(_) => None,
     };
-    let scrubbed = scrub(&structured);
-    truncate_chars(&scrubbed, MAX_SNIPPET)
+    let base = structured.as_deref().unwrap_or(text);
+    let redacted = scrub(&token_runs(&field_pass(base).0));
+    truncate(&redacted, MAX_SNIPPET)
 }
 
-/// Redacts free text: every run of token characters of at least 24 characters that mixes
-/// letters and digits becomes `[REDACTED]`, then every remembered secret is removed.
-pub fn redact_text(text: &str) -> String {
-    scrub(&redact_free_text(text))
+/// The first [`MAX_INPUT`] characters of `body`; when cut, without a trailing beginning of a
+/// remembered secret (which the exact scrubber could no longer recognise).
+fn bounded_input(body: &str) -> std::borrow::Cow<'_, str> {
+    let Some((cut, _)) = body.char_indices().nth(MAX_INPUT) else {
+        return std::borrow::Cow::Borrowed(body);
+    };
+    let mut text = &body[..cut];
+    let known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut keep = text.len();
+    for form in known.iter().flat_map(|k| k.forms.iter()) {
+        for (k, _) in form.char_indices().skip(1) {
+            if text.ends_with(&form[..k]) {
+                keep = keep.min(text.len() - k);
+                break;
+            }
+        }
+    }
+    text = &text[..keep];
+    std::borrow::Cow::Owned(text.to_owned())
 }
 
+/// Values under sensitive keys of a JSON document become `"[REDACTED]"` (null and booleans
+/// carry nothing and are kept).
 fn redact_value(value: &mut serde_json::Value) {
     use serde_json::Value;
     match value {
@@ -124,16 +312,308 @@ fn redact_value(value: &mut serde_json::Value) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(redact_value),
-        Value::String(s) => *s = redact_free_text(s),
         _ => {}
     }
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+/// Characters that end an unquoted value.
+fn is_value_delimiter(c: char) -> bool {
+    c.is_whitespace()
+        || c.is_control()
+        || matches!(
+            c,
+            ',' | ';' | '&' | '"' | '\'' | '<' | '>' | '(' | ')' | '{' | '}' | '[' | ']' | '\\'
+        )
+        || c == ELLIPSIS
+}
+
+/// End (byte index) of the unquoted value starting at `at`.
+fn run_end(text: &str, at: usize) -> usize {
+    text[at..]
+        .char_indices()
+        .find(|&(_, c)| is_value_delimiter(c))
+        .map_or(text.len(), |(i, _)| at + i)
+}
+
+/// End of the unquoted value starting at `at`; a `:` ending it before a blank (or the end) is
+/// left out, being the separator of a name that follows (`x X-Api-Key: v`).
+fn value_end(text: &str, at: usize) -> usize {
+    let end = run_end(text, at);
+    let followed_by_blank = text[end..].chars().next().is_none_or(char::is_whitespace);
+    if followed_by_blank {
+        at + text[at..end].trim_end_matches(':').len()
+    } else {
+        end
+    }
+}
+
+/// End of the spaces and tabs starting at `at`.
+fn blanks_end(text: &str, at: usize) -> usize {
+    at + text[at..].len() - text[at..].trim_start_matches([' ', '\t']).len()
+}
+
+/// Where the sensitive name that ends just before the separator at `sep` starts, if there is
+/// one: `name`, `"name"`, `'name'` or `\"name\"`, maybe followed by blanks.
+fn sensitive_name_before(text: &str, sep: usize) -> Option<usize> {
+    let before = &text[..sep];
+    let end = before.trim_end_matches([' ', '\t']).len();
+    if sep - end > 16 {
+        return None;
+    }
+    let b = &before[..end];
+    let floor = end.saturating_sub(MAX_NAME);
+    if let Some(quote) = b.chars().next_back().filter(|c| *c == '"' || *c == '\'') {
+        let inner_end = end - 1;
+        let open = b[..inner_end]
+            .char_indices()
+            .rev()
+            .take_while(|&(i, _)| i >= floor)
+            .find(|&(_, c)| c == quote)
+            .map(|(i, _)| i)?;
+        let name = &b[open + 1..inner_end];
+        let start = if b[..open].ends_with('\\') {
+            open - 1
+        } else {
+            open
+        };
+        return is_sensitive_key(name).then_some(start);
+    }
+    let start = b
+        .char_indices()
+        .rev()
+        .take_while(|&(i, c)| i >= floor && is_name_char(c))
+        .last()
+        .map(|(i, _)| i)?;
+    is_sensitive_key(&b[start..]).then_some(start)
+}
+
+/// If `text[at..]` starts with an authorization scheme and blanks, where the credential starts.
+fn after_scheme(text: &str, at: usize) -> Option<usize> {
+    let rest = &text[at..];
+    SCHEMES.iter().find_map(|scheme| {
+        let head = rest.get(..scheme.len())?;
+        if !head.eq_ignore_ascii_case(scheme) {
+            return None;
+        }
+        let value = blanks_end(text, at + scheme.len());
+        (value > at + scheme.len()).then_some(value)
+    })
+}
+
+/// The closing delimiter of a quoted value opened by `open` at `from` (content start); `None`
+/// when it is never closed. A quote counts as closing only when what follows it can follow a
+/// value (a delimiter, a blank, the end): otherwise it opens something else (`'a' b'c'`), and the
+/// value goes on.
+fn closing_quote(text: &str, from: usize, open: &str) -> Option<usize> {
+    let ends_value = |after: usize| {
+        text[after..].chars().next().is_none_or(|c| {
+            c.is_whitespace() || matches!(c, ',' | ';' | '&' | '}' | ']' | ')' | '>' | ELLIPSIS)
+        })
+    };
+    if open.starts_with('\\') {
+        let mut at = from;
+        while let Some(i) = text[at..].find(open) {
+            let close = at + i;
+            if ends_value(close + open.len()) {
+                return Some(close);
+            }
+            at = close + open.len();
+        }
+        return None;
+    }
+    let quote = open.chars().next()?;
+    let mut chars = text[from..].char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c == '\\' {
+            chars.next();
+        } else if c == quote && ends_value(from + i + c.len_utf8()) {
+            return Some(from + i);
+        }
+    }
+    None
+}
+
+/// End of the bracketed value (`{…}` or `[…]`) starting at `at`, strings skipped; the end of
+/// the text when it is never closed.
+fn bracket_end(text: &str, at: usize) -> usize {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut chars = text[at..].char_indices();
+    while let Some((i, c)) = chars.next() {
+        if in_string {
+            match c {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '{' | '[' => depth += 1,
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return at + i + c.len_utf8();
+                }
+            }
+            _ => {}
+        }
+    }
+    text.len()
+}
+
+/// Writes the redacted form of the value starting at `at` (after a sensitive name and its
+/// separator) and returns where the input continues.
+fn redact_value_at(text: &str, at: usize, out: &mut String) -> usize {
+    let rest = &text[at..];
+    if rest.starts_with(REDACTED) {
+        out.push_str(REDACTED);
+        return at + REDACTED.len();
+    }
+    if let Some(open) = ["\\\"", "\\'", "\"", "'"]
+        .into_iter()
+        .find(|q| rest.starts_with(q))
+    {
+        let content = at + open.len();
+        if text[content..].starts_with(REDACTED) {
+            out.push_str(open);
+            out.push_str(REDACTED);
+            return content + REDACTED.len();
+        }
+        return match closing_quote(text, content, open) {
+            Some(close) if close == content => {
+                out.push_str(&text[at..close + open.len()]);
+                close + open.len()
+            }
+            Some(close) => {
+                out.push_str(open);
+                out.push_str(REDACTED);
+                out.push_str(open);
+                close + open.len()
+            }
+            None if content == text.len() => {
+                out.push_str(open);
+                content
+            }
+            None => {
+                out.push_str(open);
+                out.push_str(REDACTED);
+                text.len()
+            }
+        };
+    }
+    if rest.starts_with('{') || rest.starts_with('[') {
+        out.push_str(REDACTED);
+        return bracket_end(text, at);
+    }
+    if let Some(value) = after_scheme(text, at) {
+        let end = value_end(text, value);
+        if text[value..].starts_with(REDACTED) {
+            out.push_str(&text[at..value]);
+            out.push_str(REDACTED);
+            return value + REDACTED.len();
+        }
+        if end > value {
+            out.push_str(&text[at..value]);
+            out.push_str(REDACTED);
+            return end;
+        }
+    }
+    let end = value_end(text, at);
+    let value = &text[at..end];
+    if matches!(value, "" | "null" | "true" | "false") {
+        out.push_str(value);
+    } else {
+        out.push_str(REDACTED);
+    }
+    end
+}
+
+/// The name-aware pass: every value after a sensitive name, and after an authorization scheme,
+/// becomes `[REDACTED]`. Returns the text and the spans (byte ranges of the input, from the
+/// name to the end of the value) it redacted, which a cut must not split.
+fn field_pass(text: &str) -> (String, Vec<(usize, usize)>) {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut spans = Vec::new();
+    let mut i = 0;
+    // Where the last redacted span ended.
+    let mut floor = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        if rest.starts_with(REDACTED) {
+            out.push_str(REDACTED);
+            i += REDACTED.len();
+            continue;
+        }
+        let c = rest.chars().next().expect("not at the end");
+        let separator = match c {
+            '=' => true,
+            // Not `::` (paths) and not `://` (URLs).
+            ':' => {
+                !rest[1..].starts_with(':')
+                    && !rest[1..].starts_with("//")
+                    && !text[..i].ends_with(':')
+            }
+            _ => false,
+        };
+        if separator && let Some(start) = sensitive_name_before(text, i) {
+            out.push(c);
+            let value = blanks_end(text, i + 1);
+            out.push_str(&text[i + 1..value]);
+            i = redact_value_at(text, value, &mut out);
+            // A quote can close one value and open the next name: spans do not overlap.
+            spans.push((start.max(floor), i));
+            floor = i;
+            continue;
+        }
+        let word_start = !text[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|p| p.is_alphanumeric());
+        if word_start
+            && rest
+                .get(..6)
+                .is_some_and(|w| w.eq_ignore_ascii_case("bearer"))
+            && let Some(value) = after_scheme(text, i)
+        {
+            let end = value_end(text, value);
+            if text[value..].starts_with(REDACTED) {
+                out.push_str(&text[i..value]);
+                out.push_str(REDACTED);
+                spans.push((i, value + REDACTED.len()));
+                i = value + REDACTED.len();
+                floor = i;
+                continue;
+            }
+            if end > value {
+                out.push_str(&text[i..value]);
+                out.push_str(REDACTED);
+                spans.push((i, end));
+                i = end;
+                floor = i;
+                continue;
+            }
+        }
+        out.push(c);
+        i += c.len_utf8();
+    }
+    (out, spans)
 }
 
 fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '+' | '/' | '=')
 }
 
-fn redact_free_text(text: &str) -> String {
+/// Every run of token characters of at least 24 characters that mixes letters and digits
+/// becomes `[REDACTED]`.
+fn token_runs(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut run_start: Option<usize> = None;
     let flush = |out: &mut String, run: &str| {
@@ -161,16 +641,38 @@ fn redact_free_text(text: &str) -> String {
     out
 }
 
-fn truncate_chars(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
+/// Cuts `text` to at most `max` characters plus an ellipsis, never inside a redacted pair or a
+/// `[REDACTED]` marker (so that the cut text redacts to itself).
+fn truncate(text: &str, max: usize) -> String {
+    let Some((mut cut, _)) = text.char_indices().nth(max) else {
+        return text.to_owned();
+    };
+    let mut spans = field_pass(text).1;
+    spans.extend(
+        text.match_indices(REDACTED)
+            .map(|(at, m)| (at, at + m.len())),
+    );
+    loop {
+        let before = cut;
+        for &(start, end) in &spans {
+            if start < cut && cut < end {
+                cut = start;
+            }
+        }
+        if cut == before {
+            break;
+        }
     }
+    let mut out = String::with_capacity(cut + ELLIPSIS.len_utf8());
+    out.push_str(&text[..cut]);
+    out.push(ELLIPSIS);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     #[test]
     fn json_token_fields_are_redacted() {
@@ -197,6 +699,96 @@ mod tests {
     }
 
     #[test]
+    fn names_are_found_in_every_shape() {
+        for (text, secret) in [
+            (r#"{"refresh_token":"lettersonly","x":1"#, "lettersonly"),
+            (r#"{"refresh_token" : "a:b:c""#, "a:b:c"),
+            (r#"\"refresh_token\":\"escaped\""#, "escaped"),
+            (
+                "grant_type=refresh_token&refresh_token=abc%3Adef&client_id=x",
+                "abc%3Adef",
+            ),
+            ("Authorization: Bearer shorty", "shorty"),
+            ("Proxy-Authorization: Basic dXNlcjpw", "dXNlcjpw"),
+            ("then bearer qqq and more", "qqq"),
+            ("Set-Cookie: sid=xyz; Path=/", "xyz"),
+            ("api_key: 12345", "12345"),
+            (r#"{"tokens":["one","two"]}"#, "two"),
+            ("password='pw pw'", "pw pw"),
+            // Found by the fuzzer: a value that swallowed the next name and its separator.
+            ("secret= X-Api-Key: QzXvKp", "QzXvKp"),
+            ("token: Authorization: Bearer QzXvKp", "QzXvKp"),
+            // A quote opened before can only close before something a value ends with.
+            ("token\":'a:b:c\"\"de:200} PASSWORD: 'QzXvKp' x", "QzXvKp"),
+            (
+                "x token:\" {\"error\":\"x\",\"refresh_token\":\"QzXvKp\"",
+                "QzXvKp",
+            ),
+        ] {
+            let out = redact_body(text);
+            assert!(!out.contains(secret), "{text} -> {out}");
+            assert_eq!(redact_body(&out), out, "{text}");
+        }
+    }
+
+    #[test]
+    fn ordinary_text_is_kept() {
+        for text in [
+            "plain words only",
+            r#"{"error":"server_error","error_description":"try again"}"#,
+            "see https://auth.kimi.com/api/oauth/token for details",
+            "expires_in=900",
+        ] {
+            let out = redact_body(text);
+            assert!(!out.contains(REDACTED), "{text} -> {out}");
+        }
+    }
+
+    #[test]
+    fn every_form_of_a_remembered_secret_is_scrubbed() {
+        let raw = "pl4nted:secret/with+odd chars\"é";
+        let s = crate::secret::SecretString::from(raw);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("xy{}", s.expose()));
+        let forms = [
+            raw.to_owned(),
+            serde_json::to_string(raw)
+                .unwrap()
+                .trim_matches('"')
+                .to_owned(),
+            url::form_urlencoded::byte_serialize(raw.as_bytes()).collect::<String>(),
+            percent_encoding::utf8_percent_encode(raw, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+            base64::engine::general_purpose::STANDARD.encode(raw),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw),
+        ];
+        for form in forms {
+            let out = scrub(&format!("before {form} after"));
+            assert!(!out.contains(&form), "{form} -> {out}");
+            assert!(out.contains(REDACTED));
+        }
+        // Inside a longer base64 text, at an offset: the characters that depend on the secret
+        // alone are gone.
+        let out = scrub(&b64);
+        assert!(out.contains(REDACTED), "{b64} -> {out}");
+        assert!(out.len() < b64.len() / 2, "{out}");
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_pair_and_stays_idempotent() {
+        for pad in 250..310 {
+            let text = format!(
+                "{}\"refresh_token\":\"{}\" tail",
+                "x".repeat(pad),
+                "v".repeat(20)
+            );
+            let once = redact_body(&text);
+            assert!(once.chars().count() <= MAX_SNIPPET + 1);
+            assert!(!once.contains("vvvv"), "{once}");
+            assert_eq!(redact_body(&once), once, "pad {pad}");
+        }
+    }
+
+    #[test]
     fn idempotent() {
         let inputs = [
             // Found by the fuzzer: a float that did not survive print + re-parse.
@@ -204,10 +796,14 @@ mod tests {
             r#"{"a":"b","token":"zzz"}"#,
             "plain words only",
             "abc123def456ghi789jkl012mno345 and more",
+            "token=\u{1}abc",
+            r#"{"a token=x":1,"a token=[R":2}"#,
+            "\"token\":\"[REDACTED]…",
+            "key=[REDACTED]]",
         ];
         for input in inputs {
             let once = redact_body(input);
-            assert_eq!(redact_body(&once), once);
+            assert_eq!(redact_body(&once), once, "{input}");
         }
     }
 }

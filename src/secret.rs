@@ -103,6 +103,30 @@ impl SecretBytes {
     }
 }
 
+/// Serializes `value` as JSON into a buffer of exactly the right size (measured by a first pass
+/// that keeps nothing), so that no reallocation leaves a partial copy of the secrets behind; the
+/// buffer is wiped on drop.
+pub(crate) fn json_zeroizing<T: Serialize + ?Sized>(value: &T) -> Zeroizing<Vec<u8>> {
+    let mut counter = CountingSink(0);
+    serde_json::to_writer(&mut counter, value).expect("the value serializes");
+    let mut buf = Zeroizing::new(Vec::with_capacity(counter.0));
+    serde_json::to_writer(&mut *buf, value).expect("the value serializes");
+    buf
+}
+
+/// Counts bytes written, keeps none.
+struct CountingSink(usize);
+
+impl std::io::Write for CountingSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0 += data.len();
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SecretBytes([REDACTED; {} bytes])", self.0.len())

@@ -103,3 +103,47 @@ fn exec_uses_the_stored_region() {
     );
     assert_no_secret(&out, &["at-global", "rt-global"]);
 }
+
+#[test]
+fn exec_refuses_variables_the_loader_or_the_shell_interpret() {
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    for (var, rule) in [
+        ("LD_PRELOAD", "LD_*"),
+        ("ld_preload", "LD_*"),
+        ("LD_LIBRARY_PATH", "LD_*"),
+        ("DYLD_INSERT_LIBRARIES", "DYLD_*"),
+        ("MALLOC_CHECK_", "MALLOC_*"),
+        ("PATH", "looks commands up"),
+        ("path", "looks commands up"),
+        ("IFS", "splits words"),
+        ("ENV", "source the file"),
+        ("BASH_ENV", "sources the file"),
+        ("PS4", "expands it"),
+        ("SHELLOPTS", "bash options"),
+        ("BASHOPTS", "bash options"),
+        ("PROMPT_COMMAND", "runs it"),
+        ("GCONV_PATH", "loads modules"),
+        ("LOCPATH", "loads locales"),
+        ("LC_ALL", "LC_*"),
+        ("PYTHONSTARTUP", "PYTHON*"),
+        ("NODE_OPTIONS", "NODE_*"),
+        ("PERL5OPT", "PERL5*"),
+        ("GIT_SSH_COMMAND", "GIT_*"),
+    ] {
+        let out = env
+            .cmd()
+            .args(["exec", "--env", var, "--", "sh", "-c", "exit 9"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--env {var} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(var) && err.contains(rule), "{var}: {err}");
+        assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
+    }
+    // An ordinary name is still fine.
+    env.cmd()
+        .args(["exec", "--env", "MY_API_KEY", "--", "sh", "-c", "exit 9"])
+        .assert()
+        .code(9);
+}

@@ -272,6 +272,8 @@ fn a_locked_keyring_falls_back_at_once_and_says_why() {
         echo "token-exit=$?"
         "$BIN" doctor --json 2>/dev/null | sed 's/^/doctor: /'
         echo "doctor-exit=${PIPESTATUS[0]}"
+        KIMI_VAULT_BACKEND=keyring "$BIN" login --no-browser >/dev/null 2>&1
+        echo "keyring-login-exit=$?"
     "#;
     let template = env.std_cmd();
     let envs: Vec<_> = template
@@ -321,6 +323,13 @@ fn a_locked_keyring_falls_back_at_once_and_says_why() {
     );
     assert_eq!(d["backend"], "file");
     assert!(stdout.contains("doctor-exit=0"), "{stdout}");
+    // A login that must write to the locked keyring fails before asking for a device code.
+    assert!(stdout.contains("keyring-login-exit=1"), "{stdout}");
+    assert_eq!(
+        env.server.with(|s| s.device_requests),
+        1,
+        "only the first login asked"
+    );
     assert!(
         stdout.contains("the OS keyring could not be read"),
         "{stdout}"

@@ -402,3 +402,116 @@ fn login_region_global_is_stored_and_shown() {
         "https://api.kimi.com/coding/v1"
     );
 }
+
+#[test]
+fn login_checks_the_vault_can_be_written_before_asking_for_a_code() {
+    use std::os::unix::fs::PermissionsExt;
+    type Setup = fn(&TestEnv) -> Vec<(&'static str, std::ffi::OsString)>;
+    let root = rustix::process::geteuid().as_raw() == 0;
+    let cases: Vec<(&str, Setup, i32)> = vec![
+        (
+            "vault.enc is a directory",
+            |env| {
+                std::fs::create_dir_all(env.vault_home().join("vault.enc")).unwrap();
+                vec![]
+            },
+            4,
+        ),
+        (
+            "vault.key is a symlink",
+            |env| {
+                env.seed("other", CANARY_ACCESS, CANARY_REFRESH, 3600);
+                let key = env.vault_home().join("vault.key");
+                let real = env.dir.path().join("elsewhere.key");
+                std::fs::rename(&key, &real).unwrap();
+                std::os::unix::fs::symlink(&real, &key).unwrap();
+                vec![]
+            },
+            4,
+        ),
+        (
+            "vault.lock is a symlink",
+            |env| {
+                env.seed("other", CANARY_ACCESS, CANARY_REFRESH, 3600);
+                let lock = env.vault_home().join("vault.lock");
+                std::fs::remove_file(&lock).unwrap();
+                std::os::unix::fs::symlink(env.dir.path().join("x"), &lock).unwrap();
+                vec![]
+            },
+            4,
+        ),
+        (
+            "KIMI_VAULT_HOME is a file",
+            |env| {
+                let file = env.dir.path().join("file");
+                std::fs::write(&file, b"x").unwrap();
+                vec![("KIMI_VAULT_HOME", file.into())]
+            },
+            4,
+        ),
+        (
+            "KIMI_VAULT_HOME is under a file",
+            |env| {
+                let file = env.dir.path().join("file");
+                std::fs::write(&file, b"x").unwrap();
+                vec![("KIMI_VAULT_HOME", file.join("vault").into())]
+            },
+            4,
+        ),
+        (
+            "the vault directory is group-writable",
+            |env| {
+                std::fs::create_dir_all(env.vault_home()).unwrap();
+                std::fs::set_permissions(env.vault_home(), std::fs::Permissions::from_mode(0o770))
+                    .unwrap();
+                vec![]
+            },
+            4,
+        ),
+        (
+            "keyring mode with no keyring",
+            |_| vec![("KIMI_VAULT_BACKEND", "keyring".into())],
+            1,
+        ),
+    ];
+    let mut cases = cases;
+    if !root {
+        // Root may write anywhere: only meaningful for other users.
+        cases.push((
+            "the vault directory is read-only",
+            |env| {
+                std::fs::create_dir_all(env.vault_home()).unwrap();
+                std::fs::set_permissions(env.vault_home(), std::fs::Permissions::from_mode(0o500))
+                    .unwrap();
+                vec![]
+            },
+            1,
+        ));
+    }
+    for (name, setup, code) in cases {
+        let env = TestEnv::new();
+        env.server
+            .with(|s| s.device = DeviceScenario::Approve { pending: 0 });
+        let envs = setup(&env);
+        let out = env
+            .cmd()
+            .envs(envs)
+            .args(["login", "--no-browser", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            env.server.with(|s| s.device_requests),
+            0,
+            "{name}: a device code was asked for"
+        );
+        let events = json_lines(&out.stdout);
+        assert_eq!(events.last().unwrap()["type"], "error", "{name}");
+        assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
+    }
+}

@@ -614,3 +614,300 @@ fn a_source_that_could_not_be_removed_is_said_plainly_and_exits_1() {
     assert_eq!(env.stored("default").unwrap().access_token.expose(), access);
     assert_clean(&env, &out);
 }
+
+/// Holds `lock` (kimi-cli's flock) from another thread of this process until `release` is
+/// sent, or for `hold` when given.
+fn hold_flock(
+    lock: &Path,
+    hold: Option<std::time::Duration>,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(lock)
+        .unwrap();
+    file.lock().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        match hold {
+            Some(d) => std::thread::sleep(d),
+            None => {
+                let _ = rx.recv();
+            }
+        }
+        file.unlock().unwrap();
+    });
+    (tx, handle)
+}
+
+#[test]
+fn a_source_whose_tool_holds_its_lock_is_waited_for_then_left_untouched() {
+    let env = TestEnv::new();
+    let (rel, content, ..) = fixture("kimi-cli", now_unix() + 3600);
+    let path = env.home().join(&rel);
+    write_private(&path, content.as_bytes());
+    // Another source, fresher: nothing is imported while kimi-cli refreshes.
+    let (rel2, content2, ..) = fixture("roder", now_unix() + 7200);
+    let other = env.home().join(&rel2);
+    write_private(&other, content2.as_bytes());
+    let lock = path.with_file_name("kimi-code.lock");
+    let (release, holder) = hold_flock(&lock, None);
+    let start = std::time::Instant::now();
+    let (out, v) = run_json(&env, &[]);
+    let waited = start.elapsed();
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        waited >= std::time::Duration::from_secs(10),
+        "waited {waited:?}"
+    );
+    assert_clean(&env, &out);
+    let reasons = v["skipped"].to_string();
+    assert!(
+        reasons.contains("kimi-code.lock") && reasons.contains("left untouched"),
+        "{reasons}"
+    );
+    assert_eq!(v["imported"].as_array().unwrap().len(), 0);
+    assert_eq!(std::fs::read(&path).unwrap(), content.as_bytes());
+    assert_eq!(std::fs::read(&other).unwrap(), content2.as_bytes());
+    assert!(env.stored("default").is_none());
+    report(&format!(
+        "migrate: kimi-cli's lock held throughout: waited {:.1} s, imported nothing, exit 1",
+        waited.as_secs_f64()
+    ));
+
+    // Released after 2 s: migrate waits for it, then moves the credential.
+    let (_release, holder) = hold_flock(&lock, Some(std::time::Duration::from_secs(2)));
+    let start = std::time::Instant::now();
+    let out = env
+        .cmd()
+        .args(["migrate", "--json", "--from"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let waited = start.elapsed();
+    holder.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        waited >= std::time::Duration::from_secs(2),
+        "waited {waited:?}"
+    );
+    assert!(!path.exists());
+    assert!(env.stored("default").is_some());
+}
+
+#[test]
+fn kimi_codes_lock_directory_is_respected_and_released() {
+    let env = TestEnv::new();
+    let (rel, content, ..) = fixture("kimi-code", now_unix() + 3600);
+    let path = env.home().join(&rel);
+    write_private(&path, content.as_bytes());
+    let lock_dir = env.home().join(".kimi-code/oauth/kimi-code.lock");
+    std::fs::create_dir_all(&lock_dir).unwrap();
+    let out = env.cmd().args(["migrate", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["skipped"].to_string().contains("kimi-code.lock"), "{v}");
+    assert_eq!(std::fs::read(&path).unwrap(), content.as_bytes());
+    assert!(lock_dir.is_dir(), "someone else's lock is never removed");
+    // Released: migrate takes it (mkdir), moves the credential, and releases it.
+    std::fs::remove_dir(&lock_dir).unwrap();
+    env.cmd().arg("migrate").assert().success();
+    assert!(!path.exists());
+    assert!(!lock_dir.exists(), "our lock was released");
+    assert!(env.home().join(".kimi-code/oauth").is_dir());
+}
+
+/// A competing writer: rewrites the credential file (atomically: temp + rename) generation
+/// after generation, as a tool refreshing would, taking kimi-cli's lock around each write when
+/// `lock` is given. Before each write it checks that the previous generation was not removed
+/// without being imported.
+struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<(u64, Vec<String>)>>,
+}
+
+fn writer_content(roder: bool, generation: u64) -> String {
+    let expires = now_unix() + 3600;
+    if roder {
+        format!(
+            r#"{{"type":"oauth","access":"CANARYat-w{generation}-0123456789abcdef","refresh":"CANARYrt-w{generation}-0123456789abcdef","expires":{},"scope":"kimi-code"}}"#,
+            expires * 1000
+        )
+    } else {
+        format!(
+            r#"{{"access_token":"CANARYat-w{generation}-0123456789abcdef","refresh_token":"CANARYrt-w{generation}-0123456789abcdef","expires_at":{expires}.5,"scope":"kimi-code","token_type":"Bearer"}}"#
+        )
+    }
+}
+
+fn vault_generation(env_vault: &kimi_vault::store::Vault) -> Option<u64> {
+    let cred = env_vault.load("default").ok()??.cred;
+    cred.access_token
+        .expose()
+        .strip_prefix("CANARYat-w")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+impl Writer {
+    fn start(
+        env: &TestEnv,
+        path: PathBuf,
+        lock: Option<PathBuf>,
+        roder: bool,
+        period: std::time::Duration,
+    ) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let vault = env.vault();
+        let handle = std::thread::spawn(move || {
+            let mut generation = 0u64;
+            let mut lost = Vec::new();
+            let tmp = path.with_file_name(".writer.tmp");
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let guard = lock.as_ref().map(|l| {
+                    let f = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .mode(0o600)
+                        .open(l)
+                        .unwrap();
+                    f.lock().unwrap();
+                    f
+                });
+                if generation > 0 && !path.exists() {
+                    // Removed: by a migrate that imported exactly this generation (under the
+                    // lock, that migrate is done), or, without a lock, maybe one that is putting
+                    // back a file it found changed (give it a moment).
+                    if guard.is_none() {
+                        std::thread::sleep(std::time::Duration::from_millis(30));
+                    }
+                    if !path.exists() && vault_generation(&vault) != Some(generation) {
+                        lost.push(format!(
+                            "generation {generation} removed, vault holds {:?}",
+                            vault_generation(&vault)
+                        ));
+                    }
+                }
+                generation += 1;
+                let _ = std::fs::remove_file(&tmp);
+                write_private(&tmp, writer_content(roder, generation).as_bytes());
+                std::fs::rename(&tmp, &path).unwrap();
+                drop(guard);
+                std::thread::sleep(period);
+            }
+            (generation, lost)
+        });
+        Writer {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+#[test]
+fn a_competing_writer_never_loses_a_generation() {
+    let mut figures = Vec::new();
+    let fast = std::time::Duration::from_micros(300);
+    for (kind, rel, locked, period) in [
+        (
+            "kimi-cli, respecting its lock",
+            ".kimi/credentials/kimi-code.json",
+            true,
+            fast,
+        ),
+        // Without a lock: rewritten faster than migrate runs (every file it read has changed by
+        // the time it removes it), then slower (some are unchanged).
+        (
+            "roder, no lock, fast",
+            ".roder/auth/kimi-code.json",
+            false,
+            fast,
+        ),
+        (
+            "roder, no lock, slow",
+            ".roder/auth/kimi-code.json",
+            false,
+            std::time::Duration::from_millis(40),
+        ),
+    ] {
+        let env = TestEnv::new();
+        let path = env.home().join(rel);
+        write_private(&path, writer_content(!locked, 0).as_bytes());
+        let lock = locked.then(|| path.with_file_name("kimi-code.lock"));
+        let writer = Writer::start(&env, path.clone(), lock, !locked, period);
+        let (mut imported, mut put_back) = (0, 0);
+        for _ in 0..12 {
+            // Each run finds a file to move (the writer makes the next one after a removal).
+            let start = std::time::Instant::now();
+            while !path.exists() && start.elapsed() < std::time::Duration::from_secs(5) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let out = env
+                .cmd()
+                .args(["migrate", "--json", "--force"])
+                .output()
+                .unwrap();
+            assert!(
+                matches!(out.status.code(), Some(0) | Some(1)),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let v: serde_json::Value =
+                serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+            imported += v["removed"].as_array().map_or(0, Vec::len);
+            // A file rewritten since it was read is put back: reported under `not_removed`
+            // (imported, source still there) or `skipped`.
+            for list in ["skipped", "not_removed"] {
+                put_back += v[list].as_array().map_or(0, |s| {
+                    s.iter()
+                        .filter(|e| e["reason"].to_string().contains("since it was read"))
+                        .count()
+                });
+            }
+        }
+        let (generations, lost) = writer.finish();
+        assert!(lost.is_empty(), "{kind}: {lost:?}");
+        assert!(imported + put_back > 0, "{kind}: nothing happened");
+        // What is left is the last generation, on disk or in the vault.
+        let on_disk = std::fs::read_to_string(&path).ok();
+        let last = writer_content(!locked, generations);
+        let last_token = format!("CANARYat-w{generations}-");
+        assert!(
+            on_disk.is_some_and(|d| d.contains(&last_token))
+                || vault_generation(&env.vault()) == Some(generations),
+            "{kind}: generation {generations} lost ({last})"
+        );
+        figures.push(format!(
+            "{kind}: {generations} rewrites, {imported} moved, {put_back} put back, none lost"
+        ));
+    }
+    report(&format!(
+        "migrate against a competing writer (12 runs each): {}",
+        figures.join("; ")
+    ));
+}

@@ -7,6 +7,91 @@ use kimi_vault::internals::{Tool, parse};
 use kimi_vault::secret::SecretString;
 use proptest::prelude::*;
 
+/// The shapes a credential takes in a server body that is not valid JSON, or in an echoed form:
+/// whatever the value looks like, the name gives it away (issue 10, item 1).
+fn keyed_shapes(value: &str) -> Vec<String> {
+    vec![
+        format!(r#"{{"error":"x","refresh_token":"{value}""#),
+        format!(r#"{{"access_token" : "{value}", "expires_in": 900}} trailing"#),
+        format!(r#"{{\"refresh_token\":\"{value}\"}}"#),
+        format!("grant_type=refresh_token&refresh_token={value}&client_id=x"),
+        format!("Authorization: Bearer {value}"),
+        format!("Cookie: session={value}; path=/"),
+        format!("X-Api-Key: {value}"),
+        format!("device_code={value}"),
+        format!("PASSWORD: {value}"),
+        format!("oops bearer {value} oops"),
+    ]
+}
+
+/// The forms a held secret is printed in besides its raw one.
+fn encoded_forms(secret: &str) -> Vec<String> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    vec![
+        url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+        percent_encode(secret),
+        serde_json::to_string(secret)
+            .unwrap()
+            .trim_matches('"')
+            .to_owned(),
+        b64.encode(secret),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+    ]
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn redaction_is_key_aware_whatever_the_value_looks_like() {
+    // Letters only, short, `:`-separated: none of them is token-shaped, all of them leaked.
+    for value in [
+        "lettersonlyvalue",
+        "short",
+        "abc:def:ghi",
+        "a/b+c==",
+        "qqqq zzzz",
+    ] {
+        for text in keyed_shapes(value) {
+            let once = redact_body(&text);
+            let quoted = value.split(' ').next().unwrap();
+            assert!(!once.contains(quoted), "{text} -> {once}");
+            assert_eq!(redact_body(&once), once, "{text}");
+        }
+    }
+}
+
+#[test]
+fn held_secrets_are_scrubbed_in_every_encoding() {
+    let planted = SecretString::from("held:secret/with+chars=0123");
+    for form in encoded_forms(planted.expose()) {
+        let text = format!("the server echoed grant_type=x&{form}&more and {form}");
+        let once = redact_body(&text);
+        assert!(!once.contains(&form), "{form}: {once}");
+        assert!(!scrub(&text).contains(&form), "{form}");
+        assert_eq!(redact_body(&once), once);
+    }
+}
+
+#[test]
+fn a_quoted_body_is_cut_to_a_bounded_length() {
+    let body = "z".repeat(10_000);
+    let once = redact_body(&body);
+    assert!(once.chars().count() <= 301, "{}", once.len());
+    assert!(once.ends_with('…'));
+    assert_eq!(redact_body(&once), once);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -48,6 +133,26 @@ proptest! {
             prop_assert!(!scrubbed.contains(planted.expose()));
             prop_assert!(scrubbed.contains(REDACTED));
         }
+    }
+
+    #[test]
+    fn keyed_values_never_leak_and_redaction_is_idempotent(prefix in ".{0,120}", suffix in ".{0,120}", value in "[A-Za-z]{3}[A-Za-z:/+=.~-]{0,37}", shape in 0usize..10) {
+        // The value must be recognisable: not part of the surrounding text or the shape itself.
+        prop_assume!(!prefix.contains(&value) && !suffix.contains(&value));
+        prop_assume!(!REDACTED.contains(&value) && !keyed_shapes("")[shape].contains(&value));
+        let text = format!("{prefix} {} {suffix}", keyed_shapes(&value)[shape]);
+        let once = redact_body(&text);
+        prop_assert!(!once.contains(&value), "{} -> {}", text, once);
+        prop_assert_eq!(redact_body(&once), once);
+    }
+
+    #[test]
+    fn encoded_held_secrets_never_leak(prefix in ".{0,120}", suffix in ".{0,120}", secret in "[A-Za-z0-9:/+=_-]{12,48}", which in 0usize..5) {
+        let planted = SecretString::new(secret);
+        let form = encoded_forms(planted.expose())[which].clone();
+        let once = redact_body(&format!("{prefix}{form}{suffix}"));
+        prop_assert!(!once.contains(&form));
+        prop_assert_eq!(redact_body(&once), once);
     }
 
     #[test]

@@ -1051,3 +1051,32 @@ fn one_log_line_per_request_at_v_and_never_a_secret() {
     assert!(!line.contains("went away"), "{line}");
     assert!(!err.contains(SEED_ACCESS));
 }
+
+#[test]
+fn a_refresh_in_flight_at_shutdown_stores_its_answer_before_the_proxy_exits() {
+    // 100 s left: the background refresher starts a refresh at once; the server answers it
+    // after 2 s, and the proxy is asked to stop as soon as the request has arrived.
+    let (env, up) = seeded(100);
+    env.server
+        .with(|s| s.delay_refresh = Some(Duration::from_secs(2)));
+    let p = start(&env, &up, &[]);
+    let started = Instant::now();
+    while env.server.refresh_requests() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no refresh");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, err) = p.stop();
+    assert!(status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let stored = env.stored("default").unwrap();
+    assert!(
+        stored.refresh_token.expose().starts_with("rt-gen1-"),
+        "the rotation was stored before the proxy exited: {err}"
+    );
+    // The next refresh uses the rotated token: no new login needed.
+    env.cmd()
+        .args(["token", "--min-valid", "99999"])
+        .assert()
+        .success();
+    assert_eq!(env.server.refresh_requests(), 2);
+}

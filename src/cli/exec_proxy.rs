@@ -141,5 +141,6 @@ pub(crate) fn run(ctx: &Ctx, client: ForClient, cmd: &[OsString]) -> CmdResult {
     if let Ok(Err(e)) = runtime.block_on(server) {
         tracing::warn!("the private proxy stopped with an error: {e}");
     }
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(exit_code(status))
 }

@@ -108,6 +108,7 @@ impl Failure {
                     let keyring_entry = path.to_string_lossy().starts_with("keyring entry");
                     let next = match problem {
                         VaultProblem::Unsafe(_) => "Fix or remove it, then try again".to_owned(),
+                        VaultProblem::Directory(_) => "Use a directory of your own that only you can write: point KIMI_VAULT_HOME (or --vault-home) at one, or unset it for the default (created with mode 700); or fix this one (yours, not sticky, chmod 700)".to_owned(),
                         _ if keyring_entry => {
                             format!("Run `{logout}` to delete the entry, then `{login}`")
                         }

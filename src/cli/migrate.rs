@@ -111,13 +111,18 @@ pub(crate) fn run(
     for tool in &report.moved_tools {
         eprintln!("\nWhat changes: {}.", after_move(*tool));
     }
+    if report.lock_busy {
+        eprintln!(
+            "\nNothing was imported or removed: another tool held its lock (see above). Run migrate again when it is done."
+        );
+    }
     if !report.not_removed.is_empty() {
         eprintln!(
             "\nkimi-vault: error: the plaintext source above is still there. Refresh tokens rotate: a copy left behind breaks whichever install refreshes second. Delete it yourself (the vault copy was verified)."
         );
     }
     Ok(
-        if report.missing_explicit || !report.not_removed.is_empty() {
+        if report.missing_explicit || report.lock_busy || !report.not_removed.is_empty() {
             exit::FAILURE
         } else {
             exit::OK

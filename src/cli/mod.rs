@@ -13,6 +13,7 @@ mod models;
 mod output;
 mod profiles;
 mod proxy;
+mod signals;
 mod status;
 mod token;
 mod usage;
@@ -309,6 +310,30 @@ enum Command {
     Man,
 }
 
+impl Command {
+    /// True for the commands that defer SIGINT/SIGTERM/SIGHUP during a token refresh (the
+    /// short ones). The commands with signal handling of their own answer false: `proxy` and
+    /// `exec --proxy` (graceful shutdown, forwarding to CMD; they wait with
+    /// `kimi_vault::session::wait_for_critical_sections` before they exit) and `login` (Ctrl-C
+    /// cancels it cleanly; it refreshes nothing).
+    fn defers_signals_during_refresh(&self) -> bool {
+        match self {
+            Command::Logout
+            | Command::Status
+            | Command::Token { .. }
+            | Command::Exec { proxy: false, .. }
+            | Command::Usage
+            | Command::Models
+            | Command::Profiles
+            | Command::Doctor
+            | Command::Completions { .. }
+            | Command::Man
+            | Command::Migrate { .. } => true,
+            Command::Login { .. } | Command::Exec { proxy: true, .. } | Command::Proxy(_) => false,
+        }
+    }
+}
+
 /// What every command needs.
 pub(crate) struct Ctx {
     /// `--json`.
@@ -429,6 +454,9 @@ pub(crate) fn main() -> u8 {
         Err(e) => return parse_failure(e, &args),
     };
     logging::init(cli.verbose);
+    if cli.command.defers_signals_during_refresh() {
+        signals::defer_during_refresh();
+    }
     let json = cli.json;
     let is_login = matches!(cli.command, Command::Login { .. });
     let profile = cli.profile.clone();
@@ -467,6 +495,12 @@ fn run(cli: Cli) -> CmdResult {
         verbose: cli.verbose,
         session,
     };
+    // Every command checks the vault directory first (creating nothing), so that an unusable
+    // one gives the same exit code and message whatever the command. `status` and `doctor` do
+    // it themselves, to report it in their own output.
+    if !matches!(cli.command, Command::Status | Command::Doctor) {
+        ctx.session.vault().check_home()?;
+    }
     match cli.command {
         Command::Login { no_browser, region } => login::run(&ctx, no_browser, region.into()),
         Command::Logout => logout::run(&ctx),

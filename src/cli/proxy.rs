@@ -72,7 +72,7 @@ pub(crate) fn raise_open_files_limit() {
     }
 }
 
-/// Registers for SIGINT and SIGTERM now (so that one arriving right after the ready line is
+/// Registers for SIGINT, SIGTERM and SIGHUP now (so that one arriving right after the ready line is
 /// caught, not fatal) and returns a future that completes at the first of them. Call inside
 /// the runtime.
 pub(crate) fn stop_signal() -> impl std::future::Future<Output = ()> {
@@ -82,14 +82,16 @@ pub(crate) fn stop_signal() -> impl std::future::Future<Output = ()> {
         let streams = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
         );
         async move {
-            let (Ok(mut int), Ok(mut term)) = streams else {
+            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = streams else {
                 return std::future::pending().await;
             };
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+                _ = hup.recv() => {}
             }
         }
     }
@@ -132,7 +134,7 @@ pub(crate) fn run(ctx: &Ctx, args: &ProxyArgs) -> CmdResult {
     }
     raise_open_files_limit();
     let runtime = runtime()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let stop = stop_signal();
         let options = ProxyOptions {
             client_key: key.clone(),
@@ -156,7 +158,11 @@ pub(crate) fn run(ctx: &Ctx, args: &ProxyArgs) -> CmdResult {
             None => eprintln!("export ANTHROPIC_API_KEY=any-value"),
         }
         proxy.serve(stop).await
-    })?;
+    });
+    // Blocking threads still waiting for the vault lock send nothing any more (the session
+    // stopped refreshing): they need not be waited for.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served?;
     eprintln!("kimi-vault proxy stopped.");
     Ok(exit::OK)
 }

@@ -20,7 +20,9 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
     let vault = ctx.session.vault();
     let profile = ctx.profile();
     let started = Instant::now();
-    let loaded = ctx.session.stored();
+    // The vault directory is checked as every command checks it (issue 10): a shared or
+    // writable one is refused here too.
+    let loaded = vault.check_home().and_then(|_| ctx.session.stored());
     let took = started.elapsed();
     let (target, target_reason) = vault.write_target(profile);
     let paths = vault.paths();
@@ -82,6 +84,7 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
     let needs_login = cred.is_some_and(|c| c.needs_login);
     let logged_in = cred.is_some() && !needs_login;
     let left = cred.map(|c| c.expires_in(now));
+    let key_exposed = vault.key_exposed();
     let access_valid = left.is_some_and(|l| l > 0);
     let endpoints = cred.map(|c| ctx.session.endpoints(Region::from_stored(&c.region)));
     if ctx.json {
@@ -97,6 +100,7 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
             "scope": cred.map(|c| c.scope.clone()),
             "region": cred.map(region_of),
             "api_base": endpoints.as_ref().and_then(|e| e.as_ref().ok()).map(|e| e.api_base.as_str()),
+            "key_exposed": key_exposed,
             "vault_home": paths.home(),
             "vault_file": paths.vault(),
             "key_file": paths.key(),
@@ -147,6 +151,11 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
         outln!("vault dir:  {}", paths.home().display());
         outln!("vault file: {}", paths.vault().display());
         outln!("key file:   {}", paths.key().display());
+        if key_exposed {
+            outln!(
+                "key:        EXPOSED: vault.key was readable by others; a fresh key replaces it at the next write (`{login}`, or the next token refresh)"
+            );
+        }
         outln!("lock file:  {}", paths.lock().display());
         if ctx.verbose > 0 {
             outln!(

@@ -54,17 +54,104 @@ pub(crate) fn token(ctx: &Ctx, min_valid: u32) -> CmdResult {
     Ok(exit::OK)
 }
 
+/// Variable names a dynamic loader, libc, a shell or an interpreter acts on at start: given the
+/// token, they print it in an error (ld.so: "object '<token>' from LD_PRELOAD cannot be
+/// preloaded", bash: "<token>: No such file" for BASH_ENV, node: "bad option: <token>") or run
+/// it. Compared without regard to case (zsh ties `path` to PATH). Each prefix or name comes
+/// with the reason shown.
+const REFUSED_PREFIXES: &[(&str, &str)] = &[
+    ("LD_", "LD_* variables are read by the dynamic loader"),
+    (
+        "DYLD_",
+        "DYLD_* variables are read by the macOS dynamic loader",
+    ),
+    (
+        "MALLOC_",
+        "MALLOC_* variables are read by the C library's allocator",
+    ),
+    ("GLIBC_", "GLIBC_* variables are read by the C library"),
+    (
+        "LC_",
+        "LC_* variables select the locale, and a bad one is printed",
+    ),
+    ("BASH_FUNC_", "BASH_FUNC_* variables define shell functions"),
+    ("PYTHON", "PYTHON* variables change how Python starts"),
+    ("PERL5", "PERL5* variables change how Perl starts"),
+    ("RUBY", "RUBY* variables change how Ruby starts"),
+    ("NODE_", "NODE_* variables change how Node.js starts"),
+    ("GIT_", "GIT_* variables change what git runs and where"),
+];
+
+const REFUSED_NAMES: &[(&str, &str)] = &[
+    ("PATH", "the shell looks commands up in it"),
+    ("IFS", "the shell splits words with it"),
+    ("ENV", "sh and bash source the file it names"),
+    ("BASH_ENV", "bash sources the file it names"),
+    ("PS1", "the shell prints and expands it"),
+    ("PS2", "the shell prints and expands it"),
+    ("PS3", "the shell prints and expands it"),
+    ("PS4", "the shell prints and expands it when tracing"),
+    ("SHELLOPTS", "it sets bash options"),
+    ("BASHOPTS", "it sets bash options"),
+    ("PROMPT_COMMAND", "the shell runs it"),
+    ("CDPATH", "the shell searches it"),
+    ("GLOBIGNORE", "the shell reads it"),
+    ("HOME", "programs read their configuration from it"),
+    ("SHELL", "programs run it"),
+    (
+        "TERM",
+        "terminal programs look it up, and print it when unknown",
+    ),
+    ("TERMINFO", "terminal programs read the directory it names"),
+    ("TMPDIR", "programs create files in it"),
+    ("LANG", "it selects the locale, and a bad one is printed"),
+    ("LANGUAGE", "it selects the locale"),
+    ("GCONV_PATH", "the C library loads modules from it"),
+    ("LOCPATH", "the C library loads locales from it"),
+    ("NLSPATH", "the C library loads message catalogs from it"),
+    ("HOSTALIASES", "the resolver reads the file it names"),
+    ("RES_OPTIONS", "the resolver reads it"),
+    ("LOCALDOMAIN", "the resolver reads it"),
+    ("TZ", "the C library reads the file it names"),
+    ("INPUTRC", "readline reads the file it names"),
+    ("ZDOTDIR", "zsh reads its startup files from it"),
+    ("JAVA_TOOL_OPTIONS", "the Java VM reads its options from it"),
+    ("_JAVA_OPTIONS", "the Java VM reads its options from it"),
+    (
+        "JDK_JAVA_OPTIONS",
+        "the Java launcher reads its options from it",
+    ),
+    ("LUA_INIT", "Lua runs it at start"),
+    ("EDITOR", "programs run it"),
+    ("VISUAL", "programs run it"),
+    ("PAGER", "programs run it"),
+    ("SSH_ASKPASS", "ssh runs it"),
+    ("SUDO_ASKPASS", "sudo runs it"),
+];
+
+/// Checks an `--env` name: a plain variable name, and not one a loader, the C library, a
+/// shell or an interpreter acts on.
 fn check_var(name: &str) -> Result<(), Failure> {
     let ok = !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
-    if ok {
-        Ok(())
-    } else {
-        Err(Failure::Usage(format!(
+    if !ok {
+        return Err(Failure::Usage(format!(
             "--env takes an environment variable name (letters, digits, '_'), not '{}'",
             name.escape_default()
-        )))
+        )));
+    }
+    let upper = name.to_ascii_uppercase();
+    let reason = REFUSED_PREFIXES
+        .iter()
+        .find(|(prefix, _)| upper.starts_with(prefix))
+        .or_else(|| REFUSED_NAMES.iter().find(|(n, _)| upper == *n))
+        .map(|(_, why)| *why);
+    match reason {
+        None => Ok(()),
+        Some(why) => Err(Failure::Usage(format!(
+            "--env {name}: refused, {why}: given the token, it could print it or act on it. Name a variable the program reads its key from (for example {DEFAULT_TOKEN_VAR})"
+        ))),
     }
 }
 

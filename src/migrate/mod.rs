@@ -2,12 +2,17 @@
 //!
 //! Refresh tokens rotate, so migration moves rather than copies: parse, write to the vault, read
 //! back and compare, then overwrite the source with zeros, fsync and delete it. Any failure before
-//! the comparison leaves the source byte for byte as it was.
+//! the comparison leaves the source byte for byte as it was. From before a source is read until
+//! it is removed, the lock its tool takes around its own refreshes is held (`locks`), and only
+//! the very file that was imported is removed (`sources::remove_imported`).
 
+pub(crate) mod locks;
 pub(crate) mod parse;
 pub(crate) mod sources;
 
 use std::path::PathBuf;
+
+use zeroize::Zeroizing;
 
 use crate::clock::rfc3339;
 use crate::error::{Error, Result};
@@ -74,6 +79,10 @@ pub struct Report {
     /// True when an explicit `--from` source did not exist.
     #[serde(skip)]
     pub missing_explicit: bool,
+    /// True when a tool held its lock for longer than `migrate` waits (or it could not be
+    /// taken): nothing was imported or removed, and the sources are listed with the reason.
+    #[serde(skip)]
+    pub lock_busy: bool,
 }
 
 /// A source that parsed.
@@ -81,21 +90,18 @@ struct Valid {
     location: Location,
     tool: Tool,
     parsed: parse::Parsed,
-    identity: Option<(u64, u64)>,
+    /// The file as read (identity and bytes), to remove only that very file.
+    read: Option<sources::SourceFile>,
     /// opencode-kimi-auth's `.key`, as read: removed with the source.
-    key_file: Option<(PathBuf, (u64, u64))>,
+    key_file: Option<(PathBuf, sources::SourceFile)>,
+    /// The keyring entry's value, as read.
+    entry: Option<Zeroizing<String>>,
 }
 
 /// Test-only fault injection (`KIMI_VAULT_FAULT=readback-mismatch`), to prove that a failed
 /// verification leaves the source in place. Compiled only with the `testing` feature.
-#[cfg(feature = "testing")]
 fn fault(name: &str) -> bool {
-    std::env::var("KIMI_VAULT_FAULT").is_ok_and(|v| v == name)
-}
-
-#[cfg(not(feature = "testing"))]
-fn fault(_name: &str) -> bool {
-    false
+    crate::fault::active(name)
 }
 
 fn entry(
@@ -167,8 +173,9 @@ fn read_candidate(
                 location: c.location.clone(),
                 tool: Tool::KimiCliKeyring,
                 parsed,
-                identity: None,
+                read: None,
                 key_file: None,
+                entry: Some(value),
             }))
         }
         Location::File(path) => {
@@ -193,8 +200,9 @@ fn read_candidate(
                 location: c.location.clone(),
                 tool,
                 parsed,
-                identity: Some(file.identity),
-                key_file: key.map(|(path, k)| (path, k.identity)),
+                read: Some(file),
+                key_file: key,
+                entry: None,
             }))
         }
     }
@@ -241,6 +249,84 @@ pub fn discover(dirs: &SourceDirs) -> Vec<(PathBuf, Tool)> {
         .collect()
 }
 
+/// Takes the locks of the candidates' tools (each lock once), waiting for each at most
+/// [`locks::LOCK_WAIT`]. `Err` lists the candidates whose tool kept its lock, with the reason.
+fn take_locks(
+    candidates: &[Candidate],
+) -> std::result::Result<Vec<locks::Held>, Vec<(Candidate, String)>> {
+    let mut held = Vec::new();
+    let mut taken: Vec<locks::ToolLock> = Vec::new();
+    let mut busy = Vec::new();
+    for c in candidates {
+        let (Location::File(path), Some(tool)) = (&c.location, c.tool) else {
+            continue;
+        };
+        let Some(lock) = locks::lock_for(tool, path) else {
+            continue;
+        };
+        if taken.contains(&lock) {
+            continue;
+        }
+        match locks::acquire(&lock, tool, locks::LOCK_WAIT) {
+            Ok(h) => {
+                held.push(h);
+                taken.push(lock);
+            }
+            Err(reason) => busy.push((c.clone(), reason)),
+        }
+    }
+    if busy.is_empty() { Ok(held) } else { Err(busy) }
+}
+
+/// A tool kept its lock: it is refreshing its credential right now, which will be the freshest.
+/// Nothing is imported or removed; every source is listed with the reason.
+fn report_busy(
+    report: &mut Report,
+    candidates: &[Candidate],
+    busy: Vec<(Candidate, String)>,
+    profile: &str,
+) {
+    report.lock_busy = true;
+    for c in candidates {
+        let Location::File(path) = &c.location else {
+            continue;
+        };
+        if busy.iter().any(|(b, _)| b.location == c.location)
+            || std::fs::symlink_metadata(path).is_err()
+        {
+            continue;
+        }
+        report.skipped.push(entry(
+            &c.location,
+            c.tool,
+            profile,
+            "not imported, and left untouched: another tool is refreshing its credential right now (see above); run migrate again",
+        ));
+    }
+    for (c, reason) in busy {
+        report
+            .skipped
+            .push(entry(&c.location, c.tool, profile, reason));
+    }
+}
+
+/// Removes kimi-cli's old keyring entry, if it still holds what was imported.
+fn remove_keyring_entry(
+    keyring: &KeyringBackend,
+    imported: Option<&str>,
+) -> std::result::Result<(), String> {
+    let (service, user) = sources::KIMI_CLI_KEYRING;
+    let now = keyring.read_any(service, user).map_err(|e| e.to_string())?;
+    match (now, imported) {
+        (None, _) => Err("it was removed by someone else meanwhile".into()),
+        (Some(now), Some(read)) if crate::secret::ct_eq(now.as_bytes(), read.as_bytes()) => keyring
+            .delete_any(service, user)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        _ => Err("it was rewritten since it was read: it was left in place".into()),
+    }
+}
+
 /// Runs the migration.
 pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
     let keyring = vault.keyring();
@@ -249,8 +335,21 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
         dry_run: opts.dry_run,
         ..Report::default()
     };
+    let candidates = candidates(vault, opts)?;
+    // Sources are removed after the import: hold their tools' locks from before they are read.
+    let _held = if opts.dry_run || opts.keep {
+        Vec::new()
+    } else {
+        match take_locks(&candidates) {
+            Ok(held) => held,
+            Err(busy) => {
+                report_busy(&mut report, &candidates, busy, profile);
+                return Ok(report);
+            }
+        }
+    };
     let mut valid: Vec<Valid> = Vec::new();
-    for c in candidates(vault, opts)? {
+    for c in candidates {
         match read_candidate(keyring, &c, !opts.from.is_empty()) {
             Ok(Some(v)) => valid.push(v),
             Ok(None) => {}
@@ -342,20 +441,17 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
         );
         return Ok(report);
     }
-    let removal = match (&chosen.location, chosen.identity) {
+    let removal = match (&chosen.location, &chosen.read) {
         _ if fault("source-removal") => Err("injected fault (source-removal)".to_owned()),
-        (Location::File(path), Some(identity)) => sources::wipe_and_remove(path, identity)
-            .and_then(|()| match &chosen.key_file {
-                Some((key, key_identity)) => sources::wipe_and_remove(key, *key_identity),
+        (Location::File(path), Some(file)) => {
+            sources::remove_imported(path, file.identity, &file.bytes).and_then(|()| match &chosen
+                .key_file
+            {
+                Some((key, k)) => sources::remove_imported(key, k.identity, &k.bytes),
                 None => Ok(()),
-            }),
-        _ => {
-            let (service, user) = sources::KIMI_CLI_KEYRING;
-            keyring
-                .delete_any(service, user)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            })
         }
+        _ => remove_keyring_entry(keyring, chosen.entry.as_ref().map(|e| e.as_str())),
     };
     match removal {
         Ok(()) => {

@@ -222,12 +222,76 @@ pub fn opencode_key(path: &Path) -> Option<(PathBuf, SourceFile)> {
     read_source(&key).ok().map(|file| (key, file))
 }
 
-/// Overwrites the file with zeros, fsyncs, deletes it, and fsyncs its directory; only if it is
-/// still the regular file, owned by the user, that was read (`identity`).
-pub fn wipe_and_remove(path: &Path, identity: (u64, u64)) -> Result<(), String> {
+/// Removes the very file that was imported, and nothing else: the file at `path` is first
+/// renamed aside (atomically, to a name nobody else uses), then checked against what was read
+/// (same device and inode, a regular file of ours, byte for byte the same content); only then
+/// is it overwritten with zeros, fsynced, deleted, and its directory fsynced. Anything else
+/// (another tool rewrote the file meanwhile) is put back where it was, or, when a newer file
+/// took that place in the meantime, kept beside it under the aside name. `Err` is the reason.
+pub fn remove_imported(path: &Path, identity: (u64, u64), read: &[u8]) -> Result<(), String> {
     use std::io::Write;
-    let mut file: File = fsutil::open_nofollow(path, true)
-        .map_err(|e| format!("cannot open it for removal: {e}"))?;
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err("it has no directory".into());
+    };
+    let mut stamp = [0u8; 4];
+    let _ = crate::error::random_fill(&mut stamp);
+    let mut aside_name = std::ffi::OsString::from(".");
+    aside_name.push(name);
+    aside_name.push(format!(
+        ".kimi-vault-{}-{}.removing",
+        std::process::id(),
+        crate::store::crypto::hex(&stamp)
+    ));
+    let aside = dir.join(aside_name);
+    fs::rename(path, &aside).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            "it was removed by someone else meanwhile".to_owned()
+        } else {
+            format!("cannot move it aside for removal: {e}")
+        }
+    })?;
+    match same_file(&aside, identity, read) {
+        Ok(mut file) => {
+            let zeros = vec![0u8; read.len()];
+            file.write_all(&zeros)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| format!("cannot overwrite it: {e} (it is at {})", aside.display()))?;
+            drop(file);
+            fs::remove_file(&aside).map_err(|e| format!("cannot delete it: {e}"))?;
+            fsutil::sync_dir(dir).map_err(|e| e.to_string())
+        }
+        Err(why) => {
+            // Not what was imported: put it back, without replacing a newer file.
+            let back = match fs::hard_link(&aside, path) {
+                Ok(()) => {
+                    let _ = fs::remove_file(&aside);
+                    format!("{why}: it was put back, not removed")
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => format!(
+                    "{why}; a newer file took its place meanwhile, so the one that was there is kept as {}",
+                    aside.display()
+                ),
+                Err(e) => format!(
+                    "{why}; it could not be put back ({e}) and is kept as {}",
+                    aside.display()
+                ),
+            };
+            let _ = fsutil::sync_dir(dir);
+            Err(back)
+        }
+    }
+}
+
+/// The file at `aside`, opened for writing, if it is the regular file of ours that was read:
+/// same (device, inode), same content.
+fn same_file(aside: &Path, identity: (u64, u64), read: &[u8]) -> Result<File, String> {
+    let mut file = fsutil::open_nofollow(aside, true).map_err(|e| {
+        if fsutil::is_symlink_error(&e) {
+            "it was replaced by a symbolic link since it was read".to_owned()
+        } else {
+            format!("cannot open it for removal: {e}")
+        }
+    })?;
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot inspect it: {e}"))?;
@@ -235,14 +299,14 @@ pub fn wipe_and_remove(path: &Path, identity: (u64, u64)) -> Result<(), String> 
     if now != identity {
         return Err("it was replaced by another file since it was read".into());
     }
-    let zeros = vec![0u8; meta.len() as usize];
-    file.write_all(&zeros)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| format!("cannot overwrite it: {e}"))?;
-    drop(file);
-    fs::remove_file(path).map_err(|e| format!("cannot delete it: {e}"))?;
-    if let Some(dir) = path.parent() {
-        fsutil::sync_dir(dir).map_err(|e| e.to_string())?;
+    let mut content = Zeroizing::new(Vec::with_capacity(read.len() + 1));
+    (&mut file)
+        .take(MAX_SOURCE_BYTES + 1)
+        .read_to_end(&mut content)
+        .map_err(|e| format!("cannot read it again: {e}"))?;
+    if !crate::secret::ct_eq(&content, read) {
+        return Err("it was rewritten since it was read".into());
     }
-    Ok(())
+    std::io::Seek::rewind(&mut file).map_err(|e| format!("cannot rewind it: {e}"))?;
+    Ok(file)
 }

@@ -88,30 +88,63 @@ pub fn error_code(body: &str) -> Option<String> {
     serde_json::from_str::<ErrorBody>(body).ok()?.error
 }
 
-/// The body as a JSON object, or a redacted reason.
-fn json_object(body: &str) -> Result<serde_json::Map<String, Value>, String> {
-    match serde_json::from_str(body) {
-        Ok(Value::Object(obj)) => Ok(obj),
-        Ok(_) => Err("the response is not a JSON object".to_owned()),
-        Err(_) => Err(format!("the response is not JSON: {}", redact_body(body))),
+/// A token response, parsed straight into secret-typed fields: no JSON tree ever holds a token
+/// (the other fields carry nothing secret).
+#[derive(Deserialize)]
+struct GrantBody {
+    access_token: Option<SecretString>,
+    refresh_token: Option<SecretString>,
+    expires_in: Option<Value>,
+    scope: Option<Value>,
+    token_type: Option<Value>,
+}
+
+/// A device authorization response, the device code straight into a secret-typed field.
+#[derive(Deserialize)]
+struct DeviceBody {
+    device_code: Option<SecretString>,
+    user_code: Option<Value>,
+    verification_uri: Option<Value>,
+    verification_uri_complete: Option<Value>,
+    expires_in: Option<Value>,
+    interval: Option<Value>,
+}
+
+/// Parses a body that must be a JSON object into `T`, or a redacted reason. serde_json's own
+/// messages can quote a value, so only its category and position are used.
+fn json_object<T: serde::de::DeserializeOwned>(body: &str) -> Result<T, String> {
+    if !body.trim_start().starts_with('{') {
+        return Err(
+            if serde_json::from_str::<serde::de::IgnoredAny>(body).is_ok() {
+                "the response is not a JSON object".to_owned()
+            } else {
+                format!("the response is not JSON: {}", redact_body(body))
+            },
+        );
     }
+    serde_json::from_str::<T>(body).map_err(|e| {
+        if e.is_data() {
+            format!(
+                "the response has an unexpected shape (line {}, column {}): {}",
+                e.line(),
+                e.column(),
+                redact_body(body)
+            )
+        } else {
+            format!("the response is not JSON: {}", redact_body(body))
+        }
+    })
 }
 
 /// Parses a token response body with status 2xx.
 pub fn parse_grant(body: &str) -> Result<TokenGrant, String> {
-    let obj = json_object(body)?;
-    let access = obj
-        .get("access_token")
-        .and_then(Value::as_str)
+    let grant: GrantBody = json_object(body)?;
+    let access_token = grant
+        .access_token
         .filter(|s| !s.is_empty())
         .ok_or_else(|| format!("the response has no access_token: {}", redact_body(body)))?;
-    let access_token = SecretString::from(access);
-    let refresh_token = obj
-        .get("refresh_token")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(SecretString::from);
-    let expires_in = obj.get("expires_in").and_then(as_i64).unwrap_or(900);
+    let refresh_token = grant.refresh_token.filter(|s| !s.is_empty());
+    let expires_in = grant.expires_in.as_ref().and_then(as_i64).unwrap_or(900);
     if !(1..=400 * 24 * 3600).contains(&expires_in) {
         return Err(format!(
             "the response has an absurd expires_in ({expires_in})"
@@ -121,8 +154,8 @@ pub fn parse_grant(body: &str) -> Result<TokenGrant, String> {
         access_token,
         refresh_token,
         expires_in,
-        scope: as_string(obj.get("scope")),
-        token_type: as_string(obj.get("token_type")),
+        scope: as_string(grant.scope.as_ref()),
+        token_type: as_string(grant.token_type.as_ref()),
     })
 }
 
@@ -154,24 +187,26 @@ pub fn classify_token(status: u16, body: &str, retry_after: Option<Duration>) ->
 
 /// Parses a device authorization response body.
 pub fn parse_device_authorization(body: &str) -> Result<DeviceAuthorization, String> {
-    let obj = json_object(body)?;
-    let field = |name: &str| {
-        obj.get(name)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| format!("the response has no {name}: {}", redact_body(body)))
-    };
-    let device_code = SecretString::from(field("device_code")?);
-    let user_code = field("user_code")?.to_owned();
-    let verification_uri = field("verification_uri")?.to_owned();
-    let expires_in = obj
-        .get("expires_in")
+    let device: DeviceBody = json_object(body)?;
+    let missing = |name: &str| format!("the response has no {name}: {}", redact_body(body));
+    let text = |v: &Option<Value>| as_string(v.as_ref()).filter(|s| !s.is_empty());
+    let device_code = device
+        .device_code
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| missing("device_code"))?;
+    let user_code = text(&device.user_code).ok_or_else(|| missing("user_code"))?;
+    let verification_uri =
+        text(&device.verification_uri).ok_or_else(|| missing("verification_uri"))?;
+    let expires_in = device
+        .expires_in
+        .as_ref()
         .and_then(as_i64)
         .filter(|n| *n > 0)
         .unwrap_or(600)
         .min(3600) as u64;
-    let interval = obj
-        .get("interval")
+    let interval = device
+        .interval
+        .as_ref()
         .and_then(as_i64)
         .filter(|n| *n > 0)
         .unwrap_or(5)
@@ -180,8 +215,7 @@ pub fn parse_device_authorization(body: &str) -> Result<DeviceAuthorization, Str
         device_code,
         user_code,
         verification_uri,
-        verification_uri_complete: as_string(obj.get("verification_uri_complete"))
-            .filter(|s| !s.is_empty()),
+        verification_uri_complete: text(&device.verification_uri_complete),
         expires_in,
         interval,
     })
@@ -199,6 +233,13 @@ mod tests {
         assert!(g.refresh_token.is_none());
         assert!(parse_grant(r#"{"access_token":""}"#).is_err());
         assert!(parse_grant("nope").is_err());
+        assert!(parse_grant(r#"["a-token-value"]"#).is_err());
+        let e = parse_grant(r#"{"access_token":5,"refresh_token":"leaky-canary-1234567"}"#)
+            .unwrap_err();
+        assert!(
+            e.contains("unexpected shape") && !e.contains("leaky"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -46,6 +46,9 @@ use body::{ProxyBody, RequestLog};
 pub const DEFAULT_PORT: u16 = 18462;
 /// How long in-flight responses may run on after a shutdown is asked.
 pub const DRAIN: Duration = Duration::from_secs(10);
+/// How long a refresh already sent may take to store its answer before the proxy exits anyway
+/// (the refresh budget is 30 s).
+pub const REFRESH_WAIT: Duration = Duration::from_secs(40);
 
 /// How the proxy is set up.
 #[derive(Debug, Clone)]
@@ -97,7 +100,7 @@ impl Proxy {
             .ok_or_else(|| session.not_logged_in())?
             .cred;
         let endpoints = session.endpoints_for(&cred)?;
-        let device = device_id::load_or_create(session.vault().paths())?;
+        let device = device_id::load_or_create(session.vault().paths(), None)?;
         if let Some(key) = &options.client_key
             && key.expose().len() < 16
         {
@@ -133,8 +136,10 @@ impl Proxy {
             .map_err(|e| Error::io("cannot read the proxy's address", e))
     }
 
-    /// Serves until `shutdown` completes; then stops accepting and lets in-flight responses
-    /// finish for up to [`DRAIN`].
+    /// Serves until `shutdown` completes; then stops accepting, lets in-flight responses finish
+    /// for up to [`DRAIN`], and lets a token refresh already sent store its answer (up to
+    /// [`REFRESH_WAIT`]): Kimi rotates the refresh token as it answers, so leaving before it is
+    /// stored would log the user out.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let refresher = tokio::spawn(refresher::run(self.shared.session.clone()));
         let graceful = GracefulShutdown::new();
@@ -182,6 +187,18 @@ impl Proxy {
             tracing::warn!(
                 "in-flight responses did not finish within {} s; stopping anyway",
                 DRAIN.as_secs()
+            );
+        }
+        self.shared.session.stop_refreshing();
+        let waited = tokio::task::spawn_blocking(|| {
+            crate::session::wait_for_critical_sections(REFRESH_WAIT)
+        })
+        .await
+        .unwrap_or(false);
+        if !waited {
+            tracing::warn!(
+                "a token refresh did not store its answer within {} s; stopping anyway",
+                REFRESH_WAIT.as_secs()
             );
         }
         Ok(())

@@ -74,7 +74,7 @@ impl Session {
         let mut refreshed = false;
         loop {
             let url = self.endpoints_for(&cred)?.api_url(path);
-            let http = self.http()?.clone();
+            let http = self.http(None)?.clone();
             let started = std::time::Instant::now();
             let reply = Driver::Own(self.runtime()?).block_on(get_with_retries(
                 &http,

@@ -32,10 +32,13 @@ pub struct LoginStored {
 }
 
 impl Session {
-    /// Asks Kimi's auth server of `region` for a device code.
+    /// Asks Kimi's auth server of `region` for a device code, after checking (creating
+    /// nothing) that the tokens could be stored: a login that could not store them fails here,
+    /// before any request ([`crate::store::Vault::check_writable`]).
     pub async fn begin_login(&self, region: Region) -> Result<PendingLogin> {
         let endpoints = self.endpoints(region)?;
-        let http = self.http()?.clone();
+        self.vault().check_writable(self.profile())?;
+        let http = self.http(None)?.clone();
         let auth = device::start(&http, &endpoints).await?;
         Ok(PendingLogin {
             auth,

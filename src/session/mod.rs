@@ -11,10 +11,14 @@
 //!   access token is still valid it is handed out with a warning (through `tracing`).
 //! - Long-lived processes (the proxy) get an in-memory cache and async methods; the refresh
 //!   itself runs on a blocking thread, holding the lock, never on the async workers.
+//! - A refresh, from its request until its answer is stored, is a critical section
+//!   ([`set_critical_section_hook`], [`wait_for_critical_sections`]): the command line defers
+//!   SIGINT, SIGTERM and SIGHUP during it; a long-running program waits for it before exiting.
 
 mod api;
 mod backoff;
 mod client_key;
+mod critical;
 mod driver;
 mod login;
 mod refresh;
@@ -34,6 +38,9 @@ use driver::Driver;
 use refresh::Failure;
 
 pub use client_key::new_client_key;
+pub use critical::{
+    critical_sections_in_flight, set_critical_section_hook, wait_for_critical_sections,
+};
 pub use login::{LoginStored, PendingLogin};
 
 /// Locks a std mutex, ignoring poisoning (the data are plain values).
@@ -88,6 +95,8 @@ struct Inner {
     /// too, it is not force-refreshed again at once (a 401 for another reason must not rotate
     /// the refresh token on every request).
     last_forced: Mutex<Option<(Instant, SecretString)>>,
+    /// Set by [`Session::stop_refreshing`]: no new refresh request is sent.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// After a failed refresh, the async methods do not try again for this long while the token
@@ -112,6 +121,7 @@ impl Session {
                 gate: tokio::sync::Mutex::new(()),
                 last_failure: Mutex::new(None),
                 last_forced: Mutex::new(None),
+                stopping: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -142,12 +152,13 @@ impl Session {
         self.inner.vault.load(&self.inner.profile)
     }
 
-    /// The HTTP client, made at its first use (it needs the device id).
-    pub(crate) fn http(&self) -> Result<&Http> {
+    /// The HTTP client, made at its first use (it needs the device id, created under the vault
+    /// lock the first time: pass the lock when the caller holds it).
+    pub(crate) fn http(&self, held: Option<&VaultLock>) -> Result<&Http> {
         if let Some(h) = self.inner.http.get() {
             return Ok(h);
         }
-        let id = device_id::load_or_create(self.inner.vault.paths())?;
+        let id = device_id::load_or_create(self.inner.vault.paths(), held)?;
         tracing::debug!("building the HTTP client");
         Ok(self
             .inner
@@ -239,6 +250,15 @@ impl Session {
         Ok(fresh)
     }
 
+    /// Asks this session (and its clones) to send no new refresh request: for a long-running
+    /// program about to exit, before it calls [`wait_for_critical_sections`]. A refresh already
+    /// sent completes and stores its answer; one not yet sent fails with [`Error::Stopping`].
+    pub fn stop_refreshing(&self) {
+        self.inner
+            .stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// True while a refresh of the async methods is under way in this process.
     pub fn refresh_in_progress(&self) -> bool {
         self.inner.gate.try_lock().is_err()
@@ -320,7 +340,19 @@ impl Session {
             return self.after_transient(need, cred, err);
         }
         let endpoints = self.endpoints_for(&cred)?;
-        let http = self.http()?.clone();
+        let http = self.http(Some(&lock))?.clone();
+        // From before the request until its answer is stored: Kimi rotates the refresh token as
+        // it answers, so the process must not end in between (see `critical`).
+        let _critical = critical::CriticalSection::enter();
+        // Checked inside the section: a program that asked to stop and then waits for the
+        // sections in flight either sees this one or keeps it from sending anything.
+        if self
+            .inner
+            .stopping
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(Error::Stopping);
+        }
         let exchange = refresh::exchange(&http, &endpoints, &cred.refresh_token);
         let outcome = match driver {
             Some(d) => d.block_on(exchange),
@@ -400,7 +432,8 @@ impl Session {
                 if !matches!(
                     &e,
                     Error::VaultUnreadable {
-                        problem: crate::error::VaultProblem::Unsafe(_),
+                        problem: crate::error::VaultProblem::Unsafe(_)
+                            | crate::error::VaultProblem::Directory(_),
                         ..
                     }
                 ) =>

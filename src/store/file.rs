@@ -1,7 +1,6 @@
 //! The encrypted-file backend: every profile in one `vault.enc`, sealed with the key of
 //! `vault.key`.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use zeroize::Zeroizing;
@@ -11,22 +10,87 @@ use crate::store::crypto::{self, EnvelopeError};
 use crate::store::fsutil;
 use crate::store::key;
 use crate::store::lock::VaultLock;
-use crate::store::paths::{KEY_FILE, VAULT_FILE, VaultPaths};
+use crate::store::paths::{DEVICE_ID_FILE, KEY_FILE, VAULT_FILE, VaultPaths};
 use crate::store::record::{CONTENTS_VERSION, Credential, VaultContents};
 
 /// Largest `vault.enc` read (a vault of many profiles is a few KiB).
 pub(crate) const MAX_VAULT_BYTES: u64 = 4 * 1024 * 1024;
 
+/// How often a read retries after `vault.key` did not match (a key replacement may have been
+/// committed between reading `vault.enc` and reading the key).
+const KEY_RETRIES: usize = 2;
+
 /// The encrypted-file backend.
 #[derive(Debug, Clone)]
 pub(crate) struct FileBackend {
     paths: VaultPaths,
+    /// Set once the vault directory was found safe (it is checked once per process).
+    home_checked: std::sync::OnceLock<()>,
 }
 
 impl FileBackend {
     /// The backend for this vault directory.
     pub(crate) fn new(paths: VaultPaths) -> Self {
-        FileBackend { paths }
+        FileBackend {
+            paths,
+            home_checked: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Checks the vault directory without creating it (see `fsutil::check_dir`); false when
+    /// it does not exist.
+    pub(crate) fn check_home(&self) -> Result<bool> {
+        if self.home_checked.get().is_some() {
+            return Ok(true);
+        }
+        let exists = fsutil::check_dir(self.paths.home())?;
+        if exists {
+            let _ = self.home_checked.set(());
+        }
+        Ok(exists)
+    }
+
+    /// Checks that `vault.enc` and `vault.key` are not unsafe (symlinks, not regular files,
+    /// someone else's); unreadable contents are no obstacle to a write that sets them aside. A
+    /// key found exposed is marked as such (and repaired) on the way.
+    pub(crate) fn check_files(&self) -> Result<()> {
+        fsutil::open_private(&self.paths.vault())?;
+        match key::load(&self.paths) {
+            Err(
+                e @ Error::VaultUnreadable {
+                    problem: VaultProblem::Unsafe(_),
+                    ..
+                },
+            ) => Err(e),
+            Err(Error::VaultUnreadable { .. }) | Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// True when `vault.key` was found exposed and has not been replaced yet.
+    pub(crate) fn key_exposed(&self) -> bool {
+        key::exposed(&self.paths)
+    }
+
+    /// Replaces a key found exposed, under the lock, when no write of this backend did: every
+    /// profile is encrypted again with a fresh key; a key that protects no vault is removed (a
+    /// new one is made when one is needed).
+    pub(crate) fn replace_exposed_key(&self, lock: &VaultLock) -> Result<()> {
+        if std::fs::symlink_metadata(self.paths.key_exposed()).is_err() {
+            return Ok(());
+        }
+        match self.load_contents()? {
+            Some(contents) => self.store_contents(&contents, lock),
+            None => {
+                fsutil::remove_if_exists(&self.paths.key())?;
+                fsutil::remove_if_exists(&self.paths.key_exposed())?;
+                tracing::warn!(
+                    "{} was removed: it protected no vault, and a fresh one is made when one is needed",
+                    self.paths.key().display()
+                );
+                fsutil::sync_dir(self.paths.home())
+            }
+        }
     }
 
     /// True when `vault.enc` exists (as anything, even a symlink).
@@ -36,26 +100,47 @@ impl FileBackend {
 
     /// Decrypts the whole vault. `Ok(None)` when there is no `vault.enc`.
     pub(crate) fn load_contents(&self) -> Result<Option<VaultContents>> {
-        let path = self.paths.vault();
-        let Some(data) = fsutil::read_private(&path, MAX_VAULT_BYTES)? else {
+        if !self.check_home()? {
             return Ok(None);
-        };
-        let Some(key) = key::load(&self.paths)? else {
-            return Err(Error::vault(self.paths.key(), VaultProblem::KeyMissing));
-        };
-        decode(&key, data.expose())
-            .map(Some)
-            .map_err(|problem| Error::vault(&path, problem))
+        }
+        let path = self.paths.vault();
+        for attempt in 0..=KEY_RETRIES {
+            let Some(data) = fsutil::read_private(&path, MAX_VAULT_BYTES)? else {
+                return Ok(None);
+            };
+            let Some(key) = key::load(&self.paths)? else {
+                return Err(Error::vault(self.paths.key(), VaultProblem::KeyMissing));
+            };
+            match decode(&key, data.expose()) {
+                Err(VaultProblem::WrongKey) => {
+                    // A key replacement in progress: vault.enc may be sealed with the next key.
+                    if let Some(next) = key::load_next(&self.paths)? {
+                        match decode(&next, data.expose()) {
+                            Err(VaultProblem::WrongKey) => {}
+                            other => return other.map(Some).map_err(|p| Error::vault(&path, p)),
+                        }
+                    }
+                    if attempt == KEY_RETRIES {
+                        return Err(Error::vault(&path, VaultProblem::WrongKey));
+                    }
+                }
+                other => return other.map(Some).map_err(|p| Error::vault(&path, p)),
+            }
+        }
+        unreachable!("the last attempt returns")
     }
 
-    /// Encrypts and atomically replaces the whole vault (creating the key if needed).
+    /// Encrypts and atomically replaces the whole vault (creating the key if needed, and
+    /// replacing a key found exposed).
     pub(crate) fn store_contents(&self, contents: &VaultContents, lock: &VaultLock) -> Result<()> {
-        fsutil::sweep_stale_temps(self.paths.home(), VAULT_FILE);
-        fsutil::sweep_stale_temps(self.paths.home(), KEY_FILE);
-        let key = key::load_or_create(&self.paths, lock)?;
+        for name in [VAULT_FILE, KEY_FILE, DEVICE_ID_FILE] {
+            fsutil::sweep_stale_temps(self.paths.home(), name);
+        }
+        let write = key::for_write(&self.paths, lock)?;
         let plain = encode(contents);
-        let sealed = crypto::seal(&key, &plain)?;
-        fsutil::write_atomic(self.paths.home(), VAULT_FILE, &sealed)
+        let sealed = crypto::seal(&write.key, &plain)?;
+        fsutil::write_atomic(self.paths.home(), VAULT_FILE, &sealed)?;
+        key::commit(&self.paths, &write, lock)
     }
 
     /// Loads for a write. When `set_aside` is true, an unreadable vault (wrong key, tampered,
@@ -169,28 +254,9 @@ fn empty() -> VaultContents {
     }
 }
 
-/// Serializes the vault's plaintext into a buffer of exactly the right size (measured by a
-/// first pass that keeps nothing), so that no reallocation leaves a partial copy of the secrets
-/// behind; the buffer is wiped on drop.
+/// Serializes the vault's plaintext into a buffer of exactly the right size, wiped on drop.
 fn encode(contents: &VaultContents) -> Zeroizing<Vec<u8>> {
-    let mut counter = CountingSink(0);
-    serde_json::to_writer(&mut counter, contents).expect("the vault serializes");
-    let mut buf = Zeroizing::new(Vec::with_capacity(counter.0));
-    serde_json::to_writer(&mut *buf, contents).expect("the vault serializes");
-    buf
-}
-
-/// Counts bytes written, keeps none.
-struct CountingSink(usize);
-
-impl Write for CountingSink {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0 += data.len();
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    crate::secret::json_zeroizing(contents)
 }
 
 /// Decrypts and parses `vault.enc` bytes (pure; used by the fuzz target too).

@@ -45,32 +45,105 @@ fn symlink_refused(path: &Path) -> Error {
     )
 }
 
-/// Creates the vault directory with mode 0700, or checks an existing one (owned by us, a
-/// directory; group/other permissions are removed with a warning).
-pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
-    match fs::metadata(dir) {
-        Ok(meta) => {
-            if !meta.is_dir() {
-                return Err(Error::vault(
-                    dir,
-                    VaultProblem::Unsafe("it is not a directory".into()),
-                ));
-            }
-            check_owner_and_mode(dir, &meta, 0o700, |mode| {
-                fs::set_permissions(dir, mode_permissions(mode))
-            })
+fn directory_refused(dir: &Path, why: String) -> Error {
+    Error::vault(dir, VaultProblem::Directory(why))
+}
+
+/// Checks the vault directory without creating anything; `Ok(false)` when it does not exist.
+///
+/// Refused: not a directory, owned by someone else, writable by group or others, or sticky
+/// (a shared directory such as /tmp: others could plant or swap files in it). Merely readable
+/// by group or others (and ours) is repaired to 0700 with a warning. Only the directory's own
+/// mode is ever changed, and only then.
+pub(crate) fn check_dir(dir: &Path) -> Result<bool> {
+    let meta = match fs::metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+            return Err(directory_refused(
+                dir,
+                "a part of its path is not a directory".into(),
+            ));
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let mut builder = fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            builder
-                .create(dir)
-                .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))
-        }
-        Err(e) => Err(Error::io(format!("cannot inspect {}", dir.display()), e)),
+        Err(e) => return Err(Error::io(format!("cannot inspect {}", dir.display()), e)),
+    };
+    if !meta.is_dir() {
+        return Err(directory_refused(dir, "it is not a directory".into()));
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let uid = current_uid();
+        if meta.uid() != uid {
+            return Err(directory_refused(
+                dir,
+                format!("it is owned by uid {}, not by you (uid {uid})", meta.uid()),
+            ));
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o1000 != 0 {
+            return Err(directory_refused(
+                dir,
+                format!("it is a shared directory (mode {mode:o}, sticky)"),
+            ));
+        }
+        if mode & 0o022 != 0 {
+            return Err(directory_refused(
+                dir,
+                format!(
+                    "it is writable by group or others (mode {mode:o}), who could replace the vault's files"
+                ),
+            ));
+        }
+        if mode & 0o077 != 0 {
+            let repaired = mode & !0o077;
+            fs::set_permissions(dir, mode_permissions(repaired)).map_err(|e| {
+                Error::io(format!("cannot repair permissions of {}", dir.display()), e)
+            })?;
+            tracing::warn!(
+                "{} had mode {mode:o} (readable by others); repaired to {repaired:o}",
+                dir.display()
+            );
+        }
+    }
+    Ok(true)
+}
+
+/// Checks that this process can create and replace files in `dir` (write and search
+/// permission), without creating anything.
+pub(crate) fn check_writable_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::{Access, access};
+        access(dir, Access::WRITE_OK | Access::EXEC_OK).map_err(|e| {
+            Error::io(
+                format!("cannot write in {}", dir.display()),
+                io::Error::from(e),
+            )
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Checks the vault directory, or creates it (and any missing parent) with mode 0700 when it
+/// does not exist. Directories that exist keep their mode (see [`check_dir`]).
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
+    if check_dir(dir)? {
+        return Ok(());
+    }
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    // Another process may have made it meanwhile, with another mode: check what is there.
+    check_dir(dir).map(|_| ())
 }
 
 #[cfg(unix)]
@@ -82,13 +155,16 @@ fn mode_permissions(_mode: u32) -> fs::Permissions {
     unreachable!("no modes off unix")
 }
 
-/// Refuses files owned by someone else; repairs group/other permission bits with a warning.
+/// Refuses files owned by someone else; repairs group/other permission bits, calling
+/// `before_repair` with the mode found first. Returns that mode when it repaired one (the
+/// caller warns).
 fn check_owner_and_mode(
     path: &Path,
     meta: &fs::Metadata,
     wanted: u32,
+    before_repair: &dyn Fn(u32),
     repair: impl FnOnce(u32) -> io::Result<()>,
-) -> Result<()> {
+) -> Result<Option<u32>> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -104,24 +180,30 @@ fn check_owner_and_mode(
         }
         let mode = meta.mode() & 0o777;
         if mode & 0o077 != 0 {
+            before_repair(mode);
             repair(wanted).map_err(|e| {
                 Error::io(
                     format!("cannot repair permissions of {}", path.display()),
                     e,
                 )
             })?;
-            tracing::warn!(
-                "{} had mode {mode:o} (readable or writable by others); repaired to {wanted:o}. If others could read it, consider its secrets exposed and log in again",
-                path.display()
-            );
+            return Ok(Some(mode));
         }
-        Ok(())
+        Ok(None)
     }
     #[cfg(not(unix))]
     {
-        let _ = (path, meta, wanted, repair);
-        Ok(())
+        let _ = (path, meta, wanted, before_repair, repair);
+        Ok(None)
     }
+}
+
+/// The warning for a vault file found too open (and repaired).
+fn warn_repaired(path: &Path, mode: u32) {
+    tracing::warn!(
+        "{} had mode {mode:o} (readable or writable by others); repaired to 600. If others could read it, consider its secrets exposed and log in again",
+        path.display()
+    );
 }
 
 /// Opens a file without following a symlink (`O_NOFOLLOW`, and `O_NONBLOCK` so a FIFO cannot
@@ -134,20 +216,33 @@ pub(crate) fn open_nofollow(path: &Path, write: bool) -> io::Result<File> {
     options.open(path)
 }
 
-/// Opens an existing vault file for reading without following a symlink, and checks that it
-/// is a regular file owned by us (repairing too-open modes). `Ok(None)` when it does not exist.
-pub(crate) fn open_private(path: &Path) -> Result<Option<File>> {
+/// An existing vault file opened for reading without following a symlink, checked to be a
+/// regular file owned by us; a too-open mode is repaired, and reported as the mode found.
+/// `Ok(None)` when it does not exist.
+fn open_checked(path: &Path, before_repair: &dyn Fn(u32)) -> Result<Option<(File, Option<u32>)>> {
     let file = match open_nofollow(path, false) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) if is_symlink_error(&e) => return Err(symlink_refused(path)),
         Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
     };
-    check_open_file(path, &file)?;
-    Ok(Some(file))
+    let repaired = check_open_file(path, &file, before_repair)?;
+    Ok(Some((file, repaired)))
 }
 
-fn check_open_file(path: &Path, file: &File) -> Result<()> {
+/// Opens an existing vault file for reading without following a symlink, and checks that it
+/// is a regular file owned by us (repairing too-open modes with a warning). `Ok(None)` when it
+/// does not exist.
+pub(crate) fn open_private(path: &Path) -> Result<Option<File>> {
+    Ok(open_checked(path, &|_| {})?.map(|(file, repaired)| {
+        if let Some(mode) = repaired {
+            warn_repaired(path, mode);
+        }
+        file
+    }))
+}
+
+fn check_open_file(path: &Path, file: &File, before_repair: &dyn Fn(u32)) -> Result<Option<u32>> {
     let meta = file
         .metadata()
         .map_err(|e| Error::io(format!("cannot inspect {}", path.display()), e))?;
@@ -157,16 +252,33 @@ fn check_open_file(path: &Path, file: &File) -> Result<()> {
             VaultProblem::Unsafe("it is not a regular file".into()),
         ));
     }
-    check_owner_and_mode(path, &meta, 0o600, |mode| {
+    check_owner_and_mode(path, &meta, 0o600, before_repair, |mode| {
         file.set_permissions(mode_permissions(mode))
     })
 }
 
 /// Reads a whole vault file of at most `max` bytes into a buffer sized from the file's length
 /// (so that growing it leaves no copies behind), wiped on drop. `Ok(None)` when it does not
-/// exist.
+/// exist. A too-open mode is repaired with a warning.
 pub(crate) fn read_private(path: &Path, max: u64) -> Result<Option<SecretBytes>> {
-    let Some(file) = open_private(path)? else {
+    Ok(
+        read_private_noting(path, max, &|_| {})?.map(|(data, repaired)| {
+            if let Some(mode) = repaired {
+                warn_repaired(path, mode);
+            }
+            data
+        }),
+    )
+}
+
+/// [`read_private`] without the warning: calls `before_repair` with a too-open mode before it
+/// repairs it, and returns that mode.
+pub(crate) fn read_private_noting(
+    path: &Path,
+    max: u64,
+    before_repair: &dyn Fn(u32),
+) -> Result<Option<(SecretBytes, Option<u32>)>> {
+    let Some((file, repaired)) = open_checked(path, before_repair)? else {
         return Ok(None);
     };
     let capacity = file.metadata().map(|m| m.len().min(max) + 1).unwrap_or(0);
@@ -179,7 +291,7 @@ pub(crate) fn read_private(path: &Path, max: u64) -> Result<Option<SecretBytes>>
             VaultProblem::Corrupt(format!("larger than {max} bytes")),
         ));
     }
-    Ok(Some(data))
+    Ok(Some((data, repaired)))
 }
 
 /// Opens (creating with mode 0600 if needed) a file for locking, never through a symlink.
@@ -202,8 +314,42 @@ pub(crate) fn open_lock_file(path: &Path) -> Result<File> {
         }
         Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
     };
-    check_open_file(path, &file)?;
+    if let Some(mode) = check_open_file(path, &file, &|_| {})? {
+        warn_repaired(path, mode);
+    }
     Ok(file)
+}
+
+/// Creates an empty marker file (0600, never through a symlink); false when it existed.
+pub(crate) fn create_marker(path: &Path) -> Result<bool> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600).custom_flags(nofollow_flags());
+    }
+    match options.open(path) {
+        Ok(file) => {
+            file.sync_all()
+                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
+            if let Some(dir) = path.parent() {
+                sync_dir(dir)?;
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(Error::io(format!("cannot create {}", path.display()), e)),
+    }
+}
+
+/// Removes a file if it exists (never following a symlink: a link is removed itself).
+pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("cannot remove {}", path.display()), e)),
+    }
 }
 
 /// Removes temp files that a killed writer left behind (`.NAME.*.tmp`). Only call it while

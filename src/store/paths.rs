@@ -6,6 +6,11 @@ use crate::error::{Error, Result};
 
 /// Name of the key material file.
 pub const KEY_FILE: &str = "vault.key";
+/// Name of the replacement key written while an exposed key is being replaced.
+pub const KEY_NEXT_FILE: &str = "vault.key.next";
+/// Name of the marker that says `vault.key` was found readable by others and is to be
+/// replaced at the next write.
+pub const KEY_EXPOSED_FILE: &str = "vault.key.exposed";
 /// Name of the encrypted vault.
 pub const VAULT_FILE: &str = "vault.enc";
 /// Name of the lock file.
@@ -46,6 +51,14 @@ impl VaultPaths {
     /// `vault.key`.
     pub fn key(&self) -> PathBuf {
         self.home.join(KEY_FILE)
+    }
+    /// `vault.key.next` (a replacement key, during its installation).
+    pub fn key_next(&self) -> PathBuf {
+        self.home.join(KEY_NEXT_FILE)
+    }
+    /// `vault.key.exposed` (the key was found readable by others).
+    pub fn key_exposed(&self) -> PathBuf {
+        self.home.join(KEY_EXPOSED_FILE)
     }
     /// `vault.enc`.
     pub fn vault(&self) -> PathBuf {

@@ -57,9 +57,12 @@ impl Credential {
         self.expires_at - now
     }
 
-    /// Serializes for storage; the buffer is wiped on drop.
+    /// Serializes for storage (the keyring entry) into a buffer sized before it is written, so
+    /// that no reallocation leaves a copy of the tokens behind; the buffer is wiped on drop.
     pub(crate) fn to_secret_json(&self) -> zeroize::Zeroizing<String> {
-        zeroize::Zeroizing::new(serde_json::to_string(self).expect("a credential serializes"))
+        let mut bytes = crate::secret::json_zeroizing(self);
+        let bytes = std::mem::take(&mut *bytes);
+        zeroize::Zeroizing::new(String::from_utf8(bytes).expect("serde_json writes UTF-8"))
     }
 }
 
@@ -73,4 +76,28 @@ pub struct VaultContents {
     pub version: u32,
     /// Profile name to credential.
     pub profiles: BTreeMap<String, Credential>,
+}
+
+/// [`Credential::to_secret_json`] for the wipe tests (`internals`).
+#[cfg(any(fuzzing, feature = "testing"))]
+pub fn credential_json(cred: &Credential) -> zeroize::Zeroizing<String> {
+    cred.to_secret_json()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keyring_json_is_sized_once() {
+        let cred = Credential::new(
+            SecretString::from("a".repeat(3000).as_str()),
+            SecretString::from("r".repeat(3000).as_str()),
+            0,
+        );
+        let json = cred.to_secret_json();
+        assert_eq!(json.capacity(), json.len(), "sized once, never grown");
+        let back: Credential = serde_json::from_str(&json).unwrap();
+        assert!(back.access_token.ct_eq(&cred.access_token));
+    }
 }

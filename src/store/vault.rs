@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use crate::clock::now_unix_ms;
 use crate::error::{Error, KeyringError, Result, VaultProblem};
 use crate::store::file::{FileBackend, KeptAside, can_set_aside};
+use crate::store::fsutil;
 use crate::store::keyring::{KeyringBackend, SERVICE};
 use crate::store::lock::VaultLock;
 use crate::store::paths::VaultPaths;
@@ -189,6 +190,75 @@ impl Vault {
     /// The backend mode.
     pub fn mode(&self) -> BackendMode {
         self.mode
+    }
+
+    /// Checks the vault directory without creating anything; `Ok(false)` when it does not
+    /// exist. A directory that is not one, is owned by someone else, is writable by group or
+    /// others, or is sticky (shared) is refused ([`VaultProblem::Directory`]); one that is
+    /// merely readable by others (and yours) is repaired to 0700 with a warning. Every read of
+    /// the encrypted file checks it too; the command line checks it for every command.
+    pub fn check_home(&self) -> Result<bool> {
+        self.file.check_home()
+    }
+
+    /// Checks, creating nothing, that a credential for `profile` could be written now, so that
+    /// a login fails before it asks Kimi for a code rather than after: the vault directory (or,
+    /// when it is missing, the directory it would be created in) must be usable and writable,
+    /// `vault.lock` usable; for the encrypted file, `vault.enc` and `vault.key` must not be
+    /// unsafe (an unreadable vault is no obstacle: a login keeps it aside); in `keyring` mode
+    /// the keyring must answer. Returns the backend the write would go to.
+    pub fn check_writable(&self, profile: &str) -> Result<BackendKind> {
+        if self.mode == BackendMode::Keyring
+            && let Err(e) = self.keyring.load(profile)
+            && e.is_unavailable()
+        {
+            return Err(Error::Keyring(e));
+        }
+        let (target, _) = self.write_target(profile);
+        let home = self.paths.home();
+        if self.file.check_home()? {
+            fsutil::check_writable_dir(home)?;
+            let lock = self.paths.lock();
+            if std::fs::symlink_metadata(&lock).is_ok() {
+                fsutil::open_lock_file(&lock)?;
+            }
+            if target == BackendKind::File {
+                self.file.check_files()?;
+            }
+            return Ok(target);
+        }
+        // It would be created: in the nearest directory that exists.
+        let mut ancestor = home.parent();
+        while let Some(dir) = ancestor {
+            let dir = if dir.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                dir
+            };
+            match std::fs::metadata(dir) {
+                Ok(meta) if meta.is_dir() => {
+                    fsutil::check_writable_dir(dir)?;
+                    break;
+                }
+                Ok(_) => {
+                    return Err(Error::vault(
+                        home,
+                        VaultProblem::Directory(format!("{} is not a directory", dir.display())),
+                    ));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => ancestor = dir.parent(),
+                Err(e) => {
+                    return Err(Error::io(format!("cannot inspect {}", dir.display()), e));
+                }
+            }
+        }
+        Ok(target)
+    }
+
+    /// True when `vault.key` was found readable by others and has not been replaced yet (it is
+    /// replaced at the next write under the lock).
+    pub fn key_exposed(&self) -> bool {
+        self.file.key_exposed()
     }
 
     fn status(&self) -> Option<KeyringStatus> {
@@ -402,9 +472,17 @@ impl Vault {
                         "saved in the keyring, but could not remove the old copy from the encrypted file: {e}"
                     );
                 }
+                self.replace_exposed_key(lock);
             }
         }
         Ok(target)
+    }
+
+    /// A write that did not go through the encrypted file still replaces a key found exposed.
+    fn replace_exposed_key(&self, lock: &VaultLock) {
+        if let Err(e) = self.file.replace_exposed_key(lock) {
+            tracing::warn!("could not replace the exposed vault key: {e}");
+        }
     }
 
     /// Removes the profile from every backend this mode may use; true when something was
@@ -414,6 +492,7 @@ impl Vault {
         if self.file.exists() {
             removed |= self.file.delete(profile, lock)?;
         }
+        self.replace_exposed_key(lock);
         Ok(removed)
     }
 

@@ -55,6 +55,8 @@ pub struct State {
     pub canned: VecDeque<Canned>,
     /// Refresh requests get no answer for this long (a hung auth server).
     pub hang_refresh: Option<std::time::Duration>,
+    /// Refresh requests are answered (normally) only after this long (a slow auth server).
+    pub delay_refresh: Option<std::time::Duration>,
     /// Headers of every request (lower-case names).
     pub seen_headers: Vec<HashMap<String, String>>,
     pub seen_forms: Vec<HashMap<String, String>>,
@@ -117,6 +119,7 @@ impl FakeKimi {
             accept_any_refresh: false,
             canned: VecDeque::new(),
             hang_refresh: None,
+            delay_refresh: None,
             seen_headers: Vec::new(),
             seen_forms: Vec::new(),
             usages: VecDeque::new(),
@@ -164,7 +167,21 @@ impl FakeKimi {
                 for (k, v) in extra {
                     resp.add_header(tiny_http::Header::from_bytes(k, v).unwrap());
                 }
-                let _ = req.respond(resp);
+                let delay = st.lock().unwrap().delay_refresh;
+                match delay {
+                    // Answered later, on a thread of its own, so that other requests are served.
+                    Some(delay)
+                        if form.get("grant_type").map(String::as_str) == Some("refresh_token") =>
+                    {
+                        thread::spawn(move || {
+                            thread::sleep(delay);
+                            let _ = req.respond(resp);
+                        });
+                    }
+                    _ => {
+                        let _ = req.respond(resp);
+                    }
+                }
             }
         });
         FakeKimi {
