@@ -61,31 +61,6 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
             ]
         })
         .collect();
-    let header = ["ID", "NAME", "CONTEXT", "CAPABILITIES"];
-    let widths: Vec<usize> = (0..4)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-                + 2
-        })
-        .collect();
-    let line = |cells: [&str; 4]| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i == 3 {
-                s.push_str(c);
-            } else {
-                s.push_str(&output::pad(c, widths[i]));
-            }
-        }
-        outln!("{}", s.trim_end());
-    };
-    line(header);
-    for r in &rows {
-        line([&r[0], &r[1], &r[2], &r[3]]);
-    }
+    output::table(["ID", "NAME", "CONTEXT", "CAPABILITIES"], &rows);
     Ok(exit::OK)
 }

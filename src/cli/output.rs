@@ -134,3 +134,33 @@ pub(crate) fn pad(text: &str, width: usize) -> String {
         format!("{text}{}", " ".repeat(width - n))
     }
 }
+
+/// Prints a table: a header row and the rows, each column padded to its widest cell plus two
+/// spaces, the last column unpadded; trailing spaces trimmed.
+pub(crate) fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([header[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+                + 2
+        })
+        .collect();
+    let line = |cells: [&str; N]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                s.push_str(c);
+            } else {
+                s.push_str(&pad(c, widths[i]));
+            }
+        }
+        outln!("{}", s.trim_end());
+    };
+    line(header);
+    for r in rows {
+        line(std::array::from_fn(|i| r[i].as_str()));
+    }
+}

@@ -93,34 +93,7 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
                 }
             })
             .collect();
-        let widths: Vec<usize> = (0..5)
-            .map(|i| {
-                rows.iter()
-                    .map(|r| r[i].chars().count())
-                    .chain([header[i].len()])
-                    .max()
-                    .unwrap_or(0)
-                    + 2
-            })
-            .collect();
-        let print = |cells: [&str; 5]| {
-            let line: String = cells
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    if i == 4 {
-                        (*c).to_owned()
-                    } else {
-                        output::pad(c, widths[i])
-                    }
-                })
-                .collect();
-            outln!("{}", line.trim_end());
-        };
-        print(header);
-        for r in &rows {
-            print([&r[0], &r[1], &r[2], &r[3], &r[4]]);
-        }
+        output::table(header, &rows);
         outln!("(* the selected profile, '{}')", ctx.profile());
         for p in &listing.profiles {
             if let Err(e) = &p.cred {
