@@ -69,11 +69,35 @@ const SCHEMES: &[&str] = &["bearer", "basic", "token", "digest", "negotiate", "o
 
 /// One remembered secret: its raw form first, then the other forms it may be printed in. Every
 /// form is wiped when the secret is forgotten (evicted) or the process ends.
+/// One remembered secret: `forms[0]` is the secret itself; the encoded forms are added the
+/// first time some text is scrubbed (most processes never scrub anything, and computing a
+/// dozen encodings of every token read would cost a warm `token` a third of its time).
 struct Remembered {
     forms: Vec<Zeroizing<String>>,
+    encoded: bool,
+}
+
+impl Remembered {
+    fn forms(&mut self) -> &[Zeroizing<String>] {
+        if !self.encoded {
+            let all = forms_of(&self.forms[0]);
+            // The old buffer (the raw form alone) is zeroized as it is dropped.
+            self.forms = all;
+            self.encoded = true;
+        }
+        &self.forms
+    }
 }
 
 static KNOWN: Mutex<VecDeque<Remembered>> = Mutex::new(VecDeque::new());
+
+/// Every remembered secret in every form (computing the forms not computed yet).
+fn all_forms(known: &mut VecDeque<Remembered>) -> Vec<&str> {
+    known
+        .iter_mut()
+        .flat_map(|k| k.forms().iter().map(|f| f.as_str()))
+        .collect()
+}
 
 /// Remembers `secret` so that [`scrub`] removes it, in every form, from any text. Called by
 /// `SecretString::new`.
@@ -93,7 +117,8 @@ pub fn remember(secret: &str) {
         drop(known.pop_front());
     }
     known.push_back(Remembered {
-        forms: forms_of(secret),
+        forms: vec![Zeroizing::new(secret.to_owned())],
+        encoded: false,
     });
 }
 
@@ -200,16 +225,13 @@ fn base64_inner(
 /// Replaces every remembered secret, in every form, in `text` with `[REDACTED]`. Overlapping
 /// matches are merged into one replacement, so that no part of either secret survives.
 pub fn scrub(text: &str) -> String {
-    let known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
     let mut hits: Vec<(usize, usize)> = Vec::new();
-    for form in known.iter().flat_map(|k| k.forms.iter()) {
+    for form in all_forms(&mut known) {
         if form.is_empty() {
             continue;
         }
-        hits.extend(
-            text.match_indices(form.as_str())
-                .map(|(at, m)| (at, at + m.len())),
-        );
+        hits.extend(text.match_indices(form).map(|(at, m)| (at, at + m.len())));
     }
     drop(known);
     if hits.is_empty() {
@@ -283,9 +305,9 @@ fn bounded_input(body: &str) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(body);
     };
     let mut text = &body[..cut];
-    let known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
     let mut keep = text.len();
-    for form in known.iter().flat_map(|k| k.forms.iter()) {
+    for form in all_forms(&mut known) {
         for (k, _) in form.char_indices().skip(1) {
             if text.ends_with(&form[..k]) {
                 keep = keep.min(text.len() - k);
