@@ -10,11 +10,8 @@ use crate::store::crypto::{self, EnvelopeError};
 use crate::store::fsutil;
 use crate::store::key;
 use crate::store::lock::VaultLock;
-use crate::store::paths::{DEVICE_ID_FILE, KEY_FILE, VAULT_FILE, VaultPaths};
+use crate::store::paths::{DEVICE_ID_FILE, KEY_FILE, MAX_VAULT_BYTES, VAULT_FILE, VaultPaths};
 use crate::store::record::{CONTENTS_VERSION, Credential, VaultContents};
-
-/// Largest `vault.enc` read (a vault of many profiles is a few KiB).
-pub(crate) const MAX_VAULT_BYTES: u64 = 4 * 1024 * 1024;
 
 /// How often a read retries after `vault.key` did not match (a key replacement may have been
 /// committed between reading `vault.enc` and reading the key).

@@ -226,7 +226,7 @@ fn finish_interrupted_rotation(paths: &VaultPaths, _lock: &VaultLock) -> Result<
     };
     let sealed_with_next = match (
         next,
-        fsutil::read_private(&paths.vault(), crate::store::file::MAX_VAULT_BYTES)?,
+        fsutil::read_private(&paths.vault(), crate::store::paths::MAX_VAULT_BYTES)?,
     ) {
         (Some(next), Some(data)) => crate::store::crypto::open(&next, data.expose()).is_ok(),
         _ => false,

@@ -13,6 +13,8 @@ pub const KEY_NEXT_FILE: &str = "vault.key.next";
 pub const KEY_EXPOSED_FILE: &str = "vault.key.exposed";
 /// Name of the encrypted vault.
 pub const VAULT_FILE: &str = "vault.enc";
+/// Largest `vault.enc` read (a vault of many profiles is a few KiB).
+pub(crate) const MAX_VAULT_BYTES: u64 = 4 * 1024 * 1024;
 /// Name of the lock file.
 pub const LOCK_FILE: &str = "vault.lock";
 /// Name of the persistent device id file.
