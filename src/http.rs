@@ -200,15 +200,12 @@ const UPSTREAM_READ_TIMEOUT: Duration = Duration::from_secs(600);
 impl Http {
     /// A client that sends the device headers with `device_id`.
     pub(crate) fn new(device_id: &str, purpose: Purpose) -> Self {
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config())
-            .redirect(reqwest::redirect::Policy::none())
+        let mut builder = builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(POOL_IDLE)
             .tcp_nodelay(true)
             .user_agent(format!("kimi-vault/{VERSION}"))
-            .default_headers(device_headers(device_id))
-            .no_proxy();
+            .default_headers(device_headers(device_id));
         if purpose == Purpose::Upstream {
             builder = builder
                 .read_timeout(UPSTREAM_READ_TIMEOUT)
@@ -276,13 +273,19 @@ impl Http {
     }
 }
 
-/// A bare client (no device headers) for a local endpoint such as a running proxy's `/health`.
-/// Every reqwest client must be built here: reqwest carries no crypto provider of its own.
-pub(crate) fn local_client(timeout: Duration) -> reqwest::Client {
+/// What every client of this crate has: rustls with ring (reqwest carries no crypto provider
+/// of its own, so every reqwest client must start here), no redirects, no proxy from the
+/// environment.
+fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls_config())
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
+}
+
+/// A bare client (no device headers) for a local endpoint such as a running proxy's `/health`.
+pub(crate) fn local_client(timeout: Duration) -> reqwest::Client {
+    builder()
         .timeout(timeout)
         .build()
         .expect("the HTTP client configuration is valid")

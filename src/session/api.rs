@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
 use url::Url;
 use zeroize::Zeroizing;
 
@@ -17,38 +16,29 @@ use crate::http::Http;
 use crate::secret::SecretString;
 use crate::session::Session;
 use crate::session::driver::Driver;
-use crate::session::refresh::jitter;
+use crate::session::retry::{self, Attempt, Policy};
 
 /// An API call wants a token valid for at least this long (a request takes seconds).
 const API_MIN_VALID: i64 = 60;
-/// Everything one API call may take, retries included (the refresh has its own budget).
-const API_BUDGET: Duration = Duration::from_secs(30);
-/// Attempts of one call on transient failures.
-const API_ATTEMPTS: u32 = 3;
-/// Longest a single attempt may take.
-const API_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
-/// First backoff delay; doubles each retry, with jitter.
-const API_BACKOFF: Duration = Duration::from_millis(500);
+/// How hard an API call is tried on transient failures (the refresh has its own budget).
+const API_RETRIES: Policy = Policy {
+    budget: Duration::from_secs(30),
+    attempts: 3,
+    attempt_timeout: Duration::from_secs(15),
+    backoff: Duration::from_millis(500),
+};
 
-/// GET with retries on transient failures, within [`API_BUDGET`].
+/// GET with retries on transient failures, within the policy's budget.
 async fn get_with_retries(http: &Http, url: &Url, token: &SecretString) -> ApiReply {
-    let deadline = Instant::now() + API_BUDGET;
-    let mut attempt = 0;
-    loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let reply = reply::get(http, url, token, remaining.min(API_ATTEMPT_TIMEOUT)).await;
-        let ApiReply::Transient(detail, retry_after) = reply else {
-            return reply;
-        };
-        attempt += 1;
-        tracing::info!("GET {url}: attempt {attempt} failed: {detail}");
-        let wait = retry_after.unwrap_or_else(|| jitter(API_BACKOFF * 2u32.pow(attempt - 1)));
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if attempt >= API_ATTEMPTS || wait + Duration::from_secs(1) > remaining {
-            return ApiReply::Transient(detail, retry_after);
+    let label = format!("GET {url}:");
+    let outcome = retry::run(&API_RETRIES, &label, async |timeout| {
+        match reply::get(http, url, token, timeout).await {
+            ApiReply::Transient(detail, retry_after) => Attempt::Transient(detail, retry_after),
+            done => Attempt::Done(done),
         }
-        tokio::time::sleep(wait).await;
-    }
+    })
+    .await;
+    outcome.unwrap_or_else(|gave_up| ApiReply::Transient(gave_up.detail, gave_up.retry_after))
 }
 
 impl Session {

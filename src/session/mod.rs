@@ -22,6 +22,7 @@ mod critical;
 mod driver;
 mod login;
 mod refresh;
+mod retry;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -44,7 +45,7 @@ pub use critical::{
 pub use login::{LoginStored, PendingLogin};
 
 /// Locks a std mutex, ignoring poisoning (the data are plain values).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -203,14 +204,14 @@ impl Session {
         }
         let held = self.cached(&Need::MinValid(0));
         if let Some(c) = &held
-            && lock(&self.inner.last_failure).is_some_and(|t| t.elapsed() < RETRY_AFTER_FAILURE)
+            && guard(&self.inner.last_failure).is_some_and(|t| t.elapsed() < RETRY_AFTER_FAILURE)
         {
             return Ok(c.clone());
         }
         match self.ensure_on_blocking_thread(need).await {
             Ok(c) => Ok(c),
             Err(e) => {
-                *lock(&self.inner.last_failure) = Some(Instant::now());
+                *guard(&self.inner.last_failure) = Some(Instant::now());
                 let login_problem =
                     matches!(e, Error::NotLoggedIn { .. } | Error::LoginRequired { .. });
                 match self.cached(&Need::MinValid(0)) {
@@ -236,7 +237,7 @@ impl Session {
         if let Some(c) = self.cached(&need) {
             return Ok(c);
         }
-        if let Some((at, token)) = &*lock(&self.inner.last_forced)
+        if let Some((at, token)) = &*guard(&self.inner.last_forced)
             && at.elapsed() < FORCED_AGAIN_AFTER
             && token.ct_eq(rejected)
         {
@@ -246,7 +247,7 @@ impl Session {
             )));
         }
         let fresh = self.ensure_on_blocking_thread(need).await?;
-        *lock(&self.inner.last_forced) = Some((Instant::now(), fresh.access_token.clone()));
+        *guard(&self.inner.last_forced) = Some((Instant::now(), fresh.access_token.clone()));
         Ok(fresh)
     }
 
@@ -270,7 +271,7 @@ impl Session {
     }
 
     fn cached(&self, need: &Need) -> Option<Credential> {
-        let cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = guard(&self.inner.cache);
         cache
             .as_ref()
             .filter(|c| !c.needs_login && need.satisfied_by(c))
@@ -278,7 +279,7 @@ impl Session {
     }
 
     fn remember(&self, cred: &Credential) {
-        *self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some(cred.clone());
+        *guard(&self.inner.cache) = Some(cred.clone());
     }
 
     async fn ensure_on_blocking_thread(&self, need: Need) -> Result<Credential> {
@@ -417,7 +418,7 @@ impl Session {
         let vault = &self.inner.vault;
         let unreadable = match self.stored() {
             Ok(None) => {
-                *self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *guard(&self.inner.cache) = None;
                 return Ok(Logout {
                     removed: false,
                     kept_aside: Vec::new(),
@@ -445,7 +446,7 @@ impl Session {
         let lock = vault.lock()?;
         let (removed, kept_aside) = vault.delete_or_reset(&self.inner.profile, &lock)?;
         drop(lock);
-        *self.inner.cache.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *guard(&self.inner.cache) = None;
         Ok(Logout {
             removed,
             unreadable: unreadable.filter(|_| !kept_aside.is_empty()),

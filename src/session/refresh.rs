@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::clock::now_unix;
 use crate::error::Error;
 use crate::http::Http;
@@ -12,6 +10,7 @@ use crate::oauth::endpoints::Endpoints;
 use crate::oauth::refresh;
 use crate::oauth::response::{TokenGrant, TokenOutcome};
 use crate::secret::SecretString;
+use crate::session::retry::{self, Attempt, Policy};
 use crate::store::Credential;
 
 /// Everything one refresh may take, retries and backoff included.
@@ -22,8 +21,6 @@ pub(crate) const ATTEMPTS: u32 = 4;
 pub(crate) const BACKOFF_BASE: Duration = Duration::from_millis(500);
 /// Longest a single attempt may take, so that a hung server still leaves room for a retry.
 pub(crate) const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Shortest time worth starting another attempt in.
-const MIN_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// Why a refresh did not produce tokens.
 #[derive(Debug)]
@@ -41,14 +38,6 @@ pub(crate) enum Failure {
     Failed(Error),
 }
 
-pub(crate) fn jitter(d: Duration) -> Duration {
-    let mut b = [0u8; 2];
-    // Jitter is not a secret: a failed random source only makes it less spread.
-    let _ = crate::error::random_fill(&mut b);
-    let frac = u16::from_le_bytes(b) as f64 / u16::MAX as f64; // 0..1
-    d.mul_f64(0.5 + frac)
-}
-
 /// Exchanges `refresh_token` for new tokens, retrying transient failures with backoff and
 /// `Retry-After`, all within [`REFRESH_BUDGET`].
 pub(crate) async fn exchange(
@@ -56,54 +45,42 @@ pub(crate) async fn exchange(
     endpoints: &Endpoints,
     refresh_token: &SecretString,
 ) -> Result<TokenGrant, Failure> {
-    let deadline = Instant::now() + REFRESH_BUDGET;
-    let mut last = String::from("no attempt could be made within the time budget");
-    let mut last_retry_after = None;
-    for attempt in 0..ATTEMPTS {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining < MIN_ATTEMPT {
-            break;
-        }
-        let timeout = remaining.min(ATTEMPT_TIMEOUT);
-        let (detail, retry_after) = match refresh::request(http, endpoints, refresh_token, timeout)
-            .await
-        {
-            TokenOutcome::Granted(g) => return Ok(g),
-            TokenOutcome::Rejected(why) => return Err(Failure::Rejected(why)),
-            TokenOutcome::Transient(why, ra) => (why, ra),
-            TokenOutcome::Malformed(why) => {
-                return Err(Failure::Failed(Error::Protocol(format!(
+    let policy = Policy {
+        budget: REFRESH_BUDGET,
+        attempts: ATTEMPTS,
+        attempt_timeout: ATTEMPT_TIMEOUT,
+        backoff: BACKOFF_BASE,
+    };
+    let outcome = retry::run(&policy, "refresh", async |timeout| {
+        match refresh::request(http, endpoints, refresh_token, timeout).await {
+            TokenOutcome::Granted(g) => Attempt::Done(Ok(g)),
+            TokenOutcome::Rejected(why) => Attempt::Done(Err(Failure::Rejected(why))),
+            TokenOutcome::Transient(why, ra) => Attempt::Transient(why, ra),
+            TokenOutcome::Malformed(why) => Attempt::Done(Err(Failure::Failed(Error::Protocol(
+                format!(
                     "Kimi's auth server sent an unusable refresh response ({why}); your credential is unchanged, try again later"
-                ))));
-            }
-            other => {
-                return Err(Failure::Failed(Error::Protocol(format!(
-                    "Kimi's auth server answered the refresh with {other:?}; your credential is unchanged"
-                ))));
-            }
-        };
-        tracing::info!("refresh attempt {} failed: {detail}", attempt + 1);
-        last = detail;
-        last_retry_after = retry_after;
-        if attempt + 1 == ATTEMPTS {
-            break;
+                ),
+            )))),
+            other => Attempt::Done(Err(Failure::Failed(Error::Protocol(format!(
+                "Kimi's auth server answered the refresh with {other:?}; your credential is unchanged"
+            ))))),
         }
-        let wait = retry_after.unwrap_or_else(|| jitter(BACKOFF_BASE * 2u32.pow(attempt)));
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if wait + MIN_ATTEMPT > remaining {
-            if retry_after.is_some() {
-                last = format!("{last} (asked to retry after {} s)", wait.as_secs());
-            }
-            break;
-        }
-        tokio::time::sleep(wait).await;
+    })
+    .await;
+    let gave_up = match outcome {
+        Ok(answer) => return answer,
+        Err(gave_up) => gave_up,
+    };
+    let mut last = gave_up.detail;
+    if let Some(ra) = gave_up.retry_after.filter(|_| gave_up.retry_after_too_long) {
+        last = format!("{last} (asked to retry after {} s)", ra.as_secs());
     }
     Err(Failure::Transient {
         message: format!(
             "cannot refresh the token: Kimi's auth server at {} is unreachable or failing ({last}); your credential is unchanged, try again later",
             endpoints.oauth_host
         ),
-        retry_after: last_retry_after,
+        retry_after: gave_up.retry_after,
     })
 }
 
