@@ -2,8 +2,8 @@
 //! the tools that need them.
 //!
 //! Layers, bottom to top (imports point down only):
-//! - [`secret`], `redact`, [`error`], `clock`, `http`: secret types, keeping secrets out of
-//!   text, typed errors, time, the one HTTP client (reqwest on tokio, rustls with ring);
+//! - [`secret`], `redact`, [`sanitize`], [`error`], `clock`, `http`: secret types, keeping
+//!   secrets out of text, outside text made safe for a terminal, typed errors, time, the one HTTP client (reqwest on tokio, rustls with ring);
 //! - [`store`]: OS keyring and encrypted-file backends, crypto, atomic writes and the lock;
 //! - [`oauth`], beside it: protocol only (endpoints and their rule, device flow, refresh
 //!   exchange, response parsing);
@@ -30,6 +30,7 @@ pub mod migrate;
 pub mod oauth;
 pub mod proxy;
 pub(crate) mod redact;
+pub mod sanitize;
 pub mod secret;
 pub mod session;
 pub mod store;
