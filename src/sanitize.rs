@@ -48,9 +48,7 @@ pub fn for_terminal_multiline(text: &str) -> Cow<'_, str> {
 
 fn escape(text: &str, keep_lines: bool) -> Cow<'_, str> {
     let keep = |c: char| keep_lines && (c == '\n' || c == '\t');
-    let first = text
-        .char_indices()
-        .find(|&(_, c)| is_unsafe(c) && !keep(c));
+    let first = text.char_indices().find(|&(_, c)| is_unsafe(c) && !keep(c));
     let Some((at, _)) = first else {
         return Cow::Borrowed(text);
     };
@@ -72,8 +70,14 @@ mod tests {
 
     #[test]
     fn plain_text_is_borrowed() {
-        assert!(matches!(for_terminal("kimi-for-coding 262144"), Cow::Borrowed(_)));
-        assert!(matches!(for_terminal("Überraschung ✓ 模型"), Cow::Borrowed(_)));
+        assert!(matches!(
+            for_terminal("kimi-for-coding 262144"),
+            Cow::Borrowed(_)
+        ));
+        assert!(matches!(
+            for_terminal("Überraschung ✓ 模型"),
+            Cow::Borrowed(_)
+        ));
     }
 
     #[test]
