@@ -92,20 +92,28 @@ fn a_shared_or_writable_vault_directory_is_refused_and_left_as_it_is() {
 }
 
 #[test]
-fn a_vault_directory_readable_by_others_is_repaired_by_any_command() {
-    let env = TestEnv::new();
-    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
-    for args in [&["status"][..], &["token"]] {
-        set_mode(&env.vault_home(), 0o755);
-        let out = env.cmd().args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("had mode 755") && err.contains("repaired to 700"),
-            "{err}"
-        );
-        assert_eq!(full_mode(&env.vault_home()), 0o700);
-        assert_no_secret(&out, &[CANARY_REFRESH]);
+fn a_vault_directory_readable_by_others_keeps_its_mode_for_every_command() {
+    // Issue 14 item 6: every command used to strip the group/other bits of a directory it did
+    // not create (755, 750, 711 -> 700), and doctor then reported the mode it had made.
+    for mode in [0o755, 0o750, 0o711] {
+        let env = TestEnv::new();
+        env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+        set_mode(&env.vault_home(), mode);
+        for args in [&["status"][..], &["token"], &["profiles"], &["logout"]] {
+            let out = env.cmd().args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{mode:o} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(full_mode(&env.vault_home()), mode, "{args:?}");
+            assert_no_secret(&out, &[CANARY_REFRESH, CANARY_ACCESS]);
+        }
+        let out = env.cmd().args(["doctor", "--json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let text = v.to_string();
+        assert!(text.contains(&format!("\"{mode:o}\"")), "{text}");
+        assert_eq!(full_mode(&env.vault_home()), mode, "doctor");
     }
 }
 

@@ -601,7 +601,8 @@ fn health_has_no_secret_and_is_503_when_login_is_required() {
         .assert()
         .code(1);
 
-    // A profile whose refresh token was rejected: 503, and requests get a clear 503.
+    // A profile whose refresh token was rejected: /health 503; requests get a 403 at once in
+    // the client's dialect (so that clients stop retrying), naming the fix.
     let env = TestEnv::new();
     let mut cred = credential(SEED_ACCESS, SEED_REFRESH, -10);
     cred.needs_login = true;
@@ -614,8 +615,16 @@ fn health_has_no_secret_and_is_503_when_login_is_required() {
     assert_eq!(status, 503);
     assert_eq!(v["status"], "login_required");
     let (status, body) = post(&p.url, "/v1/messages", p.key.as_deref(), "{}");
-    assert_eq!(status, 503);
+    assert_eq!(status, 403);
     assert!(body.contains("kimi-vault login"), "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "permission_error");
+    let (status, body) = post(&p.url, "/v1/chat/completions", p.key.as_deref(), "{}");
+    assert_eq!(status, 403);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["type"], "permission_error", "{body}");
+    assert!(v.get("type").is_none(), "OpenAI's shape: {body}");
     let port = p.addr().rsplit(':').next().unwrap().to_owned();
     env.cmd()
         .args(["proxy", "--check", "--port", &port])
