@@ -1530,7 +1530,10 @@ fn a_request_path_is_escaped_in_the_log() {
         !err.contains('\u{202e}') && !err.contains('\u{1b}'),
         "{err:?}"
     );
-    assert!(err.contains("\\u{202e}"), "the line is there, escaped: {err}");
+    assert!(
+        err.contains("\\u{202e}"),
+        "the line is there, escaped: {err}"
+    );
 }
 
 #[test]
