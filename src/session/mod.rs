@@ -412,6 +412,22 @@ impl Session {
             tracing::info!("another process refreshed the token meanwhile");
             return Ok(cred);
         }
+        // SPEC §5: a token a refresh (of any process) produced less than 30 s ago, rejected by
+        // the API too: the 401 has another cause; refreshing again would only rotate the
+        // refresh token on every run.
+        if let Need::Replace(_) = need
+            && let Some(age) =
+                backoff::refreshed_within_guard(vault.paths(), &self.inner.profile, &lock)
+        {
+            return Err(Error::ApiUnauthorized {
+                profile: self.inner.profile.clone(),
+                detail: format!(
+                    "the access token a refresh produced {} s ago was rejected too; no refresh is made again within {} s",
+                    age.as_secs(),
+                    backoff::REJECTED_AGAIN_GUARD.as_secs()
+                ),
+            });
+        }
         if let Some(rec) = backoff::active(vault.paths(), &self.inner.profile, &lock) {
             let age = (crate::clock::now_unix_ms() - rec.at_ms) / 1000;
             let left = (rec.until_ms - crate::clock::now_unix_ms()).max(0) / 1000 + 1;
@@ -456,7 +472,7 @@ impl Session {
             Ok(grant) => {
                 let fresh = refresh::apply_grant(&cred, grant);
                 let backend = vault.save(profile, &fresh, lock, false)?;
-                backoff::clear(vault.paths(), profile, lock);
+                backoff::refreshed(vault.paths(), profile, lock);
                 tracing::info!("refreshed the access token ({} backend)", backend.as_str());
                 self.remember(&fresh);
                 Ok(fresh)
