@@ -427,3 +427,59 @@ fn replacing_an_exposed_key_is_crash_safe() {
         figures.join(", ")
     ));
 }
+
+#[test]
+fn probe_files_a_killed_doctor_left_are_swept_and_nothing_else() {
+    // Issue 14 item 11: `.doctor-probe.*.tmp` left after SIGKILL were never swept.
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    let home = env.vault_home();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let make = |name: &str, age_old: bool| {
+        let path = home.join(name);
+        let f = std::fs::File::create(&path).unwrap();
+        if age_old {
+            f.set_modified(old).unwrap();
+        }
+        path
+    };
+    let stale = make(".doctor-probe.AbC123.tmp", true);
+    let fresh = make(".doctor-probe.XyZ789.tmp", false);
+    let other_names = [
+        make(".doctor-probe.AbC123.tmp.keep", true),
+        make(".doctor-probe.toolong1.tmp", true),
+        make("doctor-probe.AbC123.tmp", true),
+    ];
+    let outside = env.dir.path().join("outside");
+    std::fs::File::create(&outside)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let link = home.join(".doctor-probe.Lnk123.tmp");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let out = env.cmd().arg("doctor").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stale.exists(), "the stale probe file is swept");
+    assert!(fresh.exists(), "a probe of a doctor running now is left");
+    for p in &other_names {
+        assert!(p.exists(), "{} is not a probe file", p.display());
+    }
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok() && outside.exists(),
+        "links are left"
+    );
+    assert!(
+        !entries(&home)
+            .iter()
+            .any(|n| n.starts_with(".doctor-probe.")
+                && n.len() == ".doctor-probe.XXXXXX.tmp".len()
+                && n != ".doctor-probe.XyZ789.tmp"
+                && n != ".doctor-probe.Lnk123.tmp"),
+        "the doctor's own probe is gone: {:?}",
+        entries(&home)
+    );
+}
