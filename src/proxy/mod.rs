@@ -16,7 +16,7 @@ mod body;
 pub(crate) mod forward;
 pub(crate) mod headers;
 mod health;
-mod reflect;
+pub(crate) mod reflect;
 mod refresher;
 mod respond;
 mod watch;
