@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use kimi_vault::migrate::{self, Entry, Options, SourceDirs, Tool};
+use kimi_vault::oauth::Region;
 
 use crate::cli::failure::{CmdResult, Failure, exit};
 use crate::cli::{Ctx, output};
@@ -18,10 +19,19 @@ fn show(title: &str, entries: &[Entry]) {
             .as_deref()
             .map(|x| format!(", access token expires {x}"))
             .unwrap_or_default();
+        let region = e
+            .region
+            .map(|r| format!(", {r} region"))
+            .unwrap_or_default();
+        let path = kimi_vault::sanitize::for_terminal(&e.path);
         if e.reason.is_empty() {
-            eprintln!("  {} ({}{expiry})", e.path, e.tool);
+            eprintln!("  {path} ({}{region}{expiry})", e.tool);
         } else {
-            eprintln!("  {} ({}{expiry})\n      {}", e.path, e.tool, e.reason);
+            eprintln!(
+                "  {path} ({}{region}{expiry})\n      {}",
+                e.tool,
+                kimi_vault::sanitize::for_terminal(&e.reason)
+            );
         }
     }
 }
@@ -76,8 +86,10 @@ pub(crate) fn run(
     keep: bool,
     dry_run: bool,
     force: bool,
+    region: Option<Region>,
 ) -> CmdResult {
     let opts = Options {
+        region,
         dirs: source_dirs(!from.is_empty())?,
         from,
         keep,
