@@ -24,6 +24,15 @@ fn seed_at(env: &TestEnv, profile: &str, expires_in: i64, region: &str, needs_lo
     cred.expires_at = NOW + expires_in;
     cred.region = region.into();
     cred.needs_login = needs_login;
+    if profile == "default" {
+        // Read from /me at login (the others: from before accounts were stored).
+        cred.account = Some(kimi_vault::store::Account {
+            user_id: "u_123".into(),
+            nickname: Some("moonwalker".into()),
+            level_name: Some("Vivace".into()),
+            region: Some("REGION_CN".into()),
+        });
+    }
     vault.save(profile, &cred, &lock, false).unwrap();
 }
 
