@@ -1080,3 +1080,19 @@ fn a_refresh_in_flight_at_shutdown_stores_its_answer_before_the_proxy_exits() {
         .success();
     assert_eq!(env.server.refresh_requests(), 2);
 }
+
+#[test]
+fn upstream_403_passes_through_with_a_log_line_that_explains_it() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let (status, body) = post(&p.url, "/v1/status?code=403", Some(&key), "{}");
+    assert_eq!(status, 403);
+    assert!(body.contains("status 403"), "the upstream body: {body}");
+    assert_eq!(env.server.refresh_requests(), 0);
+    let (_, err) = p.stop();
+    assert!(
+        err.contains("access_terminated_error") && err.contains("coding agent"),
+        "403 is explained in the log: {err}"
+    );
+}

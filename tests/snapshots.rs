@@ -170,6 +170,17 @@ fn usage_snapshot() {
         .with(|s| s.usages_body = r#"{"usage":{"limit":"100","remaining":"100"}}"#.into());
     all += "\n";
     all += &run(&env, &["usage"]).1;
+    // Extra usage: a balance, with a monthly cap and without.
+    env.server.with(|s| {
+        s.usages_body = r#"{"usage":{"limit":"100","remaining":"100"},"boosterWallet":{"balance":{"type":"BOOSTER","amount":"2000000000","amountLeft":"1234500000"},"monthlyChargeLimitEnabled":true,"monthlyChargeLimit":{"priceInCents":"5000","currency":"USD"},"monthlyUsed":{"priceInCents":"766","currency":"USD"}}}"#.into()
+    });
+    all += "\n";
+    all += &run(&env, &["usage"]).1;
+    env.server.with(|s| {
+        s.usages_body = r#"{"boosterWallet":{"balance":{"type":"BOOSTER","amount":"500000000","amountLeft":"0"},"monthlyChargeLimitEnabled":false,"monthlyUsed":{"priceInCents":"500","currency":"CNY"}}}"#.into()
+    });
+    all += "\n";
+    all += &run(&env, &["usage"]).1;
     check("usage", &normalize(&env, &all));
 }
 
