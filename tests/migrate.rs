@@ -273,11 +273,13 @@ fn opencode_encrypted_moves_and_both_files_go() {
 #[test]
 fn tombstones_and_other_types_are_skipped_and_kept() {
     let env = TestEnv::new();
-    let tomb = env.home().join(".kimi-code/credentials/kimi-code.json");
-    write_private(
-        &tomb,
-        br#"{"access_token":"","refresh_token":"","expires_at":0}"#,
-    );
+    // kimi-code's tombstone (its revokedTombstone), in its global slot.
+    let tomb = env
+        .home()
+        .join(format!(".kimi-code/credentials/{GLOBAL_SLOT}.json"));
+    let tomb_content =
+        kimi_code_file("", "", 0).replace("\"expires_in\": 900", "\"expires_in\": 0");
+    write_private(&tomb, tomb_content.as_bytes());
     let other = env.home().join(".cli-proxy-api/kimi-x.json");
     write_private(
         &other,
@@ -292,6 +294,8 @@ fn tombstones_and_other_types_are_skipped_and_kept() {
         .map(|e| e["reason"].as_str().unwrap().to_owned())
         .collect();
     assert!(reasons.iter().any(|r| r.contains("revoked")), "{reasons:?}");
+    assert_eq!(v["skipped"][0]["region"], "global", "{v}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("revoked"));
     assert!(
         reasons.iter().any(|r| r.contains("not a Kimi credential")),
         "{reasons:?}"
