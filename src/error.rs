@@ -227,6 +227,16 @@ pub enum Error {
         /// What the API said, redacted.
         detail: String,
     },
+    /// Kimi's coding API answered `403 access_terminated_error`: it accepts only the coding
+    /// agents it knows, and did not take this request's client for one. The login is fine.
+    #[error(
+        "Kimi's coding endpoint refused the request with HTTP 403 access_terminated_error{}: it accepts only the coding agents it knows (such as Claude Code, kimi-cli or kimi-code), and did not take this client for one. Your login is fine and was kept",
+        paren_detail(detail)
+    )]
+    ClientNotAccepted {
+        /// What the API said, redacted (may be empty).
+        detail: String,
+    },
 }
 
 fn paren_detail(detail: &str) -> String {

@@ -53,6 +53,11 @@ fn usage_json_schema_from_decimal_strings_with_unknown_fields() {
     assert_eq!(f["remaining"], 85);
     assert_eq!(v["windows"][0]["window_seconds"], 18000);
     assert_eq!(v["windows"][0]["time_unit"], "TIME_UNIT_MINUTE");
+    assert_eq!(
+        v["extra_usage"],
+        serde_json::json!({"balance_type":"BOOSTER","amount_cents":2000,"amount_left_cents":1234.5,
+            "monthly_limit_enabled":true,"monthly_limit_cents":5000,"monthly_used_cents":766,"currency":"USD"})
+    );
     // The stored token was sent as a bearer token, and nothing else was asked.
     let auth = env.server.with(|s| s.api_auth.clone());
     assert_eq!(
@@ -78,6 +83,9 @@ fn usage_for_people_shows_bars_plan_and_reset_times() {
         "resets in ",
         "Thu 1 Jan 00:00",
         "█",
+        "extra usage",
+        "balance 12.35 USD left of 20.00 USD",
+        "15% of the monthly cap  7.66 USD of 50.00 USD this month",
     ] {
         assert!(text.contains(want), "{want:?} missing in:\n{text}");
     }
@@ -100,6 +108,8 @@ fn missing_and_unusual_windows_are_shown_as_such() {
     assert!(!text.contains("plan:"), "{text}");
     let v = json(&env.cmd().args(["usage", "--json"]).output().unwrap());
     assert!(v["weekly"].is_null() && v["five_hour"].is_null() && v["plan"].is_null());
+    assert!(v["extra_usage"].is_null());
+    assert!(!text.contains("extra usage"), "{text}");
     assert_eq!(v["windows"], serde_json::json!([]));
 
     env.server.with(|s| {
@@ -277,8 +287,27 @@ fn models_for_people_and_json() {
     assert_eq!(models[0]["context_length"], 262144);
     assert_eq!(
         models[0]["capabilities"],
-        serde_json::json!(["reasoning", "image input"])
+        serde_json::json!(["reasoning", "image input", "tool use"])
     );
+    assert_eq!(models[0]["supports_tool_use"], true);
+    assert_eq!(models[0]["supports_thinking_type"], "both");
+    assert_eq!(
+        models[0]["think_efforts"],
+        serde_json::json!({"support":true,"valid_efforts":["low","medium","high"],"default_effort":"medium"})
+    );
+    assert_eq!(models[0]["protocol"], "anthropic");
+    // Not sent: null, never absent.
+    for key in [
+        "supports_tool_use",
+        "supports_thinking_type",
+        "think_efforts",
+        "protocol",
+    ] {
+        assert_eq!(models[1][key], serde_json::Value::Null, "{key}");
+    }
+    for want in ["THINKING", "optional", "low, medium*, high", "anthropic"] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
     assert_eq!(models[1]["display_name"], serde_json::Value::Null);
     assert_eq!(models[1]["context_length"], 131072, "a decimal string");
     assert_eq!(models[1]["supports_reasoning"], false);
@@ -408,4 +437,60 @@ fn a_permanent_401_rotates_the_refresh_token_at_most_once_per_30_s_across_runs()
         "one rotation, not one per run"
     );
     assert!(!env.stored("default").unwrap().needs_login);
+fn a_403_access_terminated_error_is_explained_not_retried() {
+    let env = seeded();
+    let body =
+        r#"{"error":{"type":"access_terminated_error","message":"Your request was blocked"}}"#;
+    env.server.with(|s| {
+        s.usages.push_back(Canned::new(403, body));
+        s.models.push_back(Canned::new(403, body));
+    });
+    for cmd in ["usage", "models"] {
+        let out = env.cmd().arg(cmd).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        for want in [
+            "access_terminated_error",
+            "accepts only the coding agents it knows",
+            "Your login is fine",
+        ] {
+            assert!(err.contains(want), "{cmd}: {want}: {err}");
+        }
+        assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
+    }
+    // No refresh, no retry; the login is untouched.
+    assert_eq!(env.server.refresh_requests(), 0);
+    assert_eq!(env.api_requests(), 2);
+    assert!(!env.stored("default").unwrap().needs_login);
+    // Another 403 is not explained as one.
+    env.server.with(|s| {
+        s.usages
+            .push_back(Canned::new(403, r#"{"error":{"type":"other"}}"#))
+    });
+    let out = env.cmd().arg("usage").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("coding agents"));
+}
+
+#[test]
+fn server_strings_reach_the_terminal_escaped_and_json_exact() {
+    let env = seeded();
+    let evil = "kimi\u{1b}[31m-red\u{202e}txt";
+    env.server.with(|s| {
+        s.models_body = serde_json::json!({"data":[{"id": evil, "display_name": "Name\u{200b}", "supports_thinking_type": "\u{1b}]0;x\u{7}", "protocol": "a\u{9b}b", "think_efforts": {"valid_efforts": ["lo\u{202e}w"], "default_effort": "lo\u{202e}w"}}]}).to_string();
+        s.usages_body = serde_json::json!({"boosterWallet":{"balance":{"amountLeft":"100000000"},"monthlyUsed":{"priceInCents":"5","currency":"U\u{1b}[2JSD"}}}).to_string();
+    });
+    for cmd in ["models", "usage"] {
+        let out = env.cmd().arg(cmd).output().unwrap();
+        assert!(out.status.success(), "{cmd}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        for bad in ['\u{1b}', '\u{202e}', '\u{200b}', '\u{9b}', '\u{7}'] {
+            assert!(!text.contains(bad), "{cmd}: {bad:?} raw in {text:?}");
+        }
+    }
+    let v = json(&env.cmd().args(["models", "--json"]).output().unwrap());
+    assert!(
+        v[0]["id"].as_str().unwrap().contains('\u{202e}'),
+        "exact in --json"
+    );
 }

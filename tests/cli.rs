@@ -658,3 +658,67 @@ fn a_closed_stdout_is_an_exit_1_not_a_panic() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn status_json_has_the_same_keys_in_every_state() {
+    let keys = |v: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let env = TestEnv::new();
+    let mut seen = Vec::new();
+    // Not logged in.
+    let out = env.cmd().args(["status", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    seen.push(("not logged in", json(&out)));
+    // Logged in (no account known: a credential stored before accounts were).
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    let out = env.cmd().args(["status", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    seen.push(("logged in", json(&out)));
+    // Needs a login.
+    let vault = env.vault();
+    let lock = vault.lock().unwrap();
+    let mut cred = env.stored("default").unwrap();
+    cred.needs_login = true;
+    vault.save("default", &cred, &lock, false).unwrap();
+    drop(lock);
+    let out = env.cmd().args(["status", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    seen.push(("needs login", json(&out)));
+    // The vault cannot be read.
+    let file = env.vault_home().join("vault.enc");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 1;
+    std::fs::write(&file, &bytes).unwrap();
+    let out = env.cmd().args(["status", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    seen.push(("unreadable", json(&out)));
+
+    let first = keys(&seen[0].1);
+    for want in [
+        "profile",
+        "logged_in",
+        "needs_login",
+        "backend",
+        "backend_reason",
+        "expires_at",
+        "expires_in_seconds",
+        "scope",
+        "region",
+        "account",
+        "error",
+        "key_exposed",
+    ] {
+        assert!(first.contains(&want.to_owned()), "{want}: {first:?}");
+    }
+    for (state, v) in &seen {
+        assert_eq!(keys(v), first, "{state}: {v}");
+        assert_eq!(v["account"], serde_json::Value::Null, "{state}");
+    }
+    assert_eq!(seen[1].1["error"], serde_json::Value::Null);
+    assert!(seen[3].1["error"].is_string());
+    assert_eq!(seen[3].1["region"], serde_json::Value::Null);
+}

@@ -235,6 +235,15 @@ fn migrate_moves_kimi_cli_legacy_keyring_entry() {
     assert_eq!(v["imported"][0]["tool"], "kimi-cli-keyring");
     assert_eq!(v["imported"][0]["path"], "keyring:kimi-code");
     assert_eq!(v["removed"][0]["path"], "keyring:kimi-code");
+    assert_eq!(v["imported"][0]["region"], "cn");
+    // A keyring entry is deleted, not "overwritten with zeros".
+    let removed = v["removed"][0]["reason"].as_str().unwrap();
+    assert!(removed.contains("deleted from the keyring"), "{removed}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("zeros"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(matches!(
         legacy.get_password(),
         Err(keyring_core::Error::NoEntry)

@@ -515,3 +515,170 @@ fn login_checks_the_vault_can_be_written_before_asking_for_a_code() {
         assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
     }
 }
+
+/// Stderr lines written by the log (`kimi-vault: …`), as opposed to the command's own text.
+fn log_lines(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.starts_with("kimi-vault: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn login_reads_the_account_stores_it_and_warns_about_a_second_profile_of_it() {
+    let env = TestEnv::new();
+    env.server
+        .with(|s| s.device = DeviceScenario::Approve { pending: 0 });
+    let out = env
+        .cmd()
+        .args(["-vv", "login", "--no-browser", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let success = json_lines(&out.stdout).pop().unwrap();
+    assert_eq!(
+        success["account"],
+        serde_json::json!({"id":"u_canary_4242","name":"moonwalker","level":"Vivace"})
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Kimi account: moonwalker (id u_canary_4242, Vivace)"),
+        "{err}"
+    );
+    // Personal: in no log line, at any verbosity.
+    for line in log_lines(&out.stderr) {
+        assert!(
+            !line.contains("u_canary_4242") && !line.contains("moonwalker"),
+            "{line}"
+        );
+    }
+    // /me was asked with the new access token.
+    let auth = env.server.with(|s| s.api_auth.clone());
+    assert_eq!(auth[0].0, "me");
+    assert!(auth[0].1.starts_with("Bearer at-gen1"), "{:?}", auth[0]);
+    let stored = env.stored("default").unwrap();
+    let account = stored.account.unwrap();
+    assert_eq!(account.user_id, "u_canary_4242");
+    assert_eq!(account.nickname.as_deref(), Some("moonwalker"));
+    assert_eq!(account.level_name.as_deref(), Some("Vivace"));
+    assert_eq!(account.region.as_deref(), Some("REGION_CN"));
+
+    // status and profiles show it, human and --json.
+    let status = env.cmd().arg("status").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&status.stdout)
+            .contains("account:    moonwalker (id u_canary_4242, Vivace)")
+    );
+    let v: serde_json::Value = serde_json::from_slice(
+        &env.cmd()
+            .args(["status", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["account"]["id"], "u_canary_4242");
+    assert_eq!(v["account"]["name"], "moonwalker");
+    assert_eq!(v["account"]["level"], "Vivace");
+    let profiles = env.cmd().arg("profiles").output().unwrap();
+    assert!(String::from_utf8_lossy(&profiles.stdout).contains("moonwalker (id u_canary_4242"));
+    let v: serde_json::Value = serde_json::from_slice(
+        &env.cmd()
+            .args(["profiles", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v[0]["account"]["id"], "u_canary_4242");
+
+    // The same account in a second profile: logged in, with a warning naming the other.
+    env.server.with(|s| s.polls = 0);
+    let out = env
+        .cmd()
+        .args(["--profile", "work", "login", "--no-browser"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("profile 'default' already holds this Kimi account"),
+        "{err}"
+    );
+    // Another account: no warning.
+    env.server.with(|s| {
+        s.polls = 0;
+        s.me_body = r#"{"user_id":"u_other","nickname":"sun"}"#.into();
+    });
+    let out = env
+        .cmd()
+        .args(["--profile", "home", "login", "--no-browser"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Kimi account: sun (id u_other)"), "{err}");
+    assert!(!err.contains("already hold"), "{err}");
+}
+
+#[test]
+fn a_failed_account_lookup_is_a_warning_not_a_failed_login() {
+    let env = TestEnv::new();
+    env.server.with(|s| {
+        s.device = DeviceScenario::Approve { pending: 0 };
+        s.me.push_back(Canned::new(404, r#"{"error":"not found"}"#));
+    });
+    let out = env
+        .cmd()
+        .args(["login", "--no-browser", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let success = json_lines(&out.stdout).pop().unwrap();
+    assert_eq!(success["type"], "success");
+    assert_eq!(success["account"], serde_json::Value::Null);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: logged in, but could not read which account"),
+        "{err}"
+    );
+    let stored = env.stored("default").unwrap();
+    assert!(stored.account.is_none());
+    assert!(stored.access_token.expose().starts_with("at-gen1"));
+    let v: serde_json::Value = serde_json::from_slice(
+        &env.cmd()
+            .args(["status", "--json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(v["logged_in"], true);
+    assert_eq!(v["account"], serde_json::Value::Null);
+}
+
+#[test]
+fn an_account_keeps_across_refreshes() {
+    let env = TestEnv::new();
+    env.server
+        .with(|s| s.device = DeviceScenario::Approve { pending: 0 });
+    env.cmd().args(["login", "--no-browser"]).assert().success();
+    // Force a refresh: the new tokens keep the account.
+    env.cmd()
+        .args(["token", "--min-valid", "100000"])
+        .assert()
+        .success();
+    assert_eq!(env.server.refresh_requests(), 1);
+    let stored = env.stored("default").unwrap();
+    assert!(stored.access_token.expose().starts_with("at-gen2"));
+    assert_eq!(stored.account.unwrap().user_id, "u_canary_4242");
+}

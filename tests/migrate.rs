@@ -46,10 +46,8 @@ fn fixture(kind: &str, expires: i64) -> (String, String, &'static str, String, S
             r,
         ),
         "kimi-code" => (
-            ".kimi-code/credentials/kimi-code-main.json".into(),
-            format!(
-                r#"{{"access_token":"{a}","refresh_token":"{r}","expires_at":{expires},"scope":"kimi-code","token_type":"Bearer"}}"#
-            ),
+            ".kimi-code/credentials/kimi-code.json".into(),
+            kimi_code_file(&a, &r, expires),
             "kimi-code",
             a,
             r,
@@ -87,6 +85,17 @@ fn fixture(kind: &str, expires: i64) -> (String, String, &'static str, String, S
         _ => unreachable!(),
     }
 }
+
+/// A credential file exactly as kimi-code writes it (`JSON.stringify(wire, null, 2)` and a
+/// newline; `expires_at` integer seconds).
+fn kimi_code_file(access: &str, refresh: &str, expires: i64) -> String {
+    format!(
+        "{{\n  \"access_token\": \"{access}\",\n  \"refresh_token\": \"{refresh}\",\n  \"expires_at\": {expires},\n  \"scope\": \"kimi-code\",\n  \"token_type\": \"Bearer\",\n  \"expires_in\": 900\n}}\n"
+    )
+}
+
+/// kimi-code's slot of the global region (SPEC §6).
+const GLOBAL_SLOT: &str = "kimi-code-env-0e4f99c69cc27850";
 
 fn run_json(env: &TestEnv, args: &[&str]) -> (std::process::Output, serde_json::Value) {
     let out = env
@@ -264,11 +273,13 @@ fn opencode_encrypted_moves_and_both_files_go() {
 #[test]
 fn tombstones_and_other_types_are_skipped_and_kept() {
     let env = TestEnv::new();
-    let tomb = env.home().join(".kimi-code/credentials/kimi-code.json");
-    write_private(
-        &tomb,
-        br#"{"access_token":"","refresh_token":"","expires_at":0}"#,
-    );
+    // kimi-code's tombstone (its revokedTombstone), in its global slot.
+    let tomb = env
+        .home()
+        .join(format!(".kimi-code/credentials/{GLOBAL_SLOT}.json"));
+    let tomb_content =
+        kimi_code_file("", "", 0).replace("\"expires_in\": 900", "\"expires_in\": 0");
+    write_private(&tomb, tomb_content.as_bytes());
     let other = env.home().join(".cli-proxy-api/kimi-x.json");
     write_private(
         &other,
@@ -283,6 +294,8 @@ fn tombstones_and_other_types_are_skipped_and_kept() {
         .map(|e| e["reason"].as_str().unwrap().to_owned())
         .collect();
     assert!(reasons.iter().any(|r| r.contains("revoked")), "{reasons:?}");
+    assert_eq!(v["skipped"][0]["region"], "global", "{v}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("revoked"));
     assert!(
         reasons.iter().any(|r| r.contains("not a Kimi credential")),
         "{reasons:?}"
@@ -398,9 +411,11 @@ fn hostile_sources_get_a_reason_and_are_never_touched() {
     write_private(&writable, roder.as_bytes());
     std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o666)).unwrap();
     // Unparseable, and absurdly large.
-    let garbage = env.home().join(".kimi-code/credentials/kimi-code-a.json");
+    let garbage = env.home().join(".kimi-code/credentials/kimi-code.json");
     write_private(&garbage, b"{not json");
-    let huge = env.home().join(".kimi-code/credentials/kimi-code-b.json");
+    let huge = env
+        .home()
+        .join(format!(".kimi-code/credentials/{GLOBAL_SLOT}.json"));
     write_private(&huge, &vec![b' '; 200_000]);
     // Missing fields.
     let fieldless = env.home().join(".kimi-code/credentials/kimi-code-c.json");
@@ -408,7 +423,7 @@ fn hostile_sources_get_a_reason_and_are_never_touched() {
     // A directory where a file should be.
     let dir = env.home().join(".cli-proxy-api/kimi-dir.json");
     std::fs::create_dir_all(&dir).unwrap();
-    let snapshot: Vec<(PathBuf, Vec<u8>)> = [&target, &writable, &garbage, &huge]
+    let snapshot: Vec<(PathBuf, Vec<u8>)> = [&target, &writable, &garbage, &huge, &fieldless]
         .iter()
         .map(|p| (p.to_path_buf(), std::fs::read(p).unwrap()))
         .collect();
@@ -427,6 +442,7 @@ fn hostile_sources_get_a_reason_and_are_never_touched() {
         "not valid JSON",
         "larger than",
         "not a regular file",
+        "no known region",
     ] {
         assert!(reasons.contains(expected), "{expected}: {reasons}");
     }
@@ -538,13 +554,29 @@ fn from_an_unknown_place_sniffs_the_format() {
         let path = env.dir.path().join(format!("backup of {kind}.json"));
         write_private(&path, content.as_bytes());
         let profile = format!("p-{kind}");
-        let out = env
-            .cmd()
-            .args(["migrate", "--json", "--profile", &profile, "--from"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let migrate = |extra: &[&str]| {
+            let out = env
+                .cmd()
+                .args(["migrate", "--json", "--profile", &profile])
+                .args(extra)
+                .arg("--from")
+                .arg(&path)
+                .output()
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        };
+        let mut v = migrate(&[]);
+        if kind == "kimi-code" {
+            // Not in a slot: its region is not known, and never guessed.
+            assert_eq!(v["imported"].as_array().unwrap().len(), 0, "{v}");
+            assert_eq!(v["skipped"][0]["tool"], "kimi-code");
+            assert!(v["skipped"][0]["reason"].to_string().contains("--region"));
+            assert_eq!(std::fs::read(&path).unwrap(), content.as_bytes());
+            v = migrate(&["--region", "global"]);
+            assert_eq!(v["imported"][0]["region"], "global");
+        } else {
+            assert_eq!(v["imported"][0]["region"], "cn");
+        }
         assert_eq!(v["imported"][0]["tool"], tool, "{kind}");
         assert_eq!(env.stored(&profile).unwrap().access_token.expose(), access);
         assert_eq!(env.stored(&profile).unwrap().expires_at, expires, "{kind}");
@@ -615,12 +647,10 @@ fn a_source_that_could_not_be_removed_is_said_plainly_and_exits_1() {
     assert_clean(&env, &out);
 }
 
-/// Holds `lock` (kimi-cli's flock) from another thread of this process until `release` is
-/// sent, or for `hold` when given.
-fn hold_flock(
-    lock: &Path,
-    hold: Option<std::time::Duration>,
-) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+/// Holds `lock` (kimi-cli's lock file) as kimi-cli does, an exclusive `flock` of another
+/// process (`flock(1)`), for `secs` seconds or until the process is killed; returns once it is
+/// held.
+fn hold_flock(lock: &Path, secs: u64) -> std::process::Child {
     std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -630,18 +660,21 @@ fn hold_flock(
         .mode(0o600)
         .open(lock)
         .unwrap();
-    file.lock().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let handle = std::thread::spawn(move || {
-        match hold {
-            Some(d) => std::thread::sleep(d),
-            None => {
-                let _ = rx.recv();
+    let child = std::process::Command::new("flock")
+        .args(["--exclusive", "--close"])
+        .arg(lock)
+        .args(["sleep", &secs.to_string()])
+        .spawn()
+        .expect("flock(1) (util-linux)");
+    loop {
+        match file.try_lock() {
+            Ok(()) => {
+                file.unlock().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(10));
             }
+            Err(_) => return child,
         }
-        file.unlock().unwrap();
-    });
-    (tx, handle)
+    }
 }
 
 #[test]
@@ -655,12 +688,12 @@ fn a_source_whose_tool_holds_its_lock_is_waited_for_then_left_untouched() {
     let other = env.home().join(&rel2);
     write_private(&other, content2.as_bytes());
     let lock = path.with_file_name("kimi-code.lock");
-    let (release, holder) = hold_flock(&lock, None);
+    let mut holder = hold_flock(&lock, 60);
     let start = std::time::Instant::now();
     let (out, v) = run_json(&env, &[]);
     let waited = start.elapsed();
-    release.send(()).unwrap();
-    holder.join().unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -677,6 +710,12 @@ fn a_source_whose_tool_holds_its_lock_is_waited_for_then_left_untouched() {
         reasons.contains("kimi-code.lock") && reasons.contains("left untouched"),
         "{reasons}"
     );
+    // The kernel releases a flock when its holder ends: no word of a crashed one.
+    let human = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !reasons.contains("crashed") && !human.contains("crashed"),
+        "{human}"
+    );
     assert_eq!(v["imported"].as_array().unwrap().len(), 0);
     assert_eq!(std::fs::read(&path).unwrap(), content.as_bytes());
     assert_eq!(std::fs::read(&other).unwrap(), content2.as_bytes());
@@ -687,7 +726,7 @@ fn a_source_whose_tool_holds_its_lock_is_waited_for_then_left_untouched() {
     ));
 
     // Released after 2 s: migrate waits for it, then moves the credential.
-    let (_release, holder) = hold_flock(&lock, Some(std::time::Duration::from_secs(2)));
+    let mut holder = hold_flock(&lock, 2);
     let start = std::time::Instant::now();
     let out = env
         .cmd()
@@ -696,40 +735,304 @@ fn a_source_whose_tool_holds_its_lock_is_waited_for_then_left_untouched() {
         .output()
         .unwrap();
     let waited = start.elapsed();
-    holder.join().unwrap();
+    holder.wait().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        waited >= std::time::Duration::from_secs(2),
+        waited >= std::time::Duration::from_millis(1500),
         "waited {waited:?}"
     );
     assert!(!path.exists());
-    assert!(env.stored("default").is_some());
+    let stored = env.stored("default").unwrap();
+    assert_eq!(stored.region, "cn");
 }
 
 #[test]
-fn kimi_codes_lock_directory_is_respected_and_released() {
+fn kimi_clis_lock_is_held_three_seconds_at_most() {
     let env = TestEnv::new();
+    let (rel, content, ..) = fixture("kimi-cli", now_unix() + 3600);
+    let path = env.home().join(&rel);
+    write_private(&path, content.as_bytes());
+    let lock = path.with_file_name("kimi-code.lock");
+    write_private(&lock, b"");
+    // A slow import (5 s between the vault write and the removal): kimi-cli, which waits
+    // about 5 s for its lock, must get it back before that.
+    let child = env
+        .std_cmd()
+        .args(["migrate", "--json"])
+        .env("KIMI_VAULT_FAULT", "slow-import")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let file = std::fs::File::open(&lock).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // Until migrate holds it…
+    let taken = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "migrate never took it"
+        );
+        match file.try_lock() {
+            Ok(()) => {
+                file.unlock().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            Err(_) => break std::time::Instant::now(),
+        }
+    };
+    // …and until it is free again.
+    while file.try_lock().is_err() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let held = taken.elapsed();
+    file.unlock().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        held <= std::time::Duration::from_millis(3300),
+        "held {held:?}"
+    );
+    // The file was still the one imported: removed.
+    assert!(!path.exists());
+    assert!(env.stored("default").is_some());
+    report(&format!(
+        "migrate: kimi-cli's flock held {:.2} s during a 5 s import (limit 3 s)",
+        held.as_secs_f64()
+    ));
+}
+
+/// Holds kimi-code's lock of `slot` under `kimi_code_home` as kimi-code does (proper-lockfile):
+/// the sentinel `oauth/<slot>`, then the directory `oauth/<slot>.lock`, its mtime renewed every
+/// second until `release` is sent; then removed.
+fn hold_lock_dir(
+    kimi_code_home: &Path,
+    slot: &str,
+) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let oauth = kimi_code_home.join("oauth");
+    std::fs::create_dir_all(&oauth).unwrap();
+    std::fs::write(oauth.join(slot), b"").unwrap();
+    let dir = oauth.join(format!("{slot}.lock"));
+    std::fs::create_dir(&dir).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            rx.recv_timeout(std::time::Duration::from_secs(1))
+        {
+            let now = std::time::SystemTime::now();
+            std::fs::File::open(&dir)
+                .unwrap()
+                .set_modified(now)
+                .unwrap();
+        }
+        std::fs::remove_dir(&dir).unwrap();
+    });
+    (tx, handle)
+}
+
+#[test]
+fn kimi_codes_slot_lock_is_waited_for_then_left_untouched() {
+    let env = TestEnv::new();
+    let kimi_code = env.home().join(".kimi-code");
+    let path = kimi_code.join(format!("credentials/{GLOBAL_SLOT}.json"));
+    let (a, r) = tokens("kimi-code");
+    let content = kimi_code_file(&a, &r, now_unix() + 3600);
+    write_private(&path, content.as_bytes());
+    // The lock of another slot (cn's `kimi-code`) does not hold this one up.
+    let (release_cn, cn_holder) = hold_lock_dir(&kimi_code, "kimi-code");
+    let (release, holder) = hold_lock_dir(&kimi_code, GLOBAL_SLOT);
+    let start = std::time::Instant::now();
+    let (out, v) = run_json(&env, &[]);
+    let waited = start.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        waited >= std::time::Duration::from_secs(10),
+        "waited {waited:?}"
+    );
+    assert_clean(&env, &out);
+    let skipped = &v["skipped"][0];
+    let reason = skipped["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("oauth/{GLOBAL_SLOT}.lock")) && reason.contains("left untouched"),
+        "{reason}"
+    );
+    assert!(!reason.contains("crashed"), "{reason}");
+    assert_eq!(skipped["region"], "global");
+    assert_eq!(std::fs::read(&path).unwrap(), content.as_bytes());
+    assert!(
+        kimi_code.join(format!("oauth/{GLOBAL_SLOT}.lock")).is_dir(),
+        "someone else's lock is never removed"
+    );
+    let human = String::from_utf8_lossy(&out.stderr);
+    assert!(!human.contains("crashed"), "{human}");
+    report(&format!(
+        "migrate: kimi-code's slot lock kept fresh throughout: waited {:.1} s, imported nothing, exit 1",
+        waited.as_secs_f64()
+    ));
+
+    // Released: migrate takes that slot's lock (while cn's is still held), moves the
+    // credential with its region, and releases the lock.
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let start = std::time::Instant::now();
+    let (out, v) = run_json(&env, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(v["imported"][0]["region"], "global");
+    assert!(!path.exists());
+    assert!(!kimi_code.join(format!("oauth/{GLOBAL_SLOT}.lock")).exists());
+    assert!(kimi_code.join(format!("oauth/{GLOBAL_SLOT}")).is_file());
+    assert_eq!(env.stored("default").unwrap().region, "global");
+    release_cn.send(()).unwrap();
+    cn_holder.join().unwrap();
+}
+
+#[test]
+fn a_stale_kimi_code_lock_is_taken_over() {
+    let env = TestEnv::new();
+    let kimi_code = env.home().join(".kimi-code");
     let (rel, content, ..) = fixture("kimi-code", now_unix() + 3600);
     let path = env.home().join(&rel);
     write_private(&path, content.as_bytes());
-    let lock_dir = env.home().join(".kimi-code/oauth/kimi-code.lock");
-    std::fs::create_dir_all(&lock_dir).unwrap();
-    let out = env.cmd().args(["migrate", "--json"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["skipped"].to_string().contains("kimi-code.lock"), "{v}");
-    assert_eq!(std::fs::read(&path).unwrap(), content.as_bytes());
-    assert!(lock_dir.is_dir(), "someone else's lock is never removed");
-    // Released: migrate takes it (mkdir), moves the credential, and releases it.
-    std::fs::remove_dir(&lock_dir).unwrap();
-    env.cmd().arg("migrate").assert().success();
+    // Left by a kimi-code that ended without releasing it: not renewed for 20 s.
+    let lock = kimi_code.join("oauth/kimi-code.lock");
+    std::fs::create_dir_all(&lock).unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(20);
+    std::fs::File::open(&lock)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let start = std::time::Instant::now();
+    let (out, v) = run_json(&env, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(v["imported"][0]["region"], "cn");
     assert!(!path.exists());
-    assert!(!lock_dir.exists(), "our lock was released");
-    assert!(env.home().join(".kimi-code/oauth").is_dir());
+    assert!(!lock.exists(), "taken over, then released");
+}
+
+#[test]
+fn kimi_code_slots_migrate_with_their_region() {
+    let env = TestEnv::new();
+    let now = now_unix();
+    let creds = env.home().join(".kimi-code/credentials");
+    let (a_cn, r_cn) = tokens("old");
+    let (a_gl, r_gl) = tokens("new");
+    let cn = creds.join("kimi-code.json");
+    let global = creds.join(format!("{GLOBAL_SLOT}.json"));
+    let cn_content = kimi_code_file(&a_cn, &r_cn, now + 600);
+    write_private(&cn, cn_content.as_bytes());
+    write_private(&global, kimi_code_file(&a_gl, &r_gl, now + 3000).as_bytes());
+    let (out, v) = run_json(&env, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_clean(&env, &out);
+    // Every entry says its region.
+    for list in ["imported", "skipped", "removed"] {
+        for e in v[list].as_array().unwrap() {
+            assert!(e.get("region").is_some(), "{list}: {e}");
+        }
+    }
+    assert_eq!(v["imported"][0]["path"], global.display().to_string());
+    assert_eq!(v["imported"][0]["region"], "global");
+    assert_eq!(v["removed"][0]["region"], "global");
+    let stored = env.stored("default").unwrap();
+    assert_eq!(stored.access_token.expose(), a_gl);
+    assert_eq!(stored.region, "global", "never imported as cn");
+    assert!(!global.exists());
+    let status = env.cmd().args(["status", "--json"]).output().unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["region"], "global");
+    // The cn slot: listed, untouched, with the command that imports it into its own profile.
+    assert_eq!(v["skipped"][0]["region"], "cn");
+    assert_eq!(std::fs::read(&cn).unwrap(), cn_content.as_bytes());
+    let hint = v["skipped"][0]["reason"].as_str().unwrap();
+    assert!(hint.contains("--profile kimi-code"), "{hint}");
+    env.cmd()
+        .args(["migrate", "--profile", "kimi-code", "--from"])
+        .arg(&cn)
+        .assert()
+        .success();
+    assert_eq!(env.stored("kimi-code").unwrap().region, "cn");
+    assert!(!cn.exists());
+}
+
+#[test]
+fn an_unknown_slot_is_left_untouched_unless_region_is_given() {
+    let env = TestEnv::new();
+    let kimi_code = env.home().join(".kimi-code");
+    // kimi-code logged in with other hosts (KIMI_CODE_OAUTH_HOST/KIMI_CODE_BASE_URL): a slot
+    // whose hash is of no known region.
+    let path = kimi_code.join("credentials/kimi-code-env-0123456789abcdef.json");
+    let (a, r) = tokens("kimi-code");
+    let content = kimi_code_file(&a, &r, now_unix() + 3600);
+    write_private(&path, content.as_bytes());
+    let (out, v) = run_json(&env, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(v["imported"].as_array().unwrap().len(), 0);
+    let skipped = &v["skipped"][0];
+    assert_eq!(skipped["region"], serde_json::Value::Null);
+    let reason = skipped["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("no known region") && reason.contains("--region"),
+        "{reason}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), content.as_bytes());
+    assert!(!kimi_code.join("oauth").exists(), "not even locked");
+    assert!(env.stored("default").is_none());
+    let human = String::from_utf8_lossy(&out.stderr);
+    assert!(human.contains("no known region"), "{human}");
+
+    // Said: imported with that region (kimi-code's name for cn works too).
+    let (out, v) = run_json(&env, &["--region", "mainland-cn"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(v["imported"][0]["region"], "cn");
+    assert_eq!(env.stored("default").unwrap().region, "cn");
+    assert!(!path.exists());
+
+    // --region never overrides a slot whose region is known.
+    let env = TestEnv::new();
+    let path = env
+        .home()
+        .join(format!(".kimi-code/credentials/{GLOBAL_SLOT}.json"));
+    write_private(&path, content.as_bytes());
+    let (out, v) = run_json(&env, &["--region", "cn"]);
+    assert!(out.status.success());
+    assert_eq!(v["imported"][0]["region"], "global");
+    assert_eq!(env.stored("default").unwrap().region, "global");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not as the --region given"));
 }
 
 /// A competing writer: rewrites the credential file (atomically: temp + rename) generation

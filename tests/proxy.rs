@@ -1678,5 +1678,18 @@ fn measure_3000_idle_connections() {
         rss0 / 1024,
         rss1 / 1024,
         rss2 / 1024,
+#[test]
+fn upstream_403_passes_through_with_a_log_line_that_explains_it() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let (status, body) = post(&p.url, "/v1/status?code=403", Some(&key), "{}");
+    assert_eq!(status, 403);
+    assert!(body.contains("status 403"), "the upstream body: {body}");
+    assert_eq!(env.server.refresh_requests(), 0);
+    let (_, err) = p.stop();
+    assert!(
+        err.contains("access_terminated_error") && err.contains("coding agent"),
+        "403 is explained in the log: {err}"
     );
 }

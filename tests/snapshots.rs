@@ -24,6 +24,15 @@ fn seed_at(env: &TestEnv, profile: &str, expires_in: i64, region: &str, needs_lo
     cred.expires_at = NOW + expires_in;
     cred.region = region.into();
     cred.needs_login = needs_login;
+    if profile == "default" {
+        // Read from /me at login (the others: from before accounts were stored).
+        cred.account = Some(kimi_vault::store::Account {
+            user_id: "u_123".into(),
+            nickname: Some("moonwalker".into()),
+            level_name: Some("Vivace".into()),
+            region: Some("REGION_CN".into()),
+        });
+    }
     vault.save(profile, &cred, &lock, false).unwrap();
 }
 
@@ -159,6 +168,17 @@ fn usage_snapshot() {
     let mut all = run(&env, &["usage"]).1;
     env.server
         .with(|s| s.usages_body = r#"{"usage":{"limit":"100","remaining":"100"}}"#.into());
+    all += "\n";
+    all += &run(&env, &["usage"]).1;
+    // Extra usage: a balance, with a monthly cap and without.
+    env.server.with(|s| {
+        s.usages_body = r#"{"usage":{"limit":"100","remaining":"100"},"boosterWallet":{"balance":{"type":"BOOSTER","amount":"2000000000","amountLeft":"1234500000"},"monthlyChargeLimitEnabled":true,"monthlyChargeLimit":{"priceInCents":"5000","currency":"USD"},"monthlyUsed":{"priceInCents":"766","currency":"USD"}}}"#.into()
+    });
+    all += "\n";
+    all += &run(&env, &["usage"]).1;
+    env.server.with(|s| {
+        s.usages_body = r#"{"boosterWallet":{"balance":{"type":"BOOSTER","amount":"500000000","amountLeft":"0"},"monthlyChargeLimitEnabled":false,"monthlyUsed":{"priceInCents":"500","currency":"CNY"}}}"#.into()
+    });
     all += "\n";
     all += &run(&env, &["usage"]).1;
     check("usage", &normalize(&env, &all));

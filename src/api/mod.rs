@@ -1,6 +1,6 @@
 //! Kimi's Coding API beside OAuth, protocol only (SPEC §2): `GET {base}/usages` (account
-//! quota) and `GET {base}/models` (the model list), what an answer's status means, and parsing
-//! the bodies.
+//! quota and extra-usage balance), `GET {base}/models` (the model list) and `GET {base}/me` (the
+//! account), what an answer's status means, and parsing the bodies.
 //!
 //! The parsers are pure and fuzzed: numbers may arrive as decimal strings, unknown fields are
 //! ignored, a missing or malformed window is reported as missing (never a crash), and a reason
@@ -18,6 +18,8 @@ use crate::redact::redact_body;
 pub const USAGES_PATH: &str = "usages";
 /// Path of the model list under the API base.
 pub const MODELS_PATH: &str = "models";
+/// Path of the account under the API base.
+pub const ME_PATH: &str = "me";
 
 /// One quota: used, limit, remaining and when it resets. Any part may be missing; `used` and
 /// `remaining` are derived from the other two when only one of them is sent.
@@ -54,6 +56,27 @@ pub struct LimitWindow {
     pub quota: Quota,
 }
 
+/// The extra-usage balance (`boosterWallet` of `GET /usages`). Amounts are in cents of
+/// `currency` (Kimi sends the balance in millionths of a cent, the monthly figures in cents);
+/// any part may be missing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExtraUsage {
+    /// `balance.type` (e.g. `BOOSTER`), when sent.
+    pub balance_type: Option<String>,
+    /// `balance.amount`: what was bought, in cents.
+    pub amount_cents: Option<f64>,
+    /// `balance.amountLeft`: what is left, in cents.
+    pub amount_left_cents: Option<f64>,
+    /// `monthlyChargeLimitEnabled`, when sent.
+    pub monthly_limit_enabled: Option<bool>,
+    /// `monthlyChargeLimit.priceInCents`: the monthly cap, in cents.
+    pub monthly_limit_cents: Option<f64>,
+    /// `monthlyUsed.priceInCents`: spent this month, in cents.
+    pub monthly_used_cents: Option<f64>,
+    /// The currency of the monthly figures (`USD`, `CNY`, …), when sent.
+    pub currency: Option<String>,
+}
+
 /// The answer of `GET /usages`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Usage {
@@ -63,6 +86,8 @@ pub struct Usage {
     pub weekly: Option<Quota>,
     /// The windows of `limits[]`, in the order sent.
     pub limits: Vec<LimitWindow>,
+    /// The extra-usage balance (`boosterWallet`), when sent.
+    pub extra: Option<ExtraUsage>,
 }
 
 impl Usage {
@@ -87,6 +112,44 @@ pub struct Model {
     pub supports_image_in: Option<bool>,
     /// `supports_video_in`, when sent.
     pub supports_video_in: Option<bool>,
+    /// `supports_tool_use`, when sent.
+    pub supports_tool_use: Option<bool>,
+    /// `supports_thinking_type`: `only`, `no` or `both` (as sent), when sent.
+    pub thinking: Option<String>,
+    /// `think_efforts`, when sent.
+    pub efforts: Option<ThinkEfforts>,
+    /// `protocol` (`anthropic` when served on the Messages API), when sent.
+    pub protocol: Option<String>,
+}
+
+/// A model's reasoning-effort levels (`think_efforts`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ThinkEfforts {
+    /// `support`, when sent.
+    pub support: Option<bool>,
+    /// `valid_efforts`, in the order sent (strings only).
+    pub valid: Vec<String>,
+    /// `default_effort`, when sent.
+    pub default: Option<String>,
+}
+
+/// The account (`GET /me`). Personal: never logged.
+#[derive(Clone, PartialEq, Default)]
+pub struct Me {
+    /// `user_id` (a string, or a number written as one).
+    pub user_id: String,
+    /// `nickname`, when sent.
+    pub nickname: Option<String>,
+    /// `user_level_name`, when sent.
+    pub level_name: Option<String>,
+    /// `region` (`REGION_CN`, …), when sent.
+    pub region: Option<String>,
+}
+
+impl std::fmt::Debug for Me {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Me(..)")
+    }
 }
 
 /// A number, or a string holding a decimal number; finite only.
@@ -186,6 +249,54 @@ fn limit_window(v: &Value) -> Option<LimitWindow> {
     })
 }
 
+/// The extra-usage balance: `None` unless `boosterWallet` is an object with a known part.
+fn extra_usage(v: Option<&Value>) -> Option<ExtraUsage> {
+    let obj = v?.as_object()?;
+    let balance = obj.get("balance").and_then(Value::as_object);
+    let millionths = |key: &str| {
+        balance
+            .and_then(|b| b.get(key))
+            .and_then(number)
+            .map(|n| n / 1_000_000.0)
+    };
+    let money = |key: &str| obj.get(key).and_then(Value::as_object);
+    let cents = |key: &str| {
+        money(key)
+            .and_then(|m| m.get("priceInCents"))
+            .and_then(number)
+    };
+    let currency = text(money("monthlyChargeLimit").and_then(|m| m.get("currency")))
+        .or_else(|| text(money("monthlyUsed").and_then(|m| m.get("currency"))));
+    let extra = ExtraUsage {
+        balance_type: text(balance.and_then(|b| b.get("type"))),
+        amount_cents: millionths("amount"),
+        amount_left_cents: millionths("amountLeft"),
+        monthly_limit_enabled: obj.get("monthlyChargeLimitEnabled").and_then(boolean),
+        monthly_limit_cents: cents("monthlyChargeLimit"),
+        monthly_used_cents: cents("monthlyUsed"),
+        currency,
+    };
+    (extra != ExtraUsage::default()).then_some(extra)
+}
+
+/// True when `body` is the coding API's `{"error":{"type":"access_terminated_error",…}}`: it
+/// accepts only the coding agents it knows.
+pub fn is_access_terminated(body: &str) -> bool {
+    serde_json::from_str::<Value>(body).is_ok_and(|v| {
+        v.get("error")
+            .and_then(|e| e.get("type"))
+            .and_then(Value::as_str)
+            == Some("access_terminated_error")
+    })
+}
+
+/// `error.message` of an API error body, redacted, when there is one.
+pub(crate) fn error_message(body: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let message = text(v.get("error")?.get("message"))?;
+    Some(crate::redact::redact_text(&message))
+}
+
 /// The body as a JSON object, or a redacted reason.
 fn json_object(body: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str(body) {
@@ -218,7 +329,39 @@ pub fn parse_usages(body: &str) -> Result<Usage, String> {
         plan,
         weekly: quota(obj.get("usage")),
         limits,
+        extra: extra_usage(obj.get("boosterWallet")),
     })
+}
+
+/// Parses the body of `GET /me` (status 2xx). Only `user_id` is needed (a non-empty string,
+/// or a number); every other field is optional and any wrong type counts as missing.
+pub fn parse_me(body: &str) -> Result<Me, String> {
+    let obj = json_object(body)?;
+    let user_id = match obj.get("user_id") {
+        Some(Value::Number(n)) => Some(n.to_string()),
+        other => text(other),
+    }
+    .ok_or_else(|| "the answer has no \"user_id\"".to_owned())?;
+    Ok(Me {
+        user_id,
+        nickname: text(obj.get("nickname")),
+        level_name: text(obj.get("user_level_name")),
+        region: text(obj.get("region")),
+    })
+}
+
+fn think_efforts(v: Option<&Value>) -> Option<ThinkEfforts> {
+    let obj = v?.as_object()?;
+    let efforts = ThinkEfforts {
+        support: obj.get("support").and_then(boolean),
+        valid: obj
+            .get("valid_efforts")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|e| text(Some(e))).take(32).collect())
+            .unwrap_or_default(),
+        default: text(obj.get("default_effort")),
+    };
+    (efforts != ThinkEfforts::default()).then_some(efforts)
 }
 
 /// Parses the body of `GET /models` (status 2xx): `{"data":[…]}`. Entries without an `id` are
@@ -246,6 +389,10 @@ pub fn parse_models(body: &str) -> Result<Vec<Model>, String> {
                 supports_reasoning: m.get("supports_reasoning").and_then(boolean),
                 supports_image_in: m.get("supports_image_in").and_then(boolean),
                 supports_video_in: m.get("supports_video_in").and_then(boolean),
+                supports_tool_use: m.get("supports_tool_use").and_then(boolean),
+                thinking: text(m.get("supports_thinking_type")),
+                efforts: think_efforts(m.get("think_efforts")),
+                protocol: text(m.get("protocol")),
             })
         })
         .collect())
@@ -305,6 +452,95 @@ mod tests {
     }
 
     #[test]
+    fn extra_usage_and_its_missing_parts() {
+        let u = parse_usages(
+            r#"{"boosterWallet":{"balance":{"type":"BOOSTER","amount":"2000000000","amountLeft":1234500000},
+                "monthlyChargeLimitEnabled":true,"monthlyChargeLimit":{"priceInCents":"5000","currency":"USD"},
+                "monthlyUsed":{"priceInCents":766,"currency":"USD"}}}"#,
+        )
+        .unwrap();
+        let e = u.extra.unwrap();
+        assert_eq!(e.balance_type.as_deref(), Some("BOOSTER"));
+        assert_eq!(e.amount_cents, Some(2000.0));
+        assert_eq!(e.amount_left_cents, Some(1234.5));
+        assert_eq!(e.monthly_limit_enabled, Some(true));
+        assert_eq!(e.monthly_limit_cents, Some(5000.0));
+        assert_eq!(e.monthly_used_cents, Some(766.0));
+        assert_eq!(e.currency.as_deref(), Some("USD"));
+        // Wrong types are missing parts; nothing known is no balance at all.
+        let e = parse_usages(r#"{"boosterWallet":{"balance":{"amountLeft":"x"},"monthlyChargeLimitEnabled":"true","monthlyUsed":7}}"#)
+            .unwrap()
+            .extra
+            .unwrap();
+        assert_eq!(e.amount_left_cents, None);
+        assert_eq!(e.monthly_limit_enabled, Some(true));
+        assert_eq!(e.monthly_used_cents, None);
+        for none in [
+            r#"{"boosterWallet":null}"#,
+            r#"{"boosterWallet":{}}"#,
+            r#"{"boosterWallet":[1]}"#,
+            "{}",
+        ] {
+            assert_eq!(parse_usages(none).unwrap().extra, None, "{none}");
+        }
+    }
+
+    #[test]
+    fn models_thinking_efforts_tools_protocol() {
+        let m = parse_models(
+            r#"{"data":[{"id":"k2","supports_tool_use":true,"supports_thinking_type":"both",
+                "think_efforts":{"support":true,"valid_efforts":["low","medium",7,"high"],"default_effort":"medium"},
+                "protocol":"anthropic"},
+                {"id":"bad","supports_tool_use":"maybe","supports_thinking_type":3,"think_efforts":"x","protocol":{}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(m[0].supports_tool_use, Some(true));
+        assert_eq!(m[0].thinking.as_deref(), Some("both"));
+        let e = m[0].efforts.as_ref().unwrap();
+        assert_eq!(e.valid, ["low", "medium", "high"]);
+        assert_eq!(
+            (e.support, e.default.as_deref()),
+            (Some(true), Some("medium"))
+        );
+        assert_eq!(m[0].protocol.as_deref(), Some("anthropic"));
+        assert_eq!(
+            (
+                &m[1].supports_tool_use,
+                &m[1].thinking,
+                &m[1].efforts,
+                &m[1].protocol
+            ),
+            (&None, &None, &None, &None)
+        );
+    }
+
+    #[test]
+    fn me() {
+        let me = parse_me(
+            r#"{"user_id":"u_123","nickname":"moonwalker","status":"USER_STATUS_NORMAL","region":"REGION_CN",
+                "user_level":30,"user_level_name":"Vivace","phone":{"country_code":"86","number":"176****0000"}}"#,
+        )
+        .unwrap();
+        assert_eq!(me.user_id, "u_123");
+        assert_eq!(me.nickname.as_deref(), Some("moonwalker"));
+        assert_eq!(me.level_name.as_deref(), Some("Vivace"));
+        assert_eq!(me.region.as_deref(), Some("REGION_CN"));
+        assert_eq!(format!("{me:?}"), "Me(..)", "personal: never in Debug");
+        assert_eq!(parse_me(r#"{"user_id":42}"#).unwrap().user_id, "42");
+        let bare = parse_me(r#"{"user_id":"u","nickname":7,"user_level_name":null}"#).unwrap();
+        assert_eq!((bare.nickname, bare.level_name), (None, None));
+        for bad in [
+            r#"{"nickname":"x"}"#,
+            r#"{"user_id":""}"#,
+            r#"{"user_id":{}}"#,
+            "[]",
+            "<html>",
+        ] {
+            assert!(parse_me(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn statuses() {
         assert!(matches!(classify(200, "{}", None), ApiReply::Ok(_)));
         assert!(matches!(classify(401, "", None), ApiReply::Unauthorized(_)));
@@ -314,6 +550,15 @@ mod tests {
         ));
         assert!(matches!(classify(503, "", None), ApiReply::Transient(_, _)));
         assert!(matches!(classify(404, "", None), ApiReply::Failed(_)));
+        assert!(matches!(classify(403, "{}", None), ApiReply::Failed(_)));
+        match classify(
+            403,
+            r#"{"error":{"type":"access_terminated_error","message":"only coding agents"}}"#,
+            None,
+        ) {
+            ApiReply::AccessTerminated(m) => assert_eq!(m, "only coding agents"),
+            other => panic!("{other:?}"),
+        }
         match classify(
             500,
             r#"{"access_token":"leaky-canary-0123456789abcdef"}"#,

@@ -23,6 +23,9 @@ pub enum ApiReply {
     Transient(String, Option<Duration>),
     /// Anything else. Redacted detail.
     Failed(String),
+    /// 403 `access_terminated_error`: the coding API does not accept this client as a coding
+    /// agent. Redacted detail.
+    AccessTerminated(String),
 }
 
 /// Classifies an answer by its status (pure; fuzzed).
@@ -33,6 +36,9 @@ pub fn classify(status: u16, body: &str, retry_after: Option<Duration>) -> ApiRe
         401 => ApiReply::Unauthorized(detail()),
         402 => ApiReply::PaymentRequired(redact_body(body)),
         408 | 429 | 500..=599 => ApiReply::Transient(detail(), retry_after),
+        403 if super::is_access_terminated(body) => {
+            ApiReply::AccessTerminated(super::error_message(body).unwrap_or_default())
+        }
         _ => ApiReply::Failed(detail()),
     }
 }

@@ -103,6 +103,40 @@ fn announce_replacement(ctx: &Ctx) {
     }
 }
 
+/// Warns when another stored profile holds the same Kimi account (same `user_id`): two
+/// profiles refreshing one account's tokens is rarely meant.
+fn warn_same_account(ctx: &Ctx, account: &kimi_vault::store::Account) {
+    let mut others: Vec<String> = ctx
+        .session
+        .vault()
+        .profiles()
+        .profiles
+        .into_iter()
+        .filter(|p| p.profile != ctx.profile())
+        .filter(|p| {
+            p.cred.as_ref().is_ok_and(|c| {
+                c.account
+                    .as_ref()
+                    .is_some_and(|a| a.user_id == account.user_id)
+            })
+        })
+        .map(|p| p.profile)
+        .collect();
+    others.dedup();
+    if !others.is_empty() {
+        eprintln!(
+            "kimi-vault: warning: profile{} {} already hold{} this Kimi account; one profile per account is usually what you want (`kimi-vault --profile NAME logout` removes one)",
+            if others.len() == 1 { "" } else { "s" },
+            others
+                .iter()
+                .map(|p| format!("'{p}'"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if others.len() == 1 { "s" } else { "" },
+        );
+    }
+}
+
 /// Runs the device flow and stores the tokens.
 pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
     announce_replacement(ctx);
@@ -155,12 +189,25 @@ pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
         if let Some(s) = &spinner {
             s.finish_and_clear();
         }
-        match outcome {
-            Some(grant) => Ok(grant?),
-            None => Err(Failure::Cancelled),
-        }
+        let grant = match outcome {
+            Some(grant) => grant?,
+            None => return Err(Failure::Cancelled),
+        };
+        // Which account this is: a failure here is a warning, not a failed login.
+        let account = match pending.account(&grant.access_token).await {
+            Ok(account) => Some(account),
+            Err(e) => {
+                eprintln!(
+                    "kimi-vault: warning: logged in, but could not read which account this is ({}); `status` will not show it until the next login",
+                    kimi_vault::sanitize::for_terminal(&kimi_vault::scrub(&e.to_string()))
+                );
+                None
+            }
+        };
+        Ok((grant, account))
     })?;
-    let stored = session.store_login(grant, region)?;
+    let (grant, account) = grant;
+    let stored = session.store_login(grant, region, account)?;
     let profile = ctx.profile();
     if ctx.json {
         output::json_line(&json!({
@@ -169,6 +216,7 @@ pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
             "backend": stored.backend.as_str(),
             "region": region.as_str(),
             "expires_at": kimi_vault::rfc3339(stored.expires_at),
+            "account": output::account_json(stored.account.as_ref()),
             "replaced": stored.replaced.map(|(expires_at, needs_login)| json!({
                 "expires_at": kimi_vault::rfc3339(expires_at),
                 "needs_login": needs_login,
@@ -184,6 +232,10 @@ pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
                 format!("access token expiring {}", kimi_vault::rfc3339(expires_at))
             }
         );
+    }
+    if let Some(account) = &stored.account {
+        eprintln!("Kimi account: {}.", output::account_words(account));
+        warn_same_account(ctx, account);
     }
     let left = stored.expires_at - kimi_vault::now_unix();
     let flag = profile_flag(profile);

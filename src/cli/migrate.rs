@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use kimi_vault::migrate::{self, Entry, Options, SourceDirs, Tool};
+use kimi_vault::oauth::Region;
 use kimi_vault::sanitize::for_terminal;
 
 use crate::cli::failure::{CmdResult, Failure, exit};
@@ -19,14 +20,18 @@ fn show(title: &str, entries: &[Entry]) {
             .as_deref()
             .map(|x| format!(", access token expires {x}"))
             .unwrap_or_default();
+        let region = e
+            .region
+            .map(|r| format!(", {r} region"))
+            .unwrap_or_default();
         // Other tools' file names (and what was read from them) are outside text.
         let path = for_terminal(&e.path);
         let expiry = for_terminal(&expiry);
         if e.reason.is_empty() {
-            eprintln!("  {path} ({}{expiry})", e.tool);
+            eprintln!("  {path} ({}{region}{expiry})", e.tool);
         } else {
             eprintln!(
-                "  {path} ({}{expiry})\n      {}",
+                "  {path} ({}{region}{expiry})\n      {}",
                 e.tool,
                 for_terminal(&e.reason)
             );
@@ -84,8 +89,10 @@ pub(crate) fn run(
     keep: bool,
     dry_run: bool,
     force: bool,
+    region: Option<Region>,
 ) -> CmdResult {
     let opts = Options {
+        region,
         dirs: source_dirs(!from.is_empty())?,
         from,
         keep,

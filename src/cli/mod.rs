@@ -178,7 +178,8 @@ pub(crate) enum BackendArg {
 /// `--region`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum RegionArg {
-    /// auth.kimi.com / api.kimi.com
+    /// auth.kimi.com / api.kimi.com (also `mainland-cn`, kimi-code's name)
+    #[value(alias = "mainland-cn")]
     Cn,
     /// auth.kimi.ai / api.kimi.ai
     Global,
@@ -288,6 +289,10 @@ enum Command {
         /// Replace a credential the profile already has.
         #[arg(long)]
         force: bool,
+        /// The region of a kimi-code credential slot whose name matches no known region
+        /// (without it, such a slot is left untouched); a known slot keeps its own.
+        #[arg(long, value_enum, value_name = "REGION")]
+        region: Option<RegionArg>,
     },
     /// Explain which backends work here and why not; check files, lock, clock and endpoints.
     #[command(
@@ -528,7 +533,8 @@ fn run(cli: Cli) -> CmdResult {
             keep,
             dry_run,
             force,
-        } => migrate::run(&ctx, from, keep, dry_run, force),
+            region,
+        } => migrate::run(&ctx, from, keep, dry_run, force, region.map(Into::into)),
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
 }

@@ -172,3 +172,30 @@ pub(crate) fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
         line(std::array::from_fn(|i| r[i].as_str()));
     }
 }
+
+/// `{"id","name","level"}` of a stored account (`user_id`, `nickname`, `user_level_name`), or
+/// null when it is not known (SPEC §3): exact values, as `--json` carries them.
+pub(crate) fn account_json(account: Option<&kimi_vault::store::Account>) -> serde_json::Value {
+    match account {
+        Some(a) => serde_json::json!({
+            "id": a.user_id,
+            "name": a.nickname,
+            "level": a.level_name,
+        }),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// "moonwalker (id u_123, Vivace)" for people; every part from Kimi made safe for a terminal.
+pub(crate) fn account_words(a: &kimi_vault::store::Account) -> String {
+    let safe = |s: &str| kimi_vault::sanitize::for_terminal(s).into_owned();
+    let id = format!("id {}", safe(&a.user_id));
+    let details = match &a.level_name {
+        Some(level) => format!("{id}, {}", safe(level)),
+        None => id,
+    };
+    match &a.nickname {
+        Some(name) => format!("{} ({details})", safe(name)),
+        None => details,
+    }
+}

@@ -17,6 +17,7 @@ fn row_json(p: &StoredProfile, now: i64) -> Value {
             "expires_at": kimi_vault::rfc3339(c.expires_at),
             "expires_in_seconds": c.expires_in(now),
             "region": if c.region.is_empty() { "cn" } else { &c.region },
+            "account": output::account_json(c.account.as_ref()),
             "scope": c.scope,
             "error": null,
         }),
@@ -28,6 +29,7 @@ fn row_json(p: &StoredProfile, now: i64) -> Value {
             "expires_at": null,
             "expires_in_seconds": null,
             "region": null,
+            "account": null,
             "scope": null,
             "error": kimi_vault::scrub(&e.to_string()),
         }),
@@ -55,8 +57,9 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
             "STATE",
             "REGION",
             "ACCESS TOKEN EXPIRES",
+            "ACCOUNT",
         ];
-        let rows: Vec<[String; 5]> = listing
+        let rows: Vec<[String; 6]> = listing
             .profiles
             .iter()
             .map(|p| {
@@ -82,11 +85,16 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
                             kimi_vault::rfc3339(c.expires_at),
                             output::relative(c.expires_in(now))
                         ),
+                        c.account
+                            .as_ref()
+                            .map(output::account_words)
+                            .unwrap_or_else(|| "-".into()),
                     ],
                     Err(_) => [
                         name,
                         p.backend.as_str().to_owned(),
                         "unreadable".into(),
+                        "-".into(),
                         "-".into(),
                         "-".into(),
                     ],

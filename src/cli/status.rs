@@ -1,11 +1,12 @@
 //! `kimi-vault status`: what is stored and where, never a secret. It prints its report even
 //! when the vault cannot be read (then with the error and what to do, exit 4).
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kimi_vault::oauth::Region;
 use kimi_vault::store::{BackendKind, Credential};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::cli::failure::{CmdResult, Failure, exit, profile_flag};
 use crate::cli::output::outln;
@@ -13,6 +14,36 @@ use crate::cli::{Ctx, output};
 
 fn region_of(c: &Credential) -> &str {
     if c.region.is_empty() { "cn" } else { &c.region }
+}
+
+/// `status --json`: the same keys in every state (SPEC §3); a value that is not known is null,
+/// never absent.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    profile: &'a str,
+    logged_in: bool,
+    needs_login: bool,
+    access_token_valid: Option<bool>,
+    backend: Option<&'a str>,
+    backend_reason: Option<String>,
+    expires_at: Option<String>,
+    expires_in_seconds: Option<i64>,
+    scope: Option<String>,
+    region: Option<&'a str>,
+    /// `{"id","name","level"}` or null.
+    account: serde_json::Value,
+    api_base: Option<String>,
+    key_exposed: Option<bool>,
+    /// Why the vault cannot be read; null when it can.
+    error: Option<String>,
+    vault_home: &'a Path,
+    vault_file: PathBuf,
+    key_file: PathBuf,
+    lock_file: PathBuf,
+}
+
+fn to_json(status: StatusJson<'_>) -> serde_json::Value {
+    serde_json::to_value(status).expect("the status serializes")
 }
 
 /// Prints the status; exit 0 when logged in, 3 otherwise, 4 when the vault cannot be read.
@@ -35,21 +66,25 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
             let failure = Failure::Lib(e);
             let message = kimi_vault::scrub(&failure.message(profile));
             if ctx.json {
-                output::json_line(&json!({
-                    "profile": profile,
-                    "logged_in": false,
-                    "needs_login": false,
-                    "backend": target.as_str(),
-                    "backend_reason": target_reason.to_string(),
-                    "expires_at": null,
-                    "expires_in_seconds": null,
-                    "scope": null,
-                    "region": null,
-                    "error": message,
-                    "vault_home": paths.home(),
-                    "vault_file": paths.vault(),
-                    "key_file": paths.key(),
-                    "lock_file": paths.lock(),
+                output::json_line(&to_json(StatusJson {
+                    profile,
+                    logged_in: false,
+                    needs_login: false,
+                    access_token_valid: None,
+                    backend: Some(target.as_str()),
+                    backend_reason: Some(target_reason.to_string()),
+                    expires_at: None,
+                    expires_in_seconds: None,
+                    scope: None,
+                    region: None,
+                    account: serde_json::Value::Null,
+                    api_base: None,
+                    key_exposed: Some(vault.key_exposed()),
+                    error: Some(message.clone()),
+                    vault_home: paths.home(),
+                    vault_file: paths.vault(),
+                    key_file: paths.key(),
+                    lock_file: paths.lock(),
                 }));
             } else {
                 outln!("profile:    {profile}");
@@ -90,24 +125,30 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
     let key_exposed = vault.key_exposed();
     let access_valid = left.is_some_and(|l| l > 0);
     let endpoints = cred.map(|c| ctx.session.endpoints(Region::from_stored(&c.region)));
+    let account = cred.and_then(|c| c.account.as_ref());
     if ctx.json {
-        output::json_line(&json!({
-            "profile": profile,
-            "logged_in": logged_in,
-            "needs_login": needs_login,
-            "access_token_valid": access_valid,
-            "backend": backend.as_str(),
-            "backend_reason": reason,
-            "expires_at": cred.map(|c| kimi_vault::rfc3339(c.expires_at)),
-            "expires_in_seconds": left,
-            "scope": cred.map(|c| c.scope.clone()),
-            "region": cred.map(region_of),
-            "api_base": endpoints.as_ref().and_then(|e| e.as_ref().ok()).map(|e| e.api_base.as_str()),
-            "key_exposed": key_exposed,
-            "vault_home": paths.home(),
-            "vault_file": paths.vault(),
-            "key_file": paths.key(),
-            "lock_file": paths.lock(),
+        output::json_line(&to_json(StatusJson {
+            profile,
+            logged_in,
+            needs_login,
+            access_token_valid: Some(access_valid),
+            backend: Some(backend.as_str()),
+            backend_reason: Some(reason),
+            expires_at: cred.map(|c| kimi_vault::rfc3339(c.expires_at)),
+            expires_in_seconds: left,
+            scope: cred.map(|c| c.scope.clone()),
+            region: cred.map(region_of),
+            account: output::account_json(account),
+            api_base: endpoints
+                .as_ref()
+                .and_then(|e| e.as_ref().ok())
+                .map(|e| e.api_base.to_string()),
+            key_exposed: Some(key_exposed),
+            error: None,
+            vault_home: paths.home(),
+            vault_file: paths.vault(),
+            key_file: paths.key(),
+            lock_file: paths.lock(),
         }));
     } else {
         let state = match (cred, left) {
@@ -131,6 +172,10 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
             match e {
                 Ok(e) => outln!("region:     {} (API {})", region_of(c), e.api_base),
                 Err(err) => outln!("region:     {} ({err})", region_of(c)),
+            }
+            match account {
+                Some(a) => outln!("account:    {}", output::account_words(a)),
+                None => outln!("account:    not known (it is read at login)"),
             }
         }
         if let (Some(c), Some(l)) = (cred, left) {

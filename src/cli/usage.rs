@@ -1,7 +1,9 @@
 //! `kimi-vault usage`: the weekly quota and the 5-hour window as bars, with the reset time in
-//! local time; `--json` with a stable schema (README).
+//! local time, and the extra-usage balance with its monthly cap when Kimi sends them; `--json`
+//! with a stable schema (README). Every string from the server is made safe for a terminal.
 
-use kimi_vault::api::{LimitWindow, Quota, Usage};
+use kimi_vault::api::{ExtraUsage, LimitWindow, Quota, Usage};
+use kimi_vault::sanitize::for_terminal;
 use serde_json::{Value, json};
 
 use crate::cli::failure::{CmdResult, exit};
@@ -41,7 +43,7 @@ fn window_label(w: &LimitWindow) -> String {
             w.duration
                 .map(output::quantity)
                 .unwrap_or_else(|| "?".into()),
-            w.unit.as_deref().unwrap_or("?")
+            for_terminal(w.unit.as_deref().unwrap_or("?"))
         ),
     }
 }
@@ -63,6 +65,75 @@ fn window_json(w: &LimitWindow, now: i64) -> Value {
     v["duration"] = output::json_number(w.duration);
     v["time_unit"] = json!(w.unit);
     v
+}
+
+fn extra_json(e: &ExtraUsage) -> Value {
+    json!({
+        "balance_type": e.balance_type,
+        "amount_cents": output::json_number(e.amount_cents),
+        "amount_left_cents": output::json_number(e.amount_left_cents),
+        "monthly_limit_enabled": e.monthly_limit_enabled,
+        "monthly_limit_cents": output::json_number(e.monthly_limit_cents),
+        "monthly_used_cents": output::json_number(e.monthly_used_cents),
+        "currency": e.currency,
+    })
+}
+
+/// "12.35 USD" from cents.
+fn money(cents: f64, currency: &str) -> String {
+    let amount = format!("{:.2}", cents / 100.0);
+    if currency.is_empty() {
+        amount
+    } else {
+        format!("{amount} {currency}")
+    }
+}
+
+fn print_extra(e: &ExtraUsage) {
+    let label = output::pad("extra usage", LABEL_WIDTH);
+    let indent = " ".repeat(LABEL_WIDTH);
+    let currency = for_terminal(e.currency.as_deref().unwrap_or("")).into_owned();
+    let balance = match (e.amount_left_cents, e.amount_cents) {
+        (Some(left), Some(total)) => format!(
+            "balance {} left of {}",
+            money(left, &currency),
+            money(total, &currency)
+        ),
+        (Some(left), None) => format!("balance {} left", money(left, &currency)),
+        (None, Some(total)) => format!("balance of {}", money(total, &currency)),
+        (None, None) => "balance not reported".to_owned(),
+    };
+    outln!("{label}{balance}");
+    let used = e.monthly_used_cents.map(|u| money(u, &currency));
+    // A cap of 0 means none (as Kimi's own CLI reads it).
+    match (e.monthly_limit_enabled, e.monthly_limit_cents) {
+        (enabled, Some(cap)) if cap > 0.0 && enabled != Some(false) => {
+            let spent = e.monthly_used_cents.unwrap_or(0.0);
+            let f = (spent / cap).clamp(0.0, 1.0);
+            outln!(
+                "{indent}{} {:>3.0}% of the monthly cap  {} of {} this month",
+                output::bar(f, BAR_WIDTH),
+                f * 100.0,
+                money(spent, &currency),
+                money(cap, &currency)
+            );
+        }
+        (Some(true), None) => outln!(
+            "{indent}a monthly cap is set (amount not reported){}",
+            used.map(|u| format!("; {u} this month"))
+                .unwrap_or_default()
+        ),
+        (Some(false), _) | (_, Some(_)) => outln!(
+            "{indent}no monthly cap{}",
+            used.map(|u| format!("; {u} this month"))
+                .unwrap_or_default()
+        ),
+        _ => {
+            if let Some(u) = used {
+                outln!("{indent}{u} this month");
+            }
+        }
+    }
 }
 
 fn print_quota(label: &str, q: Option<&Quota>, now: i64, offset: time::UtcOffset) {
@@ -123,13 +194,14 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
             "weekly": usage.weekly.as_ref().map(|q| quota_json(q, now)),
             "five_hour": five.map(|w| quota_json(&w.quota, now)),
             "windows": usage.limits.iter().map(|w| window_json(w, now)).collect::<Vec<_>>(),
+            "extra_usage": usage.extra.as_ref().map(extra_json),
         }));
         return Ok(exit::OK);
     }
     let plan = usage
         .plan
         .as_deref()
-        .map(|p| format!(", plan: {}", plan_name(p)))
+        .map(|p| format!(", plan: {}", for_terminal(&plan_name(p))))
         .unwrap_or_default();
     outln!("Kimi Code usage (profile '{}'{plan})", ctx.profile());
     outln!();
@@ -141,6 +213,9 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
         .filter(|w| w.seconds != Some(FIVE_HOURS))
     {
         print_quota(&window_label(w), Some(&w.quota), now, offset);
+    }
+    if let Some(extra) = &usage.extra {
+        print_extra(extra);
     }
     Ok(exit::OK)
 }

@@ -4,14 +4,17 @@
 //!
 //! - kimi-cli (`<share>/credentials/kimi-code.json`): an exclusive `flock` on `kimi-code.lock`
 //!   in the same directory, the lock kimi-cli itself takes around a refresh (it creates the file
-//!   0600 when missing, and so do we).
-//! - kimi-code (`<KIMI_CODE_HOME>/credentials/kimi-code*.json`): its proper-lockfile directory
-//!   lock `<KIMI_CODE_HOME>/oauth/kimi-code.lock` (the lock of its `oauth/kimi-code` target, the
-//!   one kimi-code is known to take around a refresh of `credentials/kimi-code.json`; taken for
-//!   every kimi-code credential file): made with `mkdir` (held while it exists), its mtime
-//!   renewed while held (kimi-code treats one not renewed for 5 s as abandoned; we renew it
-//!   every second), removed with `rmdir`. When `<KIMI_CODE_HOME>/oauth` does not exist, that
-//!   kimi-code does not use the lock and there is none to take.
+//!   0600 when missing, and so do we). kimi-cli waits about 5 s for it and then refreshes
+//!   without it, so it is held for at most [`FLOCK_HOLD`] (3 s): past that, it is released
+//!   and the removal relies on its own check that the file is still the one imported. The
+//!   kernel releases a `flock` when its holder ends: a busy one is always a live kimi-cli.
+//! - kimi-code (`<KIMI_CODE_HOME>/credentials/<slot>.json`, one file per slot): the
+//!   proper-lockfile lock of that very slot, the directory `<KIMI_CODE_HOME>/oauth/<slot>.lock`
+//!   beside its sentinel file `oauth/<slot>` (created first, as kimi-code does, with the
+//!   `oauth` directory): made with `mkdir` (held while it exists), its mtime renewed every
+//!   second while held (kimi-code treats one not renewed for 5 s as abandoned), removed with
+//!   `rmdir`. One untouched for more than [`STALE_AFTER`] (10 s) was left by a kimi-code that
+//!   ended without releasing it: it is taken over, as proper-lockfile does.
 //!
 //! Other tools (Roder, CLIProxyAPI, opencode-kimi-auth) have no lock we know of; for every tool,
 //! removal checks that the file is still the one imported (`sources::remove_imported`).
@@ -30,13 +33,18 @@ use crate::migrate::parse::Tool;
 pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(10);
 /// How often a held kimi-code lock directory is renewed.
 const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// A kimi-code lock directory untouched for longer than this is stale (its holder is gone).
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(10);
+/// kimi-cli's `flock` is held at most this long (kimi-cli gives up waiting after about 5 s).
+pub(crate) const FLOCK_HOLD: Duration = Duration::from_secs(3);
 
 /// A tool's lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ToolLock {
     /// kimi-cli: `flock` on this file.
     Flock(PathBuf),
-    /// kimi-code: this directory, made with `mkdir`.
+    /// kimi-code: this directory (`oauth/<slot>.lock`), made with `mkdir`; its sentinel file is
+    /// the same path without `.lock`.
     LockDir(PathBuf),
 }
 
@@ -56,7 +64,7 @@ pub(crate) fn lock_for(tool: Tool, path: &Path) -> Option<ToolLock> {
     match tool {
         Tool::KimiCli => Some(ToolLock::Flock(dir.join(format!("{stem}.lock")))),
         Tool::KimiCode if dir.file_name()? == "credentials" => Some(ToolLock::LockDir(
-            dir.parent()?.join("oauth").join("kimi-code.lock"),
+            dir.parent()?.join("oauth").join(format!("{stem}.lock")),
         )),
         _ => None,
     }
@@ -70,9 +78,13 @@ pub(crate) struct Held {
 
 #[derive(Debug)]
 enum HeldKind {
-    /// Nothing to release (the tool uses no lock here).
-    Nothing,
-    Flock(File),
+    /// kimi-cli's flock, released by the watchdog after [`FLOCK_HOLD`] at the latest.
+    Flock {
+        file: Arc<File>,
+        /// Dropped to stop the watchdog.
+        stop: Option<std::sync::mpsc::Sender<()>>,
+        watchdog: Option<JoinHandle<()>>,
+    },
     LockDir {
         path: PathBuf,
         stop: Arc<AtomicBool>,
@@ -83,8 +95,15 @@ enum HeldKind {
 impl Drop for Held {
     fn drop(&mut self) {
         match &mut self.kind {
-            HeldKind::Nothing => {}
-            HeldKind::Flock(file) => {
+            HeldKind::Flock {
+                file,
+                stop,
+                watchdog,
+            } => {
+                drop(stop.take());
+                if let Some(w) = watchdog.take() {
+                    let _ = w.join();
+                }
                 let _ = file.unlock();
             }
             HeldKind::LockDir {
@@ -109,8 +128,8 @@ impl Drop for Held {
 pub(crate) fn acquire(lock: &ToolLock, tool: Tool, wait: Duration) -> Result<Held, String> {
     let start = Instant::now();
     let held = match lock {
-        ToolLock::Flock(path) => flock(path, tool, start, wait)?,
-        ToolLock::LockDir(path) => lock_dir(path, tool, start, wait)?,
+        ToolLock::Flock(_) => flock(lock, tool, start, wait)?,
+        ToolLock::LockDir(_) => lock_dir(lock, tool, start, wait)?,
     };
     let waited = start.elapsed();
     if waited > Duration::from_millis(100) {
@@ -124,14 +143,21 @@ pub(crate) fn acquire(lock: &ToolLock, tool: Tool, wait: Duration) -> Result<Hel
     Ok(held)
 }
 
-fn busy(tool: Tool, path: &Path, wait: Duration) -> String {
-    format!(
-        "{} is using it: its lock {} was held for {} s, so it was left untouched; run migrate again when {} is done (if none is running, a crashed one left the lock: remove it)",
-        tool.name(),
-        path.display(),
-        wait.as_secs(),
-        tool.name()
-    )
+fn busy(lock: &ToolLock, tool: Tool, wait: Duration) -> String {
+    let name = tool.name();
+    match lock {
+        // The kernel releases a flock when its holder ends: it is a running kimi-cli.
+        ToolLock::Flock(path) => format!(
+            "{name} is using it: it held its lock {} for the {} s migrate waits, so the file was left untouched; run migrate again when {name} is done",
+            path.display(),
+            wait.as_secs()
+        ),
+        ToolLock::LockDir(path) => format!(
+            "{name} is using it: its lock {} was held, and kept fresh, for the {} s migrate waits, so the file was left untouched; run migrate again when {name} is done",
+            path.display(),
+            wait.as_secs()
+        ),
+    }
 }
 
 fn open_lock_file(path: &Path) -> io::Result<File> {
@@ -157,59 +183,123 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
     }
 }
 
-fn flock(path: &Path, tool: Tool, start: Instant, wait: Duration) -> Result<Held, String> {
-    let file = open_lock_file(path).map_err(|e| {
-        format!(
-            "cannot take {}'s lock {} ({e}), so it was left untouched",
-            tool.name(),
-            path.display()
-        )
-    })?;
+fn cannot(tool: Tool, path: &Path, e: impl std::fmt::Display) -> String {
+    format!(
+        "cannot take {}'s lock {} ({e}), so it was left untouched",
+        tool.name(),
+        path.display()
+    )
+}
+
+fn flock(lock: &ToolLock, tool: Tool, start: Instant, wait: Duration) -> Result<Held, String> {
+    let path = lock.path();
+    let file = open_lock_file(path).map_err(|e| cannot(tool, path, e))?;
     loop {
         match file.try_lock() {
-            Ok(()) => {
-                return Ok(Held {
-                    kind: HeldKind::Flock(file),
-                });
-            }
+            Ok(()) => break,
             Err(TryLockError::WouldBlock) if start.elapsed() < wait => {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Err(TryLockError::WouldBlock) => return Err(busy(tool, path, wait)),
-            Err(TryLockError::Error(e)) => {
-                return Err(format!(
-                    "cannot take {}'s lock {} ({e}), so it was left untouched",
-                    tool.name(),
-                    path.display()
-                ));
-            }
+            Err(TryLockError::WouldBlock) => return Err(busy(lock, tool, wait)),
+            Err(TryLockError::Error(e)) => return Err(cannot(tool, path, e)),
         }
     }
+    // kimi-cli gives up waiting for it after about 5 s and then refreshes without it: release
+    // it after FLOCK_HOLD whatever migrate is doing by then.
+    let file = Arc::new(file);
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let (held, shown) = (file.clone(), path.to_path_buf());
+    let watchdog = std::thread::Builder::new()
+        .name("flock-watchdog".into())
+        .spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                stopped.recv_timeout(FLOCK_HOLD)
+            {
+                let _ = held.unlock();
+                tracing::info!(
+                    "released {}'s lock {} after {} s, so that it never waits for it long enough to go on without it",
+                    tool.name(),
+                    shown.display(),
+                    FLOCK_HOLD.as_secs()
+                );
+            }
+        })
+        .map_err(|e| cannot(tool, path, e))?;
+    Ok(Held {
+        kind: HeldKind::Flock {
+            file,
+            stop: Some(stop),
+            watchdog: Some(watchdog),
+        },
+    })
 }
 
-fn lock_dir(path: &Path, tool: Tool, start: Instant, wait: Duration) -> Result<Held, String> {
+/// True when the lock directory at `path` was not touched for longer than [`STALE_AFTER`].
+fn stale(path: &Path) -> bool {
+    fs::symlink_metadata(path)
+        .ok()
+        .filter(fs::Metadata::is_dir)
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age > STALE_AFTER)
+}
+
+/// kimi-code's sentinel file `oauth/<slot>` (and the `oauth` directory), created when missing
+/// as kimi-code creates them before it locks; never followed through a symlink.
+fn sentinel(lock_dir: &Path) -> std::io::Result<()> {
+    let (Some(oauth), Some(name)) = (lock_dir.parent(), lock_dir.file_name()) else {
+        return Err(io::Error::other("the lock has no directory"));
+    };
+    let mut dir = fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+    match dir.create(oauth) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let name = name.to_string_lossy();
+    let target = oauth.join(name.strip_suffix(".lock").unwrap_or(&name));
+    let mut options = OpenOptions::new();
+    options.append(true).create(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    }
+    options.open(target).map(drop)
+}
+
+fn lock_dir(lock: &ToolLock, tool: Tool, start: Instant, wait: Duration) -> Result<Held, String> {
+    let path = lock.path();
+    sentinel(path).map_err(|e| cannot(tool, path, e))?;
     loop {
         match fs::create_dir(path) {
             Ok(()) => break,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if stale(path) {
+                    // Left by a kimi-code that ended without releasing it: take it over, as
+                    // proper-lockfile does (remove, then make it again).
+                    tracing::info!(
+                        "{}'s lock {} was not renewed for more than {} s: taking it over",
+                        tool.name(),
+                        path.display(),
+                        STALE_AFTER.as_secs()
+                    );
+                    match fs::remove_dir(path) {
+                        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                            return Err(cannot(tool, path, e));
+                        }
+                        _ => continue,
+                    }
+                }
                 if start.elapsed() >= wait {
-                    return Err(busy(tool, path, wait));
+                    return Err(busy(lock, tool, wait));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
-            // No lock directory's parent: this install does not use the lock.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Held {
-                    kind: HeldKind::Nothing,
-                });
-            }
-            Err(e) => {
-                return Err(format!(
-                    "cannot take {}'s lock {} ({e}), so it was left untouched",
-                    tool.name(),
-                    path.display()
-                ));
-            }
+            Err(e) => return Err(cannot(tool, path, e)),
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -254,6 +344,7 @@ mod tests {
                 "/h/.kimi/credentials/kimi-code.lock".into()
             ))
         );
+        // kimi-code: the lock of that very slot.
         assert_eq!(
             lock_for(
                 Tool::KimiCode,
@@ -261,6 +352,15 @@ mod tests {
             ),
             Some(ToolLock::LockDir(
                 "/h/.kimi-code/oauth/kimi-code.lock".into()
+            ))
+        );
+        assert_eq!(
+            lock_for(
+                Tool::KimiCode,
+                Path::new("/h/.kimi-code/credentials/kimi-code-env-0e4f99c69cc27850.json")
+            ),
+            Some(ToolLock::LockDir(
+                "/h/.kimi-code/oauth/kimi-code-env-0e4f99c69cc27850.lock".into()
             ))
         );
         assert_eq!(
@@ -276,17 +376,63 @@ mod tests {
     #[test]
     fn a_lock_directory_is_taken_renewed_and_released() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("oauth")).unwrap();
+        // No oauth directory yet: made, with the sentinel, as kimi-code makes them.
         let lock = ToolLock::LockDir(dir.path().join("oauth/kimi-code.lock"));
         let held = acquire(&lock, Tool::KimiCode, LOCK_WAIT).unwrap();
         assert!(lock.path().is_dir());
+        assert!(dir.path().join("oauth/kimi-code").is_file(), "sentinel");
         let busy = acquire(&lock, Tool::KimiCode, Duration::from_millis(100));
-        assert!(busy.unwrap_err().contains("is using it"));
+        let why = busy.unwrap_err();
+        assert!(why.contains("is using it"), "{why}");
+        assert!(!why.contains("crashed"), "{why}");
         drop(held);
         assert!(!lock.path().exists());
-        // No oauth directory: nothing to take.
-        let none = ToolLock::LockDir(dir.path().join("missing/kimi-code.lock"));
-        drop(acquire(&none, Tool::KimiCode, LOCK_WAIT).unwrap());
-        assert!(!dir.path().join("missing").exists());
+        assert!(
+            dir.path().join("oauth/kimi-code").is_file(),
+            "sentinel kept"
+        );
+    }
+
+    #[test]
+    fn a_stale_lock_directory_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = ToolLock::LockDir(dir.path().join("oauth/kimi-code.lock"));
+        fs::create_dir_all(lock.path()).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(30);
+        File::open(lock.path()).unwrap().set_modified(old).unwrap();
+        let start = Instant::now();
+        let held = acquire(&lock, Tool::KimiCode, LOCK_WAIT).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(2));
+        let age = SystemTime::now()
+            .duration_since(fs::metadata(lock.path()).unwrap().modified().unwrap())
+            .unwrap_or_default();
+        assert!(age < Duration::from_secs(5), "ours now: fresh");
+        drop(held);
+    }
+
+    #[test]
+    fn a_flock_is_released_after_at_most_three_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = ToolLock::Flock(dir.path().join("kimi-code.lock"));
+        let start = Instant::now();
+        let held = acquire(&lock, Tool::KimiCli, LOCK_WAIT).unwrap();
+        let other = File::open(lock.path()).unwrap();
+        assert!(matches!(other.try_lock(), Err(TryLockError::WouldBlock)));
+        while other.try_lock().is_err() {
+            assert!(start.elapsed() < FLOCK_HOLD + Duration::from_secs(1));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(start.elapsed() >= FLOCK_HOLD - Duration::from_millis(100));
+        other.unlock().unwrap();
+        drop(held);
+        let why = acquire(&lock, Tool::KimiCli, Duration::ZERO).map(drop);
+        assert!(why.is_ok());
+        // Busy: no word of a crashed holder (the kernel releases a flock).
+        other.lock().unwrap();
+        let why = acquire(&lock, Tool::KimiCli, Duration::from_millis(100)).unwrap_err();
+        assert!(
+            why.contains("is using it") && !why.contains("crashed"),
+            "{why}"
+        );
     }
 }

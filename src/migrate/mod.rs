@@ -1,10 +1,16 @@
 //! `migrate`: moves other Kimi tools' plaintext credentials into the vault.
 //!
 //! Refresh tokens rotate, so migration moves rather than copies: parse, write to the vault, read
-//! back and compare, then overwrite the source with zeros, fsync and delete it. Any failure before
+//! back and compare, then overwrite the source with zeros, fsync and delete it (a keyring entry:
+//! delete it). Any failure before
 //! the comparison leaves the source byte for byte as it was. From before a source is read until
 //! it is removed, the lock its tool takes around its own refreshes is held (`locks`), and only
 //! the very file that was imported is removed (`sources::remove_imported`).
+//!
+//! The region travels with the credential (a refresh at the other region's host loses it): a
+//! kimi-code slot gives its region by its name (`sources::kimi_code_slot_region`), every other
+//! source is `cn`, its tool's only region, and a slot of unknown hosts is left untouched unless
+//! [`Options::region`] says which region it is. It is never guessed.
 
 pub(crate) mod locks;
 pub(crate) mod parse;
@@ -16,6 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::clock::rfc3339;
 use crate::error::{Error, Result};
+use crate::oauth::endpoints::Region;
 use crate::store::keyring::KeyringBackend;
 use crate::store::{BackendKind, BackendMode, Credential, Vault};
 use parse::ParseError;
@@ -38,6 +45,9 @@ pub struct Options {
     pub profile: String,
     /// Where to look.
     pub dirs: SourceDirs,
+    /// `--region`: the region of kimi-code slots whose name matches no known region (never
+    /// used for a source whose region is known).
+    pub region: Option<Region>,
 }
 
 /// One line of the report (never a secret).
@@ -49,6 +59,8 @@ pub struct Entry {
     pub tool: &'static str,
     /// Profile concerned.
     pub profile: String,
+    /// The region the credential belongs to (`cn` or `global`); null when it is not known.
+    pub region: Option<&'static str>,
     /// Why, in words.
     pub reason: String,
     /// Access-token expiry of the source, RFC 3339, when it was read.
@@ -89,6 +101,7 @@ pub struct Report {
 struct Valid {
     location: Location,
     tool: Tool,
+    region: Region,
     parsed: parse::Parsed,
     /// The file as read (identity and bytes), to remove only that very file.
     read: Option<sources::SourceFile>,
@@ -107,6 +120,7 @@ fn fault(name: &str) -> bool {
 fn entry(
     location: &Location,
     tool: Option<Tool>,
+    region: Option<Region>,
     profile: &str,
     reason: impl Into<String>,
 ) -> Entry {
@@ -114,8 +128,39 @@ fn entry(
         path: location.display(),
         tool: tool.map(Tool::name).unwrap_or("unknown"),
         profile: profile.to_owned(),
+        region: region.map(Region::as_str),
         reason: reason.into(),
         expires_at: None,
+    }
+}
+
+/// The region of `tool`'s credential at `location`: a kimi-code slot's from its name (or, for
+/// a slot of unknown hosts, `forced`, the `--region` given); `cn` for every other tool, its only
+/// region. `Err` is the reason a slot is left untouched.
+fn source_region(
+    tool: Tool,
+    location: &Location,
+    forced: Option<Region>,
+) -> std::result::Result<Region, String> {
+    let Tool::KimiCode = tool else {
+        return Ok(Region::Cn);
+    };
+    let slot = match location {
+        Location::File(path) => sources::slot_of(path),
+        Location::Keyring => None,
+    };
+    match (slot.and_then(sources::kimi_code_slot_region), forced) {
+        (Some(known), _) => Ok(known),
+        (None, Some(asked)) => Ok(asked),
+        (None, None) => Err(format!(
+            "left untouched: kimi-code slot '{}' belongs to hosts of no known region (cn is `kimi-code`, global `{}`), and a credential refreshed at the wrong region's host is lost; if you know its region, run `kimi-vault migrate --from {} --region cn` (or `--region global`)",
+            slot.unwrap_or("?"),
+            sources::kimi_code_slot(
+                crate::oauth::endpoints::OAUTH_HOST_GLOBAL,
+                crate::oauth::endpoints::API_BASE_GLOBAL
+            ),
+            shell_quote(&location.display())
+        )),
     }
 }
 
@@ -154,6 +199,7 @@ fn read_candidate(
     keyring: &KeyringBackend,
     c: &Candidate,
     explicit: bool,
+    forced: Option<Region>,
 ) -> std::result::Result<Option<Valid>, (Option<Tool>, String)> {
     match &c.location {
         Location::Keyring => {
@@ -172,6 +218,7 @@ fn read_candidate(
             Ok(Some(Valid {
                 location: c.location.clone(),
                 tool: Tool::KimiCliKeyring,
+                region: Region::Cn,
                 parsed,
                 read: None,
                 key_file: None,
@@ -181,6 +228,24 @@ fn read_candidate(
         Location::File(path) => {
             let file = sources::read_source(path).map_err(|r| (c.tool, r))?;
             let tool = c.tool.unwrap_or_else(|| parse::sniff(&file.bytes));
+            let region = source_region(tool, &c.location, forced).map_err(|r| (Some(tool), r))?;
+            if let Some(asked) = forced
+                && asked != region
+            {
+                tracing::warn!(
+                    "{} is {}'s {} credential (by {}): it is imported as {}, not as the --region given ({}), which is only for kimi-code slots of unknown hosts",
+                    path.display(),
+                    tool.name(),
+                    region.as_str(),
+                    if tool == Tool::KimiCode {
+                        "its slot name"
+                    } else {
+                        "its tool, which has no other region"
+                    },
+                    region.as_str(),
+                    asked.as_str()
+                );
+            }
             let key = (tool == Tool::Opencode)
                 .then(|| sources::opencode_key(path))
                 .flatten();
@@ -199,6 +264,7 @@ fn read_candidate(
             Ok(Some(Valid {
                 location: c.location.clone(),
                 tool,
+                region,
                 parsed,
                 read: Some(file),
                 key_file: key,
@@ -208,7 +274,7 @@ fn read_candidate(
     }
 }
 
-fn to_credential(p: &parse::Parsed) -> Credential {
+fn to_credential(p: &parse::Parsed, region: Region) -> Credential {
     let mut cred = Credential::new(
         p.access_token.clone(),
         p.refresh_token.clone(),
@@ -216,6 +282,7 @@ fn to_credential(p: &parse::Parsed) -> Credential {
     );
     cred.scope = p.scope.clone();
     cred.token_type = p.token_type.clone();
+    cred.region = region.as_str().to_owned();
     cred
 }
 
@@ -223,6 +290,7 @@ fn same(a: &Credential, b: &Credential) -> bool {
     a.access_token.ct_eq(&b.access_token)
         && a.refresh_token.ct_eq(&b.refresh_token)
         && a.expires_at == b.expires_at
+        && a.region == b.region
         && !fault("readback-mismatch")
 }
 
@@ -250,14 +318,26 @@ pub fn discover(dirs: &SourceDirs) -> Vec<(PathBuf, Tool)> {
 }
 
 /// Takes the locks of the candidates' tools (each lock once), waiting for each at most
-/// [`locks::LOCK_WAIT`]. `Err` lists the candidates whose tool kept its lock, with the reason.
+/// [`locks::LOCK_WAIT`]: kimi-code's lock directories first, kimi-cli's `flock` last (it is
+/// held for a few seconds at most, so its clock starts only when the others are held). `Err`
+/// lists the candidates whose tool kept its lock, with the reason.
 fn take_locks(
     candidates: &[Candidate],
 ) -> std::result::Result<Vec<locks::Held>, Vec<(Candidate, String)>> {
     let mut held = Vec::new();
     let mut taken: Vec<locks::ToolLock> = Vec::new();
     let mut busy = Vec::new();
-    for c in candidates {
+    let flock_last = |c: &&Candidate| {
+        matches!(
+            (&c.location, c.tool),
+            (Location::File(p), Some(t)) if matches!(locks::lock_for(t, p), Some(locks::ToolLock::Flock(_)))
+        )
+    };
+    let ordered = candidates
+        .iter()
+        .filter(|c| !flock_last(c))
+        .chain(candidates.iter().filter(flock_last));
+    for c in ordered {
         let (Location::File(path), Some(tool)) = (&c.location, c.tool) else {
             continue;
         };
@@ -280,11 +360,17 @@ fn take_locks(
 
 /// A tool kept its lock: it is refreshing its credential right now, which will be the freshest.
 /// Nothing is imported or removed; every source is listed with the reason.
+/// A candidate's region when it is known without reading it.
+fn region_of(c: &Candidate, forced: Option<Region>) -> Option<Region> {
+    source_region(c.tool?, &c.location, forced).ok()
+}
+
 fn report_busy(
     report: &mut Report,
     candidates: &[Candidate],
     busy: Vec<(Candidate, String)>,
     profile: &str,
+    forced: Option<Region>,
 ) {
     report.lock_busy = true;
     for c in candidates {
@@ -299,14 +385,19 @@ fn report_busy(
         report.skipped.push(entry(
             &c.location,
             c.tool,
+            region_of(c, forced),
             profile,
             "not imported, and left untouched: another tool is refreshing its credential right now (see above); run migrate again",
         ));
     }
     for (c, reason) in busy {
-        report
-            .skipped
-            .push(entry(&c.location, c.tool, profile, reason));
+        report.skipped.push(entry(
+            &c.location,
+            c.tool,
+            region_of(&c, forced),
+            profile,
+            reason,
+        ));
     }
 }
 
@@ -335,7 +426,21 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
         dry_run: opts.dry_run,
         ..Report::default()
     };
-    let candidates = candidates(vault, opts)?;
+    let forced = opts.region;
+    let mut candidates = candidates(vault, opts)?;
+    // A kimi-code slot of unknown hosts is neither locked nor read (unless --region says).
+    candidates.retain(|c| match c.tool {
+        Some(tool) => match source_region(tool, &c.location, forced) {
+            Ok(_) => true,
+            Err(reason) => {
+                report
+                    .skipped
+                    .push(entry(&c.location, Some(tool), None, profile, reason));
+                false
+            }
+        },
+        None => true,
+    });
     // Sources are removed after the import: hold their tools' locks from before they are read.
     let _held = if opts.dry_run || opts.keep {
         Vec::new()
@@ -343,23 +448,24 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
         match take_locks(&candidates) {
             Ok(held) => held,
             Err(busy) => {
-                report_busy(&mut report, &candidates, busy, profile);
+                report_busy(&mut report, &candidates, busy, profile, forced);
                 return Ok(report);
             }
         }
     };
     let mut valid: Vec<Valid> = Vec::new();
     for c in candidates {
-        match read_candidate(keyring, &c, !opts.from.is_empty()) {
+        match read_candidate(keyring, &c, !opts.from.is_empty(), forced) {
             Ok(Some(v)) => valid.push(v),
             Ok(None) => {}
             Err((tool, reason)) => {
                 if reason == "no such file" {
                     report.missing_explicit = true;
                 }
+                let region = tool.and_then(|t| source_region(t, &c.location, forced).ok());
                 report
                     .skipped
-                    .push(entry(&c.location, tool, profile, reason));
+                    .push(entry(&c.location, tool, region, profile, reason));
             }
         }
     }
@@ -370,17 +476,36 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
         return Ok(report);
     };
     for other in valid {
+        let own_profile = match other.region {
+            Region::Cn => other.tool.name().to_owned(),
+            region => format!("{}-{}", other.tool.name(), region.as_str()),
+        };
+        let region_flag = match (other.tool, forced) {
+            (Tool::KimiCode, Some(r)) => format!(" --region {}", r.as_str()),
+            _ => String::new(),
+        };
         let suggestion = format!(
-            "another valid credential ({}) was chosen; to import this one into its own profile: kimi-vault migrate --from {} --profile {}",
+            "another valid credential ({}) was chosen; to import this one into its own profile: kimi-vault migrate --from {}{region_flag} --profile {own_profile}",
             chosen.location.display(),
             shell_quote(&other.location.display()),
-            other.tool.name()
         );
-        let mut e = entry(&other.location, Some(other.tool), profile, suggestion);
+        let mut e = entry(
+            &other.location,
+            Some(other.tool),
+            Some(other.region),
+            profile,
+            suggestion,
+        );
         e.expires_at = Some(rfc3339(other.parsed.expires_at));
         report.skipped.push(e);
     }
-    let mut chosen_entry = entry(&chosen.location, Some(chosen.tool), profile, "");
+    let mut chosen_entry = entry(
+        &chosen.location,
+        Some(chosen.tool),
+        Some(chosen.region),
+        profile,
+        "",
+    );
     chosen_entry.expires_at = Some(rfc3339(chosen.parsed.expires_at));
 
     if let Some(existing) = vault.load(profile)?
@@ -394,18 +519,26 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
         return Ok(report);
     }
     if opts.dry_run {
-        chosen_entry.reason = format!("into profile '{profile}'");
+        chosen_entry.reason = format!(
+            "into profile '{profile}' ({} region)",
+            chosen.region.as_str()
+        );
         if !opts.keep {
             let mut removed = chosen_entry.clone();
-            removed.reason =
-                "overwritten with zeros and deleted once the vault copy is verified".into();
+            removed.reason = match chosen.location {
+                Location::Keyring => "deleted from the keyring once the vault copy is verified",
+                Location::File(_) => {
+                    "overwritten with zeros and deleted once the vault copy is verified"
+                }
+            }
+            .into();
             report.removed.push(removed);
         }
         report.imported.push(chosen_entry);
         return Ok(report);
     }
 
-    let cred = to_credential(&chosen.parsed);
+    let cred = to_credential(&chosen.parsed, chosen.region);
     let lock = vault.lock()?;
     if !opts.force
         && let Some(existing) = vault.load(profile)?
@@ -428,10 +561,16 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
     report.backend = Some(backend);
     report.moved_tools.push(chosen.tool);
     chosen_entry.reason = format!(
-        "imported into profile '{profile}' ({} backend)",
-        backend.as_str()
+        "imported into profile '{profile}' ({} backend, {} region)",
+        backend.as_str(),
+        chosen.region.as_str()
     );
     report.imported.push(chosen_entry.clone());
+    if fault("slow-import") {
+        // Test-only: a slow import (a keyring that takes its time), to show that kimi-cli's
+        // flock is not held past its limit.
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
 
     if opts.keep {
         tracing::warn!(
@@ -456,7 +595,11 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
     match removal {
         Ok(()) => {
             let mut removed = chosen_entry;
-            removed.reason = "overwritten with zeros and deleted after a verified import".into();
+            removed.reason = match chosen.location {
+                Location::Keyring => "deleted from the keyring after a verified import",
+                Location::File(_) => "overwritten with zeros and deleted after a verified import",
+            }
+            .into();
             report.removed.push(removed);
         }
         Err(why) => {

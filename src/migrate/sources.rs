@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::migrate::parse::Tool;
+use crate::oauth::endpoints::{
+    API_BASE_CN, API_BASE_GLOBAL, OAUTH_HOST_CN, OAUTH_HOST_GLOBAL, Region,
+};
 use crate::store::fsutil;
 
 /// Largest source file read.
@@ -34,6 +37,58 @@ impl Location {
             Location::Keyring => KEYRING_SOURCE.to_owned(),
         }
     }
+}
+
+/// kimi-code's slot of the default (cn) hosts: `credentials/kimi-code.json`.
+pub const KIMI_CODE_DEFAULT_SLOT: &str = "kimi-code";
+/// The prefix of kimi-code's other slots: `kimi-code-env-<16 hex digits>`.
+pub const KIMI_CODE_ENV_SLOT_PREFIX: &str = "kimi-code-env-";
+
+/// The slot kimi-code keeps a login of these hosts in (its `resolveKimiCodeOAuthKey`): the
+/// default hosts share `kimi-code`; any other pair is `kimi-code-env-` and the first 16 hex
+/// digits of SHA-256 of `{"oauthHost":"<host>","baseUrl":"<base>"}` (JSON, no spaces, trailing
+/// slashes removed).
+pub fn kimi_code_slot(oauth_host: &str, api_base: &str) -> String {
+    let (host, base) = (
+        oauth_host.trim().trim_end_matches('/'),
+        api_base.trim().trim_end_matches('/'),
+    );
+    if host == OAUTH_HOST_CN && base == API_BASE_CN {
+        KIMI_CODE_DEFAULT_SLOT.to_owned()
+    } else {
+        env_slot(host, base)
+    }
+}
+
+fn env_slot(host: &str, base: &str) -> String {
+    use sha2::{Digest, Sha256};
+    // In this key order, as JavaScript's JSON.stringify writes it (a serde_json map would
+    // sort the keys).
+    let quoted = |v: &str| serde_json::to_string(v).expect("a string serializes");
+    let json = format!(
+        r#"{{"oauthHost":{},"baseUrl":{}}}"#,
+        quoted(host),
+        quoted(base)
+    );
+    let digest = crate::store::crypto::hex(&Sha256::digest(json.as_bytes()));
+    format!("{KIMI_CODE_ENV_SLOT_PREFIX}{}", &digest[..16])
+}
+
+/// The region of a kimi-code slot, when the slot is that of a known region's hosts (`None`:
+/// other hosts, or no slot name at all; a region is never guessed).
+pub fn kimi_code_slot_region(slot: &str) -> Option<Region> {
+    [
+        (Region::Cn, OAUTH_HOST_CN, API_BASE_CN),
+        (Region::Global, OAUTH_HOST_GLOBAL, API_BASE_GLOBAL),
+    ]
+    .into_iter()
+    .find(|(_, host, base)| slot == kimi_code_slot(host, base) || slot == env_slot(host, base))
+    .map(|(region, ..)| region)
+}
+
+/// The slot of a kimi-code credential file: its name without `.json`.
+pub fn slot_of(path: &Path) -> Option<&str> {
+    path.file_name()?.to_str()?.strip_suffix(".json")
 }
 
 /// A place to look, with the tool it belongs to (`None`: guess from the content).
@@ -309,4 +364,39 @@ fn same_file(aside: &Path, identity: (u64, u64), read: &[u8]) -> Result<File, St
     }
     std::io::Seek::rewind(&mut file).map_err(|e| format!("cannot rewind it: {e}"))?;
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kimi_code_slots_give_the_region() {
+        // The global slot, as kimi-code names it (SPEC §6).
+        assert_eq!(
+            kimi_code_slot(OAUTH_HOST_GLOBAL, API_BASE_GLOBAL),
+            "kimi-code-env-0e4f99c69cc27850"
+        );
+        assert_eq!(
+            kimi_code_slot("https://auth.kimi.ai/", "https://api.kimi.ai/coding/v1/"),
+            "kimi-code-env-0e4f99c69cc27850",
+            "trailing slashes do not count"
+        );
+        assert_eq!(kimi_code_slot(OAUTH_HOST_CN, API_BASE_CN), "kimi-code");
+        assert_eq!(kimi_code_slot_region("kimi-code"), Some(Region::Cn));
+        assert_eq!(
+            kimi_code_slot_region("kimi-code-env-0e4f99c69cc27850"),
+            Some(Region::Global)
+        );
+        // Other hosts (a staging server, a proxy), or no slot name at all: unknown.
+        let other = kimi_code_slot("https://auth.example.kimi.com", API_BASE_CN);
+        assert!(other.starts_with("kimi-code-env-") && other.len() == 30);
+        for unknown in [other.as_str(), "kimi-code-env-", "kimi-code-main", "x"] {
+            assert_eq!(kimi_code_slot_region(unknown), None, "{unknown}");
+        }
+        assert_eq!(
+            slot_of(Path::new("/h/.kimi-code/credentials/kimi-code.json")),
+            Some("kimi-code")
+        );
+    }
 }

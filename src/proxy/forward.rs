@@ -201,6 +201,12 @@ pub(crate) async fn forward(
             "Kimi answered 402 Payment Required: the Kimi membership of profile '{}' is not active (passed to the client; no refresh)",
             shared.session.profile()
         );
+    } else if status == reqwest::StatusCode::FORBIDDEN {
+        // The body is streamed to the client unread; Kimi's coding endpoint sends this for
+        // `access_terminated_error` (SPEC §2: it accepts only the coding agents it knows).
+        tracing::warn!(
+            "Kimi answered 403 Forbidden (passed to the client; no refresh). With error type access_terminated_error it means that Kimi's coding endpoint did not take the client for a coding agent it knows (such as Claude Code, kimi-cli or kimi-code): the token and the login are fine, the client is not accepted"
+        );
     }
     log.status = status.as_u16();
     // Every token this request carried upstream: a header reflecting one of them is dropped.

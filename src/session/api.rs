@@ -29,7 +29,7 @@ const API_RETRIES: Policy = Policy {
 };
 
 /// GET with retries on transient failures, within the policy's budget.
-async fn get_with_retries(http: &Http, url: &Url, token: &SecretString) -> ApiReply {
+pub(super) async fn get_with_retries(http: &Http, url: &Url, token: &SecretString) -> ApiReply {
     let label = format!("GET {url}:");
     let outcome = retry::run(&API_RETRIES, &label, async |timeout| {
         match reply::get(http, url, token, timeout).await {
@@ -99,6 +99,9 @@ impl Session {
                     return Err(Error::Protocol(format!(
                         "Kimi's API refused GET {url} ({detail})"
                     )));
+                }
+                ApiReply::AccessTerminated(detail) => {
+                    return Err(Error::ClientNotAccepted { detail });
                 }
             }
         }

@@ -1,14 +1,16 @@
 //! Device-flow login for a session's profile: ask for a code, wait for the user, store the
 //! tokens (keeping the profile's proxy client key, and an unreadable vault aside).
 
+use crate::api::reply::ApiReply;
 use crate::clock::now_unix;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::Http;
 use crate::oauth::device::{self, LoginEvent};
 use crate::oauth::endpoints::{Endpoints, Region};
 use crate::oauth::response::{DeviceAuthorization, TokenGrant};
+use crate::secret::SecretString;
 use crate::session::Session;
-use crate::store::{BackendKind, Credential};
+use crate::store::{Account, BackendKind, Credential};
 
 /// A login waiting for the user to approve the code.
 #[derive(Debug)]
@@ -29,6 +31,8 @@ pub struct LoginStored {
     /// The credential this login replaced: its access-token expiry and whether it needed a
     /// login.
     pub replaced: Option<(i64, bool)>,
+    /// The account stored with the credential (`None` when `/me` could not be read).
+    pub account: Option<Account>,
 }
 
 impl Session {
@@ -51,7 +55,13 @@ impl Session {
     /// Stores the tokens of a completed login for this profile. An unreadable file vault is
     /// kept aside (`vault.enc.unreadable-<timestamp>`) rather than refused; the proxy client
     /// key of an earlier login is kept, so that running proxies' clients keep working.
-    pub fn store_login(&self, grant: TokenGrant, region: Region) -> Result<LoginStored> {
+    /// `account` ([`PendingLogin::account`]) is stored with it, as non-secret metadata.
+    pub fn store_login(
+        &self,
+        grant: TokenGrant,
+        region: Region,
+        account: Option<Account>,
+    ) -> Result<LoginStored> {
         let vault = self.vault();
         let lock = vault.lock()?;
         let previous = vault.load(self.profile()).ok().flatten().map(|l| l.cred);
@@ -65,6 +75,7 @@ impl Session {
             cred.token_type = t;
         }
         cred.region = region.as_str().to_owned();
+        cred.account = account;
         cred.proxy_client_key = previous.as_ref().and_then(|p| p.proxy_client_key.clone());
         if cred.refresh_token.is_empty() {
             tracing::warn!(
@@ -78,6 +89,7 @@ impl Session {
             backend,
             expires_at: cred.expires_at,
             replaced: previous.map(|p| (p.expires_at, p.needs_login)),
+            account: cred.account.clone(),
         })
     }
 }
@@ -91,6 +103,40 @@ impl PendingLogin {
     /// The region the login is made in.
     pub fn region(&self) -> Region {
         self.region
+    }
+
+    /// Which account `access_token` (of the grant this login got) belongs to: `GET {base}/me`
+    /// in the login's region. Personal data: the caller shows it, nothing logs it.
+    pub async fn account(&self, access_token: &SecretString) -> Result<Account> {
+        let url = self.endpoints.api_url(crate::api::ME_PATH);
+        let reply = super::api::get_with_retries(&self.http, &url, access_token).await;
+        let body = match reply {
+            ApiReply::Ok(body) => body,
+            ApiReply::AccessTerminated(detail) => {
+                return Err(Error::ClientNotAccepted { detail });
+            }
+            ApiReply::Transient(detail, _) => {
+                return Err(Error::Service(format!(
+                    "Kimi's API at {url} is unreachable or failing ({detail})"
+                )));
+            }
+            ApiReply::Unauthorized(detail)
+            | ApiReply::PaymentRequired(detail)
+            | ApiReply::Failed(detail) => {
+                return Err(Error::Protocol(format!(
+                    "Kimi's API refused GET {url} ({detail})"
+                )));
+            }
+        };
+        let me = crate::api::parse_me(&body).map_err(|why| {
+            Error::Protocol(format!("Kimi's API sent an unusable account ({why})"))
+        })?;
+        Ok(Account {
+            user_id: me.user_id,
+            nickname: me.nickname,
+            level_name: me.level_name,
+            region: me.region,
+        })
     }
 
     /// Polls until the user approves (the tokens), denies, or the code expires.

@@ -98,5 +98,6 @@ pub(crate) fn apply_grant(old: &Credential, grant: TokenGrant) -> Credential {
         needs_login: false,
         updated_at_ms: old.updated_at_ms,
         proxy_client_key: old.proxy_client_key.clone(),
+        account: old.account.clone(),
     }
 }

@@ -26,7 +26,7 @@ pub use file::KeptAside;
 pub use lock::{LockState, VaultLock};
 pub use paths::VaultPaths;
 pub use profile::{DEFAULT_PROFILE, check_profile_name};
-pub use record::Credential;
+pub use record::{Account, Credential};
 pub use vault::{
     BackendKind, BackendMode, BackendReason, KeyringListing, KeyringProbe, KeyringStatus, Loaded,
     ProfileListing, StoredProfile, Vault,

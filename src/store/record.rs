@@ -33,6 +33,36 @@ pub struct Credential {
     /// The local proxy's client key (stable across restarts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_client_key: Option<SecretString>,
+    /// The Kimi account this credential belongs to, as `GET /me` said at login (`None`: not
+    /// known, e.g. a record from before accounts were stored, or a migrated credential).
+    /// Not secret, but personal: shown to the user, never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<Account>,
+}
+
+/// Which Kimi account a credential belongs to (from `GET {base}/me`): non-secret metadata
+/// stored beside the tokens. Personal: shown to the user (`login`, `status`, `profiles`), never
+/// written to a log.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// `user_id`: what tells two accounts apart.
+    pub user_id: String,
+    /// `nickname`, when Kimi sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nickname: Option<String>,
+    /// `user_level_name` (the membership level's name), when sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level_name: Option<String>,
+    /// `region` as Kimi names it (`REGION_CN`, …), when sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl std::fmt::Debug for Account {
+    /// Personal: `Debug` (which may reach a log) shows that there is an account, not whose.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Account(..)")
+    }
 }
 
 impl Credential {
@@ -49,6 +79,7 @@ impl Credential {
             needs_login: false,
             updated_at_ms: 0,
             proxy_client_key: None,
+            account: None,
         }
     }
 
@@ -99,5 +130,25 @@ mod tests {
         assert_eq!(json.capacity(), json.len(), "sized once, never grown");
         let back: Credential = serde_json::from_str(&json).unwrap();
         assert!(back.access_token.ct_eq(&cred.access_token));
+    }
+
+    #[test]
+    fn records_with_and_without_an_account_read() {
+        // A record written before accounts were stored.
+        let old = r#"{"access_token":"a","refresh_token":"r","expires_at":1,"scope":"s","token_type":"Bearer","region":"cn","needs_login":false,"updated_at_ms":5}"#;
+        let cred: Credential = serde_json::from_str(old).unwrap();
+        assert!(cred.account.is_none());
+        let json = cred.to_secret_json();
+        assert!(!json.contains("account"), "none: not written");
+        let mut cred = cred;
+        cred.account = Some(Account {
+            user_id: "u-1".into(),
+            nickname: Some("moon".into()),
+            level_name: None,
+            region: Some("REGION_CN".into()),
+        });
+        let back: Credential = serde_json::from_str(&cred.to_secret_json()).unwrap();
+        assert_eq!(back.account, cred.account);
+        assert_eq!(format!("{:?}", back.account), "Some(Account(..))");
     }
 }

@@ -64,9 +64,12 @@ pub struct State {
     pub usages: VecDeque<Canned>,
     /// Served, in order, to `GET /coding/v1/models` before the default answer.
     pub models: VecDeque<Canned>,
+    /// Served, in order, to `GET /coding/v1/me` before the default answer.
+    pub me: VecDeque<Canned>,
     /// The default answers of the API routes (200).
     pub usages_body: String,
     pub models_body: String,
+    pub me_body: String,
     /// `Authorization` header of every API request, in order (`path`, value).
     pub api_auth: Vec<(String, String)>,
     /// Replaces the device authorization's `user_code` and `verification_uri` (a hostile
@@ -76,10 +79,13 @@ pub struct State {
 
 /// `GET /usages` as Kimi answers it: numbers as decimal strings, the 5-hour window in
 /// `limits[]`, the plan level, and fields this tool does not know.
-pub const USAGES_BODY: &str = r#"{"usage":{"limit":"100","used":"26","remaining":"74","resetTime":"2099-01-01T00:00:00.123456Z","ignored":true},"limits":[{"window":{"duration":300,"timeUnit":"TIME_UNIT_MINUTE"},"detail":{"limit":"100","remaining":"85","resetTime":"2099-01-01T00:00:00Z"}}],"user":{"membership":{"level":"LEVEL_INTERMEDIATE"},"region":"REGION_CN"},"totalQuota":{}}"#;
+pub const USAGES_BODY: &str = r#"{"usage":{"limit":"100","used":"26","remaining":"74","resetTime":"2099-01-01T00:00:00.123456Z","ignored":true},"limits":[{"window":{"duration":300,"timeUnit":"TIME_UNIT_MINUTE"},"detail":{"limit":"100","remaining":"85","resetTime":"2099-01-01T00:00:00Z"}}],"user":{"membership":{"level":"LEVEL_INTERMEDIATE"},"region":"REGION_CN"},"totalQuota":{},"boosterWallet":{"balance":{"type":"BOOSTER","amount":"2000000000","amountLeft":"1234500000"},"monthlyChargeLimitEnabled":true,"monthlyChargeLimit":{"priceInCents":"5000","currency":"USD"},"monthlyUsed":{"priceInCents":"766","currency":"USD"}}}"#;
+
+/// `GET /me` as Kimi answers it (personal fields included, masked phone).
+pub const ME_BODY: &str = r#"{"user_id":"u_canary_4242","nickname":"moonwalker","status":"USER_STATUS_NORMAL","region":"REGION_CN","user_level":30,"user_level_name":"Vivace","domain":1,"domain_name":"DOMAIN_KIMI","email":"m***@example.com","phone":{"country_code":"86","number":"176****0000"},"created_time":"2026-06-11T13:26:47.561184Z"}"#;
 
 /// `GET /models` as Kimi answers it, with an extra field.
-pub const MODELS_BODY: &str = r#"{"object":"list","data":[{"id":"kimi-for-coding","display_name":"Kimi For Coding","context_length":262144,"supports_reasoning":true,"supports_image_in":true,"supports_video_in":false,"created":1700000000},{"id":"kimi-k2-turbo","context_length":"131072","supports_reasoning":"false"}]}"#;
+pub const MODELS_BODY: &str = r#"{"object":"list","data":[{"id":"kimi-for-coding","display_name":"Kimi For Coding","context_length":262144,"supports_reasoning":true,"supports_image_in":true,"supports_video_in":false,"supports_tool_use":true,"supports_thinking_type":"both","think_efforts":{"support":true,"valid_efforts":["low","medium","high"],"default_effort":"medium"},"protocol":"anthropic","created":1700000000},{"id":"kimi-k2-turbo","context_length":"131072","supports_reasoning":"false"}]}"#;
 
 impl Canned {
     pub fn new(status: u16, body: &str) -> Self {
@@ -127,8 +133,10 @@ impl FakeKimi {
             seen_forms: Vec::new(),
             usages: VecDeque::new(),
             models: VecDeque::new(),
+            me: VecDeque::new(),
             usages_body: USAGES_BODY.to_owned(),
             models_body: MODELS_BODY.to_owned(),
+            me_body: ME_BODY.to_owned(),
             api_auth: Vec::new(),
             device_text: None,
         }));
@@ -258,6 +266,7 @@ fn handle(
         let (next, default) = match route {
             "usages" => (st.usages.pop_front(), st.usages_body.clone()),
             "models" => (st.models.pop_front(), st.models_body.clone()),
+            "me" => (st.me.pop_front(), st.me_body.clone()),
             _ => return (404, "{}".into(), vec![]),
         };
         return match next {
