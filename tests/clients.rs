@@ -1,0 +1,468 @@
+//! The real clients, installed at pinned versions by scripts/clients.sh (Claude Code from npm,
+//! the anthropic and openai Python SDKs from PyPI), against the fake Kimi API on loopback,
+//! through each recipe: `exec --proxy`, a running `proxy`, and (Claude Code) the `setup claude`
+//! helper. Each checks that the answer reaches the client's output, that the token that reached
+//! the fake API is the vault's valid one, and that a token expiring mid-session is refreshed.
+//!
+//! Network: loopback only. The clients get `HTTP(S)_PROXY`/`ALL_PROXY` pointing at a loopback
+//! trap that answers nothing, so any request to another host fails there (and is counted);
+//! telemetry, error reporting and updates are off.
+//!
+//! Without the clients installed, each test prints a SKIP line and passes;
+//! `KIMI_VAULT_REQUIRE_CLIENTS=1` (set by .ci/run after scripts/clients.sh) makes that a failure.
+
+mod common;
+#[path = "common/upstream.rs"]
+mod upstream;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use upstream::{ExpireAt, Upstream};
+
+const SEED_ACCESS: &str = "at-seed-clients-0123456789abcdef";
+const SEED_REFRESH: &str = "rt-seed-clients-0123456789abcdef";
+const ANSWER: &str = "kimi-vault says hello through the real client";
+
+/// Where scripts/clients.sh installed the clients, if it did.
+struct Clients {
+    claude: PathBuf,
+    python: PathBuf,
+}
+
+fn clients() -> Option<Clients> {
+    let dir = std::env::var_os("KIMI_VAULT_CLIENTS")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|t| PathBuf::from(t).join("clients")))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/clients"));
+    let c = Clients {
+        claude: dir.join("npm/node_modules/.bin/claude"),
+        python: dir.join("venv/bin/python"),
+    };
+    if c.claude.exists() && c.python.exists() {
+        return Some(c);
+    }
+    if std::env::var_os("KIMI_VAULT_REQUIRE_CLIENTS").is_some_and(|v| v == "1") {
+        panic!(
+            "KIMI_VAULT_REQUIRE_CLIENTS=1 but the clients are not in {}: run scripts/clients.sh",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "SKIP: the real clients are not installed in {} (run scripts/clients.sh; .ci/run does)",
+        dir.display()
+    );
+    None
+}
+
+/// A loopback listener standing in for an HTTP proxy: every client request for a host that is
+/// not loopback lands here (the clients get it as HTTP(S)_PROXY) and is refused. Counts them and
+/// keeps the request lines (`CONNECT host:443`).
+struct Trap {
+    url: String,
+    hits: Arc<AtomicUsize>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Trap {
+    fn start() -> Trap {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (h, l) = (hits.clone(), lines.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                h.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut line = String::new();
+                let _ = BufReader::new(&stream).read_line(&mut line);
+                l.lock().unwrap().push(line.trim().to_owned());
+                // Dropped: the connection is closed, nothing is forwarded.
+            }
+        });
+        Trap { url, hits, lines }
+    }
+
+    fn report(&self, what: &str) -> usize {
+        let n = self.hits.load(Ordering::SeqCst);
+        if n > 0 {
+            report(&format!(
+                "clients: {what}: {n} request(s) for other hosts stopped at the trap: {:?}",
+                self.lines.lock().unwrap()
+            ));
+        }
+        n
+    }
+}
+
+struct Setup {
+    env: TestEnv,
+    up: Upstream,
+    trap: Trap,
+    clients: Clients,
+}
+
+/// A seeded vault, the fake API answering ANSWER, and the seeded token expiring at the first
+/// model request: the vault then says it expires in 100 s (as if 14 minutes had passed) and the
+/// fake API answers 401 to it.
+fn setup() -> Option<Setup> {
+    let clients = clients()?;
+    let env = TestEnv::new();
+    env.seed("default", SEED_ACCESS, SEED_REFRESH, 3600);
+    let up = Upstream::start();
+    let vault_home = env.vault_home();
+    up.with(|s| {
+        s.answer = ANSWER.into();
+        s.expire = Some(ExpireAt {
+            at: 1,
+            then: Arc::new(move |token| {
+                let vault = kimi_vault::store::Vault::new(
+                    kimi_vault::store::VaultPaths::at(vault_home.clone()),
+                    kimi_vault::store::BackendMode::File,
+                );
+                let lock = vault.lock().unwrap();
+                let mut cred = vault.load("default").unwrap().unwrap().cred;
+                assert_eq!(
+                    cred.access_token.expose(),
+                    token,
+                    "the vault's token was sent"
+                );
+                cred.expires_at = kimi_vault::now_unix() + 100;
+                vault.save("default", &cred, &lock, false).unwrap();
+            }),
+        });
+    });
+    Some(Setup {
+        env,
+        up,
+        trap: Trap::start(),
+        clients,
+    })
+}
+
+impl Setup {
+    fn claude_dir(&self) -> PathBuf {
+        self.env.home().join(".claude")
+    }
+
+    /// `kimi-vault …` in the test's environment, pointed at the fake API, with the clients on
+    /// PATH, their telemetry and updates off, and every non-loopback request sent to the trap.
+    fn cmd(&self) -> Command {
+        let mut c = self.env.std_cmd();
+        let bins = [
+            self.clients.claude.parent().unwrap().to_owned(),
+            self.clients.python.parent().unwrap().to_owned(),
+            Path::new(env!("CARGO_BIN_EXE_kimi-vault"))
+                .parent()
+                .unwrap()
+                .to_owned(),
+        ];
+        let path = std::env::join_paths(
+            bins.iter()
+                .cloned()
+                .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+        )
+        .unwrap();
+        c.env("PATH", path)
+            .env("KIMI_CODE_BASE_URL", self.up.base())
+            .env("CLAUDE_CONFIG_DIR", self.claude_dir())
+            .env("DISABLE_TELEMETRY", "1")
+            .env("DISABLE_AUTOUPDATER", "1")
+            .env("DISABLE_ERROR_REPORTING", "1")
+            .env("DISABLE_BUG_COMMAND", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY", "1")
+            .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+            .env("HTTP_PROXY", &self.trap.url)
+            .env("HTTPS_PROXY", &self.trap.url)
+            .env("ALL_PROXY", &self.trap.url)
+            .env("http_proxy", &self.trap.url)
+            .env("https_proxy", &self.trap.url)
+            .env("TERM", "dumb");
+        c
+    }
+
+    /// A client command (no kimi-vault in front): the same environment.
+    fn client(&self, program: &Path) -> Command {
+        let base = self.cmd();
+        let mut c = Command::new(program);
+        c.env_clear();
+        for (k, v) in base.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        c.env("NO_PROXY", "127.0.0.1,localhost,::1")
+            .env("no_proxy", "127.0.0.1,localhost,::1");
+        c
+    }
+
+    /// Claude Code in print mode, with a prompt.
+    fn claude_args(&self) -> Vec<String> {
+        vec![
+            self.clients.claude.display().to_string(),
+            "-p".into(),
+            "Say hello.".into(),
+            "--model".into(),
+            "kimi-for-coding".into(),
+        ]
+    }
+
+    /// The answer came through, the token that reached the fake API is the vault's valid one
+    /// (after the one refresh the mid-session expiry forced), nothing went to another host.
+    fn assert_served(&self, out: &Output, what: &str) {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{what}: exit {:?}\nstdout: {stdout}\nstderr: {stderr}\nseen: {:#?}",
+            out.status,
+            self.up
+                .seen()
+                .iter()
+                .map(|s| (&s.method, &s.uri, s.status))
+                .collect::<Vec<_>>()
+        );
+        assert!(
+            stdout.contains(ANSWER),
+            "{what}: the answer is not in the client's output\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        let stored = self.env.stored("default").unwrap();
+        let valid = stored.access_token.expose().to_owned();
+        assert_ne!(
+            valid, SEED_ACCESS,
+            "{what}: the expired token was refreshed"
+        );
+        assert_eq!(
+            self.env.server.refresh_requests(),
+            1,
+            "{what}: one refresh for the expiry"
+        );
+        let answered = self.up.answered();
+        assert!(
+            !answered.is_empty(),
+            "{what}: no model request was answered"
+        );
+        for s in &answered {
+            assert_eq!(
+                s.header("authorization"),
+                Some(&*format!("Bearer {valid}")),
+                "{what}: an answered request carried the vault's valid token"
+            );
+        }
+        assert_no_secret(out, &[SEED_REFRESH, &valid]);
+        let trapped = self.trap.report(what);
+        report(&format!(
+            "clients: {what}: ok ({} model requests answered, {} requests in all, {trapped} stopped at the trap)",
+            answered.len(),
+            self.up.seen().len()
+        ));
+    }
+}
+
+/// Reads a running proxy's ready line.
+struct RunningProxy {
+    child: Child,
+    url: String,
+    key: String,
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_proxy(s: &Setup) -> RunningProxy {
+    let mut child = s
+        .cmd()
+        .args(["proxy", "--port", "0", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    RunningProxy {
+        child,
+        url: ready["url"].as_str().unwrap().to_owned(),
+        key: ready["api_key"].as_str().unwrap().to_owned(),
+    }
+}
+
+fn run_with_timeout(mut cmd: Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mut out, mut err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let o = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = out.read_to_end(&mut b);
+        b
+    });
+    let e = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = err.read_to_end(&mut b);
+        b
+    });
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: o.join().unwrap(),
+        stderr: e.join().unwrap(),
+    }
+}
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn claude_code_through_exec_proxy() {
+    let Some(s) = setup() else { return };
+    let mut cmd = s.cmd();
+    // A stale key in the shell must not reach Claude Code.
+    cmd.env("ANTHROPIC_API_KEY", "sk-ant-stale-key-from-the-shell")
+        .args(["exec", "--proxy", "--"])
+        .args(s.claude_args());
+    let out = run_with_timeout(cmd, LIMIT);
+    s.assert_served(&out, "Claude Code, exec --proxy");
+    for seen in s.up.seen() {
+        assert!(
+            !seen.headers.iter().any(|(_, v)| v.contains("sk-ant-stale")),
+            "the shell's ANTHROPIC_API_KEY reached the API"
+        );
+    }
+}
+
+#[test]
+fn claude_code_through_a_running_proxy() {
+    let Some(s) = setup() else { return };
+    let p = start_proxy(&s);
+    // The two lines the proxy prints, and loopback in NO_PROXY (README).
+    let mut cmd = s.client(&s.clients.claude);
+    cmd.env("ANTHROPIC_BASE_URL", &p.url)
+        .env("ANTHROPIC_AUTH_TOKEN", &p.key)
+        .args(&s.claude_args()[1..]);
+    let out = run_with_timeout(cmd, LIMIT);
+    s.assert_served(&out, "Claude Code, running proxy");
+}
+
+#[test]
+fn claude_code_through_the_setup_helper() {
+    let Some(s) = setup() else { return };
+    let out = s.cmd().args(["setup", "claude"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cmd = s.client(&s.clients.claude);
+    cmd.args(&s.claude_args()[1..]);
+    let out = run_with_timeout(cmd, LIMIT);
+    s.assert_served(&out, "Claude Code, setup claude (apiKeyHelper)");
+    // The helper ran twice: at the start, and again after the 401 (Claude Code's own retry).
+    let seen = s.up.seen();
+    assert!(seen.iter().any(|x| x.status == 401), "the expiry was hit");
+}
+
+/// The anthropic SDK: a message, a stream and a token count; `auth_token` or `api_key` from the
+/// environment as the SDK reads it.
+const ANTHROPIC_SDK: &str = r#"
+import anthropic
+c = anthropic.Anthropic()
+m = c.messages.create(model="kimi-for-coding", max_tokens=64,
+                      messages=[{"role": "user", "content": "Say hello."}])
+print(m.content[0].text)
+with c.messages.stream(model="kimi-for-coding", max_tokens=64,
+                       messages=[{"role": "user", "content": "Say hello."}]) as s:
+    print("".join(s.text_stream))
+n = c.messages.count_tokens(model="kimi-for-coding",
+                            messages=[{"role": "user", "content": "Say hello."}])
+assert n.input_tokens > 0, n
+"#;
+
+/// The openai SDK: a completion and a stream.
+const OPENAI_SDK: &str = r#"
+import openai
+c = openai.OpenAI()
+r = c.chat.completions.create(model="kimi-for-coding",
+                              messages=[{"role": "user", "content": "Say hello."}])
+print(r.choices[0].message.content)
+s = c.chat.completions.create(model="kimi-for-coding", stream=True,
+                              messages=[{"role": "user", "content": "Say hello."}])
+print("".join(ch.choices[0].delta.content or "" for ch in s if ch.choices))
+"#;
+
+#[test]
+fn sdks_through_exec_proxy() {
+    for (client, script, what) in [
+        ("claude", ANTHROPIC_SDK, "anthropic SDK, exec --proxy"),
+        ("openai", OPENAI_SDK, "openai SDK, exec --proxy"),
+    ] {
+        let Some(s) = setup() else { return };
+        let mut cmd = s.cmd();
+        cmd.args(["exec", "--proxy", "--for", client, "--"])
+            .arg(&s.clients.python)
+            .args(["-c", script]);
+        let out = run_with_timeout(cmd, LIMIT);
+        s.assert_served(&out, what);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(text.matches(ANSWER).count(), 2, "{what}: JSON and stream");
+        assert_eq!(s.trap.report(what), 0, "{what}: a request left loopback");
+    }
+}
+
+#[test]
+fn sdks_through_a_running_proxy() {
+    for (vars, script, what) in [
+        (
+            ["ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"],
+            ANTHROPIC_SDK,
+            "anthropic SDK, running proxy",
+        ),
+        (
+            ["OPENAI_BASE_URL", "OPENAI_API_KEY"],
+            OPENAI_SDK,
+            "openai SDK, running proxy",
+        ),
+    ] {
+        let Some(s) = setup() else { return };
+        let p = start_proxy(&s);
+        let base = if vars[0] == "OPENAI_BASE_URL" {
+            format!("{}/v1", p.url)
+        } else {
+            p.url.clone()
+        };
+        let mut cmd = s.client(&s.clients.python);
+        cmd.env(vars[0], &base)
+            .env(vars[1], &p.key)
+            .args(["-c", script]);
+        let out = run_with_timeout(cmd, LIMIT);
+        s.assert_served(&out, what);
+        assert_eq!(s.trap.report(what), 0, "{what}: a request left loopback");
+    }
+}
