@@ -541,7 +541,11 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
             .map_err(|e| Failure::Other(format!("cannot write {display}: {e}")))?;
     }
     if undo && record.remove(&record_key).is_some() {
-        write_record(ctx, &record)?;
+        if record.is_empty() {
+            let _ = std::fs::remove_file(&record_file);
+        } else {
+            write_record(ctx, &record)?;
+        }
     }
     if ctx.json {
         output::json_line(&json!({
@@ -552,35 +556,44 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
             "changes": changes,
         }));
     }
+    // The human result: on stdout, or on stderr when stdout carries the JSON.
+    let json_out = ctx.json;
+    let say = |line: String| {
+        if json_out {
+            eprintln!("{line}");
+        } else {
+            output::outln!("{line}");
+        }
+    };
     let b = backup
         .as_ref()
         .map(|b| format!("; the previous file is kept as {}", b.display()))
         .unwrap_or_default();
     if undo {
         if unchanged {
-            eprintln!("{display}: nothing of kimi-vault's to undo");
+            say(format!("{display}: nothing of kimi-vault's to undo"));
         } else {
-            eprintln!("{display}: kimi-vault's settings undone{b}");
+            say(format!("{display}: kimi-vault's settings undone{b}"));
         }
     } else if unchanged {
-        eprintln!(
+        say(format!(
             "{display}: Claude Code already takes its key from kimi-vault (profile '{}'); nothing changed",
             ctx.profile()
-        );
+        ));
     } else {
-        eprintln!(
+        say(format!(
             "{display}: Claude Code now takes its key from kimi-vault (profile '{}'){b}",
             ctx.profile()
-        );
+        ));
     }
     for c in &changes {
-        eprintln!("  {c}");
+        say(format!("  {c}"));
     }
     if !undo && !unchanged {
-        eprintln!(
+        say(format!(
             "Undo with: kimi-vault{} setup claude --undo",
             profile_flag(ctx.profile())
-        );
+        ));
     }
     Ok(exit::OK)
 }
