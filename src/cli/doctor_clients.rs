@@ -322,9 +322,15 @@ pub(crate) fn identify_kimi(path: &Path) -> KimiTool {
     }
     let text = String::from_utf8_lossy(&head);
     let first = text.lines().next().unwrap_or_default();
-    if text.contains("kimi_cli") || (first.starts_with("#!") && first.contains("python")) {
+    // The interpreter first: kimi-code's bundle may mention kimi-cli (it migrates its files).
+    let shebang = first.starts_with("#!");
+    if shebang && first.contains("python") {
         KimiTool::KimiCli
-    } else if text.contains("kimi-code") || (first.starts_with("#!") && first.contains("node")) {
+    } else if shebang && (first.contains("node") || first.contains("bun")) {
+        KimiTool::KimiCode
+    } else if text.contains("kimi_cli") {
+        KimiTool::KimiCli
+    } else if text.contains("kimi-code") {
         KimiTool::KimiCode
     } else {
         KimiTool::Unknown
