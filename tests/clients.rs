@@ -219,6 +219,11 @@ impl Setup {
     /// The answer came through, the token that reached the fake API is the vault's valid one
     /// (after the one refresh the mid-session expiry forced), nothing went to another host.
     fn assert_served(&self, out: &Output, what: &str) {
+        self.assert_served_with(out, what, true);
+    }
+
+    /// As `assert_served`; `refreshed`: whether the mid-session expiry was armed.
+    fn assert_served_with(&self, out: &Output, what: &str, refreshed: bool) {
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -237,13 +242,15 @@ impl Setup {
         );
         let stored = self.env.stored("default").unwrap();
         let valid = stored.access_token.expose().to_owned();
-        assert_ne!(
-            valid, SEED_ACCESS,
-            "{what}: the expired token was refreshed"
-        );
+        if refreshed {
+            assert_ne!(
+                valid, SEED_ACCESS,
+                "{what}: the expired token was refreshed"
+            );
+        }
         assert_eq!(
             self.env.server.refresh_requests(),
-            1,
+            usize::from(refreshed),
             "{what}: one refresh for the expiry"
         );
         let answered = self.up.answered();
@@ -465,4 +472,69 @@ fn sdks_through_a_running_proxy() {
         s.assert_served(&out, what);
         assert_eq!(s.trap.report(what), 0, "{what}: a request left loopback");
     }
+}
+
+#[test]
+fn claude_code_through_plain_exec() {
+    let Some(s) = setup() else { return };
+    // Plain exec hands over one token: no refresh mid-session (README: short sessions).
+    s.up.with(|st| st.expire = None);
+    let mut cmd = s.cmd();
+    cmd.env("ANTHROPIC_API_KEY", "sk-ant-stale-key-from-the-shell")
+        .env("NO_PROXY", "127.0.0.1")
+        .args(["exec", "--"])
+        .args(s.claude_args());
+    let out = run_with_timeout(cmd, LIMIT);
+    s.assert_served_with(&out, "Claude Code, exec", false);
+    for seen in s.up.seen() {
+        assert!(
+            !seen.headers.iter().any(|(_, v)| v.contains("sk-ant-stale")),
+            "the shell's ANTHROPIC_API_KEY reached the API"
+        );
+    }
+}
+
+/// The fenced block of README.md that contains `needle`, with the proxy's default URL replaced
+/// by `url` and the key placeholder `kvp-…` by `key`: the recipes are run as the README writes
+/// them.
+fn readme_block(needle: &str, url: &str, key: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .find(|b| b.contains(needle))
+        .unwrap_or_else(|| panic!("no README block with {needle}"));
+    let body = block.split_once('\n').map(|(_, b)| b).unwrap_or(block);
+    body.replace("http://127.0.0.1:18462", url)
+        .replace("kvp-…", key)
+}
+
+#[test]
+fn readme_recipes_curl_and_python_against_a_running_proxy() {
+    let Some(s) = setup() else { return };
+    let p = start_proxy(&s);
+    // The Python snippet, as written (the openai SDK).
+    let script = readme_block("from openai import OpenAI", &p.url, &p.key);
+    let mut cmd = s.client(&s.clients.python);
+    cmd.env("KIMI_VAULT_PROXY_KEY", &p.key)
+        .args(["-c", &script]);
+    let out = run_with_timeout(cmd, LIMIT);
+    s.assert_served(&out, "openai SDK, README snippet, running proxy");
+    // curl, as written.
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("SKIP: curl is not installed");
+        return;
+    }
+    let script = readme_block(
+        "curl http://127.0.0.1:18462/v1/chat/completions",
+        &p.url,
+        &p.key,
+    );
+    let mut cmd = s.client(Path::new("/bin/sh"));
+    cmd.env("KIMI_VAULT_PROXY_KEY", &p.key)
+        .args(["-c", &script]);
+    let out = run_with_timeout(cmd, LIMIT);
+    s.assert_served(&out, "curl, README recipe, running proxy");
 }
