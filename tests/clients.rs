@@ -10,6 +10,7 @@
 //!
 //! Without the clients installed, each test prints a SKIP line and passes;
 //! `KIMI_VAULT_REQUIRE_CLIENTS=1` (set by .ci/run after scripts/clients.sh) makes that a failure.
+//! `KIMI_VAULT_CLIENTS_BIN=/path/to/kimi-vault` runs the matrix against another build.
 
 mod common;
 #[path = "common/upstream.rs"]
@@ -157,6 +158,18 @@ impl Setup {
     /// PATH, their telemetry and updates off, and every non-loopback request sent to the trap.
     fn cmd(&self) -> Command {
         let mut c = self.env.std_cmd();
+        // KIMI_VAULT_CLIENTS_BIN: run the same matrix against another kimi-vault build (to
+        // compare versions, as the README's client table was measured).
+        if let Some(bin) = std::env::var_os("KIMI_VAULT_CLIENTS_BIN") {
+            let mut other = Command::new(bin);
+            other.env_clear();
+            for (k, v) in c.get_envs() {
+                if let Some(v) = v {
+                    other.env(k, v);
+                }
+            }
+            c = other;
+        }
         let bins = [
             self.clients.claude.parent().unwrap().to_owned(),
             self.clients.python.parent().unwrap().to_owned(),
