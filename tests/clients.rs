@@ -551,3 +551,45 @@ fn readme_recipes_curl_and_python_against_a_running_proxy() {
     let out = run_with_timeout(cmd, LIMIT);
     s.assert_served(&out, "curl, README recipe, running proxy");
 }
+
+/// The recipes collide: after `setup claude`, settings.json's `env` wins over what `exec --proxy`
+/// gives Claude Code, so the private proxy is bypassed. `exec --proxy` says so before Claude Code
+/// starts (README: pick one). What Claude Code then does is measured and reported, not asserted.
+#[test]
+fn claude_code_exec_proxy_after_setup_warns_that_it_is_bypassed() {
+    let Some(s) = setup() else { return };
+    s.up.with(|st| st.expire = None);
+    assert!(
+        s.cmd()
+            .args(["setup", "claude"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut cmd = s.cmd();
+    cmd.env("NO_PROXY", "127.0.0.1")
+        .args(["exec", "--proxy", "--"])
+        .args(s.claude_args());
+    let out = run_with_timeout(cmd, Duration::from_secs(20));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("settings.json") && err.contains("bypass"),
+        "no warning: {err}"
+    );
+    let seen = s.up.seen();
+    let proxy_key_upstream = seen.iter().any(|x| {
+        x.header("authorization")
+            .is_some_and(|a| a.starts_with("Bearer kvp-"))
+            || x.header("x-api-key").is_some_and(|a| a.starts_with("kvp-"))
+    });
+    report(&format!(
+        "clients: Claude Code, exec --proxy after setup claude: exit {:?}, answer {}, {} requests straight to the API (proxy bypassed), the one-time proxy key sent to the API (Kimi answers it 401): {proxy_key_upstream}",
+        out.status.code(),
+        if String::from_utf8_lossy(&out.stdout).contains(ANSWER) {
+            "shown"
+        } else {
+            "not shown"
+        },
+        seen.len()
+    ));
+}
