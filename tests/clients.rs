@@ -593,3 +593,98 @@ fn claude_code_exec_proxy_after_setup_warns_that_it_is_bypassed() {
         seen.len()
     ));
 }
+
+/// Interactive Claude Code (a real terminal, through tmux) under `exec --proxy`: with
+/// ANTHROPIC_AUTH_TOKEN it asks no question about "a custom API key", takes a prompt, and shows
+/// the answer. Skipped without tmux.
+#[test]
+fn interactive_claude_code_through_exec_proxy() {
+    let Some(s) = setup() else { return };
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("SKIP: tmux is not installed");
+        return;
+    }
+    // First-run screens (theme, folder trust) answered as a user who used Claude Code before.
+    let cwd = s.env.dir.path().join("project");
+    std::fs::create_dir_all(&cwd).unwrap();
+    std::fs::create_dir_all(s.claude_dir()).unwrap();
+    let state = serde_json::json!({
+        "hasCompletedOnboarding": true,
+        "theme": "dark",
+        "projects": {cwd.display().to_string(): {"hasTrustDialogAccepted": true}},
+    });
+    for f in [
+        s.claude_dir().join(".claude.json"),
+        s.env.home().join(".claude.json"),
+    ] {
+        std::fs::write(f, state.to_string()).unwrap();
+    }
+    let socket = format!("kv-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        let c = s.cmd();
+        let mut t = Command::new("tmux");
+        t.env_clear();
+        for (k, v) in c.get_envs() {
+            if let Some(v) = v {
+                t.env(k, v);
+            }
+        }
+        t.env("TERM", "xterm-256color")
+            .env("ANTHROPIC_API_KEY", "sk-ant-stale-key-from-the-shell")
+            .current_dir(&cwd)
+            .args(["-L", &socket])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let bin = std::env::var("KIMI_VAULT_CLIENTS_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_kimi-vault").to_owned());
+    let command = format!(
+        "{bin} exec --proxy -- {} --model kimi-for-coding; sleep 30",
+        s.clients.claude.display()
+    );
+    let started = tmux(&["new-session", "-d", "-x", "160", "-y", "40", &command]);
+    assert!(started.status.success(), "{started:?}");
+    let screen =
+        || String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-J"]).stdout).into_owned();
+    let wait_for = |what: &dyn Fn(&str) -> bool, secs: u64| -> (bool, String) {
+        let start = std::time::Instant::now();
+        loop {
+            let text = screen();
+            if what(&text) {
+                return (true, text);
+            }
+            if start.elapsed() > Duration::from_secs(secs) {
+                return (false, text);
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    let (ready, text) = wait_for(
+        &|t| t.contains("shortcuts") || t.contains("API key") || t.contains('>'),
+        60,
+    );
+    let asked = text.contains("custom API key") || text.contains("API key");
+    let mut answered = false;
+    if ready && !asked {
+        tmux(&["send-keys", "-l", "Say hello."]);
+        std::thread::sleep(Duration::from_millis(500));
+        tmux(&["send-keys", "Enter"]);
+        answered = wait_for(&|t| t.contains(ANSWER), 60).0;
+    }
+    let last = screen();
+    tmux(&["kill-server"]);
+    report(&format!(
+        "clients: Claude Code interactive, exec --proxy: question about a custom API key: {asked}, answer shown: {answered}"
+    ));
+    assert!(!asked, "Claude Code asked about the API key:\n{text}");
+    assert!(answered, "no answer on the screen:\n{last}");
+    assert_eq!(s.env.server.refresh_requests(), 1, "the mid-session expiry");
+    let stored = s.env.stored("default").unwrap();
+    for x in s.up.answered() {
+        assert_eq!(
+            x.header("authorization"),
+            Some(&*format!("Bearer {}", stored.access_token.expose()))
+        );
+    }
+}
