@@ -1217,6 +1217,13 @@ fn exec_proxy_sets_exactly_the_variables_each_client_reads() {
         &[],
     );
     assert_eq!(v["KIMI_MODEL_MAX_CONTEXT_SIZE"], "262144");
+    // The model list cannot be had (Kimi answers 400): CMD still runs, without a model name.
+    up.with(|s| s.models_status = Some(400));
+    let (out, v) = exec_proxy_env(&env, &up, &["--for", "kimi"], &[]);
+    assert!(v.get("KIMI_MODEL_NAME").is_none(), "{v}");
+    assert!(v["KIMI_API_KEY"].as_str().is_some());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--model"));
+    up.with(|s| s.models_status = None);
     // openai.
     let (_, v) = exec_proxy_env(&env, &up, &["--for", "openai"], &[]);
     assert!(v["OPENAI_BASE_URL"].as_str().unwrap().ends_with("/v1"));

@@ -8,7 +8,7 @@ use std::process::Command;
 use kimi_vault::proxy::{Proxy, ProxyOptions};
 
 use crate::cli::Ctx;
-use crate::cli::failure::{CmdResult, Failure};
+use crate::cli::failure::{CmdResult, Failure, exit};
 use crate::cli::proxy::runtime;
 
 /// Which client CMD is: which variables it reads.
@@ -100,8 +100,9 @@ impl ForClient {
 }
 
 /// The model for `--for kimi`: `--model ID` (its context length from `/models` when listed), or
-/// the first model `/models` lists. Blocking: call before the proxy's runtime starts.
-fn kimi_model(ctx: &Ctx, wanted: Option<&str>) -> Result<KimiModel, Failure> {
+/// the first model `/models` lists; none (with a warning) when the list cannot be had for a
+/// reason other than the login. Blocking: call before the proxy's runtime starts.
+fn kimi_model(ctx: &Ctx, wanted: Option<&str>) -> Result<Option<KimiModel>, Failure> {
     let listed = ctx.session.models();
     match (wanted, listed) {
         (Some(id), Ok(models)) => {
@@ -113,26 +114,28 @@ fn kimi_model(ctx: &Ctx, wanted: Option<&str>) -> Result<KimiModel, Failure> {
                     ctx.profile()
                 );
             }
-            Ok(KimiModel {
+            Ok(Some(KimiModel {
                 id: id.to_owned(),
                 context_length: found.and_then(|m| m.context_length),
-            })
+            }))
         }
         (Some(id), Err(e)) => {
             tracing::warn!(
                 "cannot list the models ({}); KIMI_MODEL_MAX_CONTEXT_SIZE is not set",
                 kimi_vault::scrub(&e.to_string())
             );
-            Ok(KimiModel {
+            Ok(Some(KimiModel {
                 id: id.to_owned(),
                 context_length: None,
-            })
+            }))
         }
         (None, Ok(models)) => models
             .first()
-            .map(|m| KimiModel {
-                id: m.id.clone(),
-                context_length: m.context_length,
+            .map(|m| {
+                Some(KimiModel {
+                    id: m.id.clone(),
+                    context_length: m.context_length,
+                })
             })
             .ok_or_else(|| {
                 Failure::Other(format!(
@@ -140,7 +143,20 @@ fn kimi_model(ctx: &Ctx, wanted: Option<&str>) -> Result<KimiModel, Failure> {
                     ctx.profile()
                 ))
             }),
-        (None, Err(e)) => Err(e.into()),
+        (None, Err(e)) => {
+            let failure = Failure::from(e);
+            if matches!(
+                failure.exit_code(),
+                exit::LOGIN_REQUIRED | exit::VAULT_UNREADABLE
+            ) {
+                return Err(failure);
+            }
+            tracing::warn!(
+                "cannot list the models ({}); KIMI_MODEL_NAME is not set (kimi-code then says \"LLM not set\"): name the model with --model ID",
+                kimi_vault::scrub(&failure.message(ctx.profile()))
+            );
+            Ok(None)
+        }
     }
 }
 
@@ -213,7 +229,7 @@ pub(crate) fn run(
         ));
     }
     let model = match client {
-        ForClient::Kimi => Some(kimi_model(ctx, model)?),
+        ForClient::Kimi => kimi_model(ctx, model)?,
         _ => None,
     };
     if client == ForClient::Claude {

@@ -75,6 +75,8 @@ pub struct UpState {
     /// Model requests (messages, chat/completions) seen so far.
     pub model_requests: usize,
     pub expire: Option<ExpireAt>,
+    /// When set, `/models` answers this status (an error body) instead of the list.
+    pub models_status: Option<u16>,
 }
 
 impl Default for UpState {
@@ -85,6 +87,7 @@ impl Default for UpState {
             answer: "hello from kimi".into(),
             model_requests: 0,
             expire: None,
+            models_status: None,
         }
     }
 }
@@ -334,7 +337,10 @@ async fn handle(state: Arc<Mutex<UpState>>, req: Request<Incoming>) -> Response<
         return json(404, serde_json::json!({"error": "not under the API base"}));
     };
     let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let answer = state.lock().unwrap().answer.clone();
+    let (answer, models_status) = {
+        let st = state.lock().unwrap();
+        (st.answer.clone(), st.models_status)
+    };
     match rest {
         "messages" => anthropic_message(&request, &answer),
         "messages/count_tokens" => json(
@@ -342,6 +348,13 @@ async fn handle(state: Arc<Mutex<UpState>>, req: Request<Incoming>) -> Response<
             serde_json::json!({"input_tokens": (body.len() / 4).max(1)}),
         ),
         "chat/completions" => openai_chat(&request, &answer),
+        "models" if models_status.is_some() => {
+            let code = models_status.unwrap_or(500);
+            json(
+                code,
+                serde_json::json!({"error":{"type":"status","message":format!("status {code}")}}),
+            )
+        }
         "models" => json(
             200,
             serde_json::json!({"data":[{"id":"kimi-for-coding","context_length":262144}]}),
