@@ -17,6 +17,8 @@ dir=${KIMI_VAULT_CLIENTS:-${CARGO_TARGET_DIR:-target}/clients}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 
+# Caches inside the directory too: nothing is written to ~/.npm or ~/.cache/pip.
+export npm_config_cache="$dir/npm-cache" PIP_CACHE_DIR="$dir/pip-cache"
 export DISABLE_TELEMETRY=1 DISABLE_AUTOUPDATER=1 DISABLE_ERROR_REPORTING=1 \
   CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 npm_config_fund=false npm_config_audit=false \
   npm_config_update_notifier=false PIP_DISABLE_PIP_VERSION_CHECK=1
