@@ -400,3 +400,27 @@ pub(crate) fn print(findings: &[Finding]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        shlex::split(s).unwrap()
+    }
+
+    #[test]
+    fn min_valid_of_a_helper_command() {
+        assert_eq!(min_valid_of(&words("kimi-vault token")), 300);
+        assert_eq!(
+            min_valid_of(&words("kimi-vault token --min-valid 600")),
+            600
+        );
+        assert_eq!(
+            min_valid_of(&words("'/a b/kimi-vault' token --min-valid=900")),
+            900
+        );
+        assert_eq!(min_valid_of(&words("kimi-vault token --min-valid")), 300);
+        assert_eq!(min_valid_of(&words("kimi-vault token --min-valid x")), 300);
+    }
+}

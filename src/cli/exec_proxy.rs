@@ -293,3 +293,43 @@ pub(crate) fn run(
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(exit_code(status))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value<'a>(env: &'a ClientEnv, name: &str) -> Option<&'a str> {
+        env.set
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn no_proxy_keeps_each_previous_value_and_adds_loopback() {
+        let previous = |name: &str| match name {
+            "NO_PROXY" => Some("corp.example,".to_owned()),
+            "no_proxy" => Some("  ".to_owned()),
+            _ => None,
+        };
+        for client in [ForClient::Claude, ForClient::Kimi, ForClient::Openai] {
+            let env = client.env("http://127.0.0.1:1", "k", None, previous);
+            assert_eq!(
+                value(&env, "NO_PROXY"),
+                Some("corp.example,127.0.0.1,localhost,::1")
+            );
+            assert_eq!(value(&env, "no_proxy"), Some("127.0.0.1,localhost,::1"));
+        }
+    }
+
+    #[test]
+    fn kimi_without_a_model_sets_no_model_name_and_removes_a_stale_context_size() {
+        let env = ForClient::Kimi.env("http://127.0.0.1:1", "k", None, |_| None);
+        assert_eq!(value(&env, "KIMI_MODEL_NAME"), None);
+        assert!(env.remove.contains(&"KIMI_MODEL_MAX_CONTEXT_SIZE"));
+        assert_eq!(
+            value(&env, "KIMI_CODE_BASE_URL"),
+            Some("http://127.0.0.1:1/v1")
+        );
+    }
+}
