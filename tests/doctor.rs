@@ -333,3 +333,150 @@ fn profiles_lists_every_stored_profile_without_secrets() {
         "{err}"
     );
 }
+
+/// The client findings of `doctor --json`, by check name: (status, detail, fix).
+fn client_checks(v: &serde_json::Value) -> Vec<(String, String, String, String)> {
+    v["clients"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+                c["detail"].as_str().unwrap().to_owned(),
+                c["fix"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn doctor_checks_the_clients_settings_and_the_shell() {
+    let env = TestEnv::new();
+    let claude = env.dir.path().join("claude-config");
+    std::fs::create_dir_all(&claude).unwrap();
+    std::fs::write(
+        claude.join("settings.json"),
+        r#"{"apiKeyHelper":"/usr/local/bin/other-helper --x",
+            "env":{"ANTHROPIC_BASE_URL":"https://api.kimi.com/coding/v1",
+                   "ANTHROPIC_AUTH_TOKEN":"CANARYsettingstoken0123456789"}}"#,
+    )
+    .unwrap();
+    let dir = claude.to_str().unwrap();
+    let (code, v, _) = run_json(
+        &env,
+        &[
+            ("CLAUDE_CONFIG_DIR", dir),
+            ("ANTHROPIC_API_KEY", "sk-ant-CANARYshell0123456789"),
+            ("HTTPS_PROXY", "http://proxy.corp.example:3128"),
+            ("NO_PROXY", "localhost"),
+        ],
+        &["doctor"],
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "client findings do not fail the backend check"
+    );
+    assert_eq!(v["clients"]["ok"], false);
+    let checks = client_checks(&v);
+    let problem = |name: &str, needle: &str| {
+        let hit = checks
+            .iter()
+            .find(|(c, s, d, _)| c == name && s == "problem" && d.contains(needle));
+        assert!(hit.is_some(), "{name} / {needle}: {checks:#?}");
+        assert!(!hit.unwrap().3.is_empty(), "{name} has a fix");
+    };
+    problem("claude_helper", "other-helper");
+    problem("claude_settings_key", "ANTHROPIC_AUTH_TOKEN");
+    problem("claude_base_url", "/v1");
+    problem("shell_anthropic_api_key", "ANTHROPIC_API_KEY");
+    problem("http_proxy", "HTTPS_PROXY");
+    let text = v.to_string();
+    assert!(!text.contains("CANARY"), "{text}");
+
+    // After `setup claude`, with loopback in NO_PROXY and no key in the shell: all ok.
+    std::fs::write(claude.join("settings.json"), "{}").unwrap();
+    env.cmd()
+        .env("CLAUDE_CONFIG_DIR", dir)
+        .args(["setup", "claude"])
+        .assert()
+        .success();
+    let (_, v, _) = run_json(
+        &env,
+        &[
+            ("CLAUDE_CONFIG_DIR", dir),
+            ("HTTPS_PROXY", "http://proxy.corp.example:3128"),
+            ("NO_PROXY", "localhost,127.0.0.1"),
+        ],
+        &["doctor"],
+    );
+    let checks = client_checks(&v);
+    assert_eq!(v["clients"]["ok"], true, "{checks:#?}");
+    assert!(
+        checks
+            .iter()
+            .any(|(c, s, _, _)| c == "claude_helper" && s == "ok")
+    );
+
+    // A helper TTL not below its --min-valid.
+    let mut s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(claude.join("settings.json")).unwrap())
+            .unwrap();
+    s["env"]["CLAUDE_CODE_API_KEY_HELPER_TTL_MS"] = "900000".into();
+    std::fs::write(claude.join("settings.json"), s.to_string()).unwrap();
+    let (_, v, _) = run_json(&env, &[("CLAUDE_CONFIG_DIR", dir)], &["doctor"]);
+    let checks = client_checks(&v);
+    assert!(
+        checks
+            .iter()
+            .any(|(c, s, _, _)| c == "claude_helper_ttl" && s == "problem"),
+        "{checks:#?}"
+    );
+
+    // The human output has each finding with its fix line.
+    let out = env
+        .cmd()
+        .env("CLAUDE_CONFIG_DIR", dir)
+        .env("ANTHROPIC_API_KEY", "sk-ant-CANARYshell0123456789")
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Clients ("), "{text}");
+    assert!(text.contains("problem: ANTHROPIC_API_KEY is set"), "{text}");
+    assert!(text.contains("fix: unset ANTHROPIC_API_KEY"), "{text}");
+    assert_no_secret(&out, &["CANARYshell"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn doctor_tells_kimi_cli_from_kimi_code() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let exe = |path: &std::path::Path, text: &str| {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let root = env.dir.path();
+    // kimi-cli: a Python console script (uv tool / pip).
+    exe(
+        &root.join("cli/bin/kimi"),
+        "#!/home/u/.local/share/uv/tools/kimi-cli/bin/python3\nimport sys\nfrom kimi_cli.cli import cli\nif __name__ == \"__main__\":\n    sys.exit(cli())\n",
+    );
+    // kimi-code: npm's link to @moonshot-ai/kimi-code's dist/main.mjs.
+    let main = root.join("npm/lib/node_modules/@moonshot-ai/kimi-code/dist/main.mjs");
+    exe(&main, "#!/usr/bin/env node\nimport './cli.mjs';\n");
+    std::fs::create_dir_all(root.join("npm/bin")).unwrap();
+    std::os::unix::fs::symlink(&main, root.join("npm/bin/kimi")).unwrap();
+    for (dir, want) in [("cli/bin", "kimi-cli"), ("npm/bin", "kimi-code")] {
+        let path = format!("{}:/usr/bin:/bin", root.join(dir).display());
+        let (_, v, _) = run_json(&env, &[("PATH", &path)], &["doctor"]);
+        let checks = client_checks(&v);
+        let kimi = checks.iter().find(|(c, _, _, _)| c == "kimi_cli").unwrap();
+        assert!(kimi.2.contains(&format!("is {want}")), "{want}: {kimi:?}");
+        assert!(kimi.3.contains("exec --proxy --for kimi"), "{kimi:?}");
+    }
+}

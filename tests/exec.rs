@@ -147,3 +147,47 @@ fn exec_refuses_variables_the_loader_or_the_shell_interpret() {
         .assert()
         .code(9);
 }
+
+#[test]
+fn exec_removes_anthropic_api_key_unless_env_names_it() {
+    let env = TestEnv::new();
+    env.seed(
+        "default",
+        "at-exec-0123456789abcdef",
+        "rt-exec-0123456789abcdef",
+        3600,
+    );
+    let script = "printf '%s|%s' \"${ANTHROPIC_API_KEY-unset}\" \"$ANTHROPIC_AUTH_TOKEN\"";
+    // Claude Code would send the shell's ANTHROPIC_API_KEY beside the token: removed.
+    let out = env
+        .cmd()
+        .env("ANTHROPIC_API_KEY", "sk-stale-from-the-shell")
+        .args(["exec", "--", "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "unset|at-exec-0123456789abcdef"
+    );
+    // Named with --env, it holds the token.
+    let out = env
+        .cmd()
+        .env("ANTHROPIC_API_KEY", "sk-stale-from-the-shell")
+        .args([
+            "exec",
+            "--env",
+            "ANTHROPIC_API_KEY",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "at-exec-0123456789abcdef|"
+    );
+}

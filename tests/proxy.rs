@@ -697,7 +697,7 @@ fn ready_output_key_is_stable_and_the_export_lines_work() {
     let exports: Vec<&str> = err.lines().filter(|l| l.starts_with("export ")).collect();
     assert_eq!(exports.len(), 2, "{err}");
     assert!(exports[0].starts_with("export ANTHROPIC_BASE_URL=http://127.0.0.1:"));
-    assert_eq!(exports[1], format!("export ANTHROPIC_API_KEY={first}"));
+    assert_eq!(exports[1], format!("export ANTHROPIC_AUTH_TOKEN={first}"));
     let p = start(&env, &up, &[]);
     assert_eq!(
         p.key.as_deref(),
@@ -708,7 +708,7 @@ fn ready_output_key_is_stable_and_the_export_lines_work() {
     let out = standin(
         [
             ("ANTHROPIC_BASE_URL", p.url.as_str()),
-            ("ANTHROPIC_API_KEY", first.as_str()),
+            ("ANTHROPIC_AUTH_TOKEN", first.as_str()),
         ],
         STANDIN_ANTHROPIC,
     );
@@ -742,16 +742,49 @@ fn assert_hello(out: &std::process::Output, what: &str) {
     );
 }
 
-/// A stand-in Claude Code: reads exactly ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY and calls
-/// `{base}/v1/messages` with `x-api-key`, as Anthropic's SDKs do.
+/// A stand-in Claude Code: reads exactly ANTHROPIC_BASE_URL and ANTHROPIC_AUTH_TOKEN (SPEC §7;
+/// with ANTHROPIC_API_KEY set too, Claude Code would send that as well) and calls
+/// `{base}/v1/messages` with `Authorization: Bearer`, as Claude Code does with a bearer token.
 const STANDIN_ANTHROPIC: &str = r#"
 import json, os, urllib.request
-assert "ANTHROPIC_AUTH_TOKEN" not in os.environ
+assert "ANTHROPIC_API_KEY" not in os.environ
 req = urllib.request.Request(os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages",
     data=b'{"model":"kimi-for-coding","max_tokens":8,"messages":[{"role":"user","content":"hi"}]}',
-    headers={"x-api-key": os.environ["ANTHROPIC_API_KEY"], "anthropic-version": "2023-06-01",
-             "content-type": "application/json"})
+    headers={"authorization": "Bearer " + os.environ["ANTHROPIC_AUTH_TOKEN"],
+             "anthropic-version": "2023-06-01", "content-type": "application/json"})
 print(json.load(urllib.request.urlopen(req))["content"][0]["text"])
+"#;
+
+/// A stand-in kimi-cli (1.51): its `kimi` provider reads KIMI_BASE_URL and KIMI_API_KEY, the
+/// model from KIMI_MODEL_NAME (else "LLM not set"), and refreshes its model list from
+/// KIMI_CODE_BASE_URL with the same key; it calls `{base}/chat/completions`.
+const STANDIN_KIMI_CLI: &str = r#"
+import json, os, urllib.request
+key = os.environ["KIMI_API_KEY"]
+models = urllib.request.Request(os.environ["KIMI_CODE_BASE_URL"] + "/models",
+    headers={"authorization": "Bearer " + key})
+assert json.load(urllib.request.urlopen(models))["data"], "no model listed"
+body = json.dumps({"model": os.environ["KIMI_MODEL_NAME"],
+                   "messages": [{"role": "user", "content": "hi"}]}).encode()
+req = urllib.request.Request(os.environ["KIMI_BASE_URL"] + "/chat/completions", data=body,
+    headers={"authorization": "Bearer " + key, "content-type": "application/json"})
+print(json.load(urllib.request.urlopen(req))["choices"][0]["message"]["content"])
+"#;
+
+/// A stand-in kimi-code: takes a key from the environment only through KIMI_MODEL_* (it reads no
+/// KIMI_API_KEY or KIMI_BASE_URL), needs the provider type `kimi` and a context size, and calls
+/// `{KIMI_MODEL_BASE_URL}/chat/completions` with KIMI_MODEL_NAME.
+const STANDIN_KIMI_CODE: &str = r#"
+import json, os, urllib.request
+env = {k: v for k, v in os.environ.items() if k.startswith("KIMI_MODEL_")}
+assert env["KIMI_MODEL_PROVIDER_TYPE"] == "kimi", env
+assert int(env["KIMI_MODEL_MAX_CONTEXT_SIZE"]) > 0, env
+body = json.dumps({"model": env["KIMI_MODEL_NAME"],
+                   "messages": [{"role": "user", "content": "hi"}]}).encode()
+req = urllib.request.Request(env["KIMI_MODEL_BASE_URL"] + "/chat/completions", data=body,
+    headers={"authorization": "Bearer " + env["KIMI_MODEL_API_KEY"],
+             "content-type": "application/json"})
+print(json.load(urllib.request.urlopen(req))["choices"][0]["message"]["content"])
 "#;
 
 /// A stand-in OpenAI-style client (kimi-cli's `kimi` provider, OpenAI SDKs): reads exactly
@@ -774,11 +807,13 @@ fn exec_proxy_recipes_work_for_each_client() {
     let (env, up) = seeded(3600);
     for (client, script) in [
         ("claude", STANDIN_ANTHROPIC.to_owned()),
-        ("kimi", standin_openai("KIMI")),
+        ("kimi", STANDIN_KIMI_CLI.to_owned()),
+        ("kimi", STANDIN_KIMI_CODE.to_owned()),
         ("openai", standin_openai("OPENAI")),
     ] {
         let out = proxy_cmd(&env, &up)
             .env("ANTHROPIC_AUTH_TOKEN", "stale-token-from-the-environment")
+            .env("ANTHROPIC_API_KEY", "stale-key-from-the-environment")
             .args([
                 "exec", "--proxy", "--for", client, "--", "python3", "-c", &script,
             ])
@@ -787,11 +822,25 @@ fn exec_proxy_recipes_work_for_each_client() {
         assert_hello(&out, client);
         assert_no_secret(&out, &[SEED_ACCESS, SEED_REFRESH]);
     }
-    let seen = up.seen();
-    assert_eq!(seen.len(), 3);
+    let seen: Vec<_> = up
+        .seen()
+        .into_iter()
+        .filter(|s| !s.uri.ends_with("/models"))
+        .collect();
+    assert_eq!(seen.len(), 4);
     assert!(seen[0].uri.ends_with("/coding/v1/messages"));
-    assert!(seen[1].uri.ends_with("/coding/v1/chat/completions"));
-    for s in &seen {
+    for s in &seen[1..] {
+        assert!(s.uri.ends_with("/coding/v1/chat/completions"), "{}", s.uri);
+    }
+    // Both Kimi CLIs asked for the first model Kimi lists.
+    for s in &seen[1..3] {
+        assert!(
+            s.body.contains(r#""model": "kimi-for-coding""#),
+            "{}",
+            s.body
+        );
+    }
+    for s in up.seen() {
         assert_eq!(
             s.header("authorization"),
             Some(&*format!("Bearer {SEED_ACCESS}"))
@@ -1692,4 +1741,143 @@ fn upstream_403_passes_through_with_a_log_line_that_explains_it() {
         err.contains("access_terminated_error") && err.contains("coding agent"),
         "403 is explained in the log: {err}"
     );
+/// The environment `exec --proxy --for X` gives CMD (SPEC §7), as JSON.
+fn exec_proxy_env(
+    env: &TestEnv,
+    up: &Upstream,
+    args: &[&str],
+    extra: &[(&str, &str)],
+) -> (std::process::Output, serde_json::Value) {
+    let mut cmd = proxy_cmd(env, up);
+    cmd.envs(extra.iter().copied())
+        .args(["exec", "--proxy"])
+        .args(args)
+        .args([
+            "--",
+            "python3",
+            "-c",
+            "import json, os; print(json.dumps(dict(os.environ)))",
+        ]);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = serde_json::from_slice(&out.stdout).unwrap();
+    (out, v)
+}
+
+#[test]
+fn exec_proxy_sets_exactly_the_variables_each_client_reads() {
+    let (env, up) = seeded(3600);
+    let stale = [
+        ("ANTHROPIC_API_KEY", "stale-api-key"),
+        ("ANTHROPIC_AUTH_TOKEN", "stale-auth-token"),
+        ("NO_PROXY", "corp.example"),
+        ("KIMI_MODEL_MAX_CONTEXT_SIZE", "1"),
+    ];
+    // claude: ANTHROPIC_BASE_URL without /v1, ANTHROPIC_AUTH_TOKEN = the one-time key, no
+    // ANTHROPIC_API_KEY; NO_PROXY keeps its value and gains loopback, no_proxy gets loopback.
+    let (_, v) = exec_proxy_env(&env, &up, &[], &stale);
+    let url = v["ANTHROPIC_BASE_URL"].as_str().unwrap().to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && !url.ends_with("/v1"),
+        "{url}"
+    );
+    let key = v["ANTHROPIC_AUTH_TOKEN"].as_str().unwrap().to_owned();
+    assert!(
+        key.starts_with("kvp-") || key.len() >= 32,
+        "a client key: {key}"
+    );
+    assert_ne!(key, "stale-auth-token");
+    assert!(v.get("ANTHROPIC_API_KEY").is_none(), "{v}");
+    assert_eq!(v["NO_PROXY"], "corp.example,127.0.0.1,localhost,::1");
+    assert_eq!(v["no_proxy"], "127.0.0.1,localhost,::1");
+    // kimi: kimi-cli's and kimi-code's variables, the model from /models.
+    let (_, v) = exec_proxy_env(&env, &up, &["--for", "kimi"], &stale);
+    let url = v["KIMI_BASE_URL"].as_str().unwrap().to_owned();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with("/v1"),
+        "{url}"
+    );
+    assert_eq!(v["KIMI_CODE_BASE_URL"], url.as_str());
+    assert_eq!(v["KIMI_MODEL_BASE_URL"], url.as_str());
+    let key = v["KIMI_API_KEY"].as_str().unwrap().to_owned();
+    assert_eq!(v["KIMI_MODEL_API_KEY"], key.as_str());
+    assert_eq!(v["KIMI_MODEL_NAME"], "kimi-for-coding");
+    assert_eq!(v["KIMI_MODEL_PROVIDER_TYPE"], "kimi");
+    assert_eq!(v["KIMI_MODEL_MAX_CONTEXT_SIZE"], "262144");
+    assert_eq!(v["NO_PROXY"], "corp.example,127.0.0.1,localhost,::1");
+    // The Anthropic variables are left as they were for other clients.
+    assert_eq!(v["ANTHROPIC_API_KEY"], "stale-api-key");
+    // --model: that model; one Kimi does not list gets no context size.
+    let (out, v) = exec_proxy_env(
+        &env,
+        &up,
+        &["--for", "kimi", "--model", "kimi-k2-unlisted"],
+        &stale,
+    );
+    assert_eq!(v["KIMI_MODEL_NAME"], "kimi-k2-unlisted");
+    assert!(v.get("KIMI_MODEL_MAX_CONTEXT_SIZE").is_none(), "{v}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kimi-k2-unlisted"));
+    let (_, v) = exec_proxy_env(
+        &env,
+        &up,
+        &["--for", "kimi", "--model", "kimi-for-coding"],
+        &[],
+    );
+    assert_eq!(v["KIMI_MODEL_MAX_CONTEXT_SIZE"], "262144");
+    // The model list cannot be had (Kimi answers 400): CMD still runs, without a model name.
+    up.with(|s| s.models_status = Some(400));
+    let (out, v) = exec_proxy_env(&env, &up, &["--for", "kimi"], &[]);
+    assert!(v.get("KIMI_MODEL_NAME").is_none(), "{v}");
+    assert!(v["KIMI_API_KEY"].as_str().is_some());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--model"));
+    up.with(|s| s.models_status = None);
+    // openai.
+    let (_, v) = exec_proxy_env(&env, &up, &["--for", "openai"], &[]);
+    assert!(v["OPENAI_BASE_URL"].as_str().unwrap().ends_with("/v1"));
+    assert!(v["OPENAI_API_KEY"].as_str().is_some());
+    assert_eq!(v["NO_PROXY"], "127.0.0.1,localhost,::1");
+    assert_eq!(v["no_proxy"], "127.0.0.1,localhost,::1");
+    // --model is for --for kimi.
+    proxy_cmd(&env, &up)
+        .args(["exec", "--proxy", "--model", "x", "--", "true"])
+        .output()
+        .map(|o| assert_eq!(o.status.code(), Some(2)))
+        .unwrap();
+}
+
+#[test]
+fn exec_proxy_for_claude_warns_when_claude_settings_would_bypass_it() {
+    let (env, up) = seeded(3600);
+    let dir = env.dir.path().join("claude-config");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("settings.json"),
+        r#"{"env":{"ANTHROPIC_BASE_URL":"https://api.kimi.com/coding"}}"#,
+    )
+    .unwrap();
+    let out = proxy_cmd(&env, &up)
+        .env("CLAUDE_CONFIG_DIR", &dir)
+        .args(["exec", "--proxy", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("settings.json")
+            && err.contains("ANTHROPIC_BASE_URL")
+            && err.contains("bypass"),
+        "{err}"
+    );
+    // Without such settings: no warning.
+    std::fs::write(dir.join("settings.json"), r#"{"model":"opus"}"#).unwrap();
+    let out = proxy_cmd(&env, &up)
+        .env("CLAUDE_CONFIG_DIR", &dir)
+        .args(["exec", "--proxy", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("bypass"));
 }

@@ -168,6 +168,7 @@ pub(crate) fn run(ctx: &Ctx, config: &Config) -> CmdResult {
     let sources = crate::cli::migrate::source_dirs(false)
         .map(|dirs| kimi_vault::migrate::discover(&dirs))
         .unwrap_or_default();
+    let clients = crate::cli::doctor_clients::check();
 
     let keyring_ok = matches!(keyring, Some(Ok(_)));
     let file_ok = matches!(file, FileProbe::Works { .. } | FileProbe::WillCreate { .. });
@@ -281,6 +282,7 @@ pub(crate) fn run(ctx: &Ctx, config: &Config) -> CmdResult {
             "clock": {"ok": clock.is_empty(), "now": kimi_vault::rfc3339(kimi_vault::now_unix()), "problems": clock},
             "endpoints": Value::Object(endpoints),
             "migrate_sources": sources.iter().map(|(p, t)| json!({"path": p, "tool": t.name()})).collect::<Vec<_>>(),
+            "clients": crate::cli::doctor_clients::to_json(&clients),
         }));
     } else {
         outln!(
@@ -426,6 +428,7 @@ pub(crate) fn run(ctx: &Ctx, config: &Config) -> CmdResult {
                 "  `kimi-vault migrate --dry-run` shows what would move; `kimi-vault migrate` moves it"
             );
         }
+        crate::cli::doctor_clients::print(&clients);
         outln!();
         match backend {
             Some(b) => outln!(

@@ -47,9 +47,9 @@ const PROXY_RECIPE: &str = "start `kimi-vault proxy` and give the tool the base 
 fn after_move(tool: Tool) -> String {
     match tool {
         Tool::KimiCli | Tool::KimiCliKeyring => {
-            "kimi-cli will ask you to log in again; instead, run it as `kimi-vault exec --proxy --for kimi -- kimi` (a private proxy, KIMI_BASE_URL and KIMI_API_KEY set for it, tokens kept fresh however long it runs)".to_owned()
+            "kimi-cli will ask you to log in again; instead, run it as `kimi-vault exec --proxy --for kimi -- kimi` (a private proxy, KIMI_BASE_URL, KIMI_CODE_BASE_URL, KIMI_API_KEY and KIMI_MODEL_NAME set for it, tokens kept fresh however long it runs)".to_owned()
         }
-        Tool::KimiCode => format!("kimi-code will ask you to log in again; instead, {PROXY_RECIPE}"),
+        Tool::KimiCode => "kimi-code will ask you to log in again; instead, run it as `kimi-vault exec --proxy --for kimi -- kimi` (a private proxy, KIMI_MODEL_NAME, KIMI_MODEL_API_KEY, KIMI_MODEL_BASE_URL, KIMI_MODEL_PROVIDER_TYPE and KIMI_MODEL_MAX_CONTEXT_SIZE set for it, tokens kept fresh however long it runs)".to_owned(),
         Tool::Roder => format!("Roder will ask you to log in again; instead, {PROXY_RECIPE}"),
         Tool::CliProxyApi => format!(
             "CLIProxyAPI no longer has this Kimi account; instead, {PROXY_RECIPE}"

@@ -3,6 +3,7 @@
 
 mod completions;
 mod doctor;
+mod doctor_clients;
 mod exec_proxy;
 mod failure;
 mod logging;
@@ -13,6 +14,7 @@ mod models;
 mod output;
 mod profiles;
 mod proxy;
+mod setup;
 mod signals;
 mod status;
 mod token;
@@ -237,8 +239,9 @@ enum Command {
         #[arg(long)]
         proxy: bool,
         /// Which client CMD is (with --proxy): claude sets ANTHROPIC_BASE_URL and
-        /// ANTHROPIC_API_KEY, kimi sets KIMI_BASE_URL and KIMI_API_KEY, openai sets
-        /// OPENAI_BASE_URL and OPENAI_API_KEY.
+        /// ANTHROPIC_AUTH_TOKEN (and removes ANTHROPIC_API_KEY); kimi serves both Kimi CLIs
+        /// (kimi-cli: KIMI_BASE_URL, KIMI_CODE_BASE_URL, KIMI_API_KEY; kimi-code: KIMI_MODEL_*);
+        /// openai sets OPENAI_BASE_URL and OPENAI_API_KEY. Each also adds loopback to NO_PROXY.
         #[arg(
             long = "for",
             value_enum,
@@ -247,6 +250,10 @@ enum Command {
             value_name = "CLIENT"
         )]
         for_client: exec_proxy::ForClient,
+        /// With --for kimi: the model for kimi-code (KIMI_MODEL_NAME) [default: the first model
+        /// Kimi lists].
+        #[arg(long, requires = "proxy", value_name = "ID")]
+        model: Option<String>,
         /// The command and its arguments.
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<OsString>,
@@ -313,6 +320,21 @@ enum Command {
         after_help = "Example:\n  kimi-vault man > ~/.local/share/man/man1/kimi-vault.1 && man kimi-vault"
     )]
     Man,
+    /// Configure a client to take its key from the vault (Claude Code: settings.json).
+    #[command(
+        after_help = "Sets apiKeyHelper (this program with `token --min-valid 600`), env.ANTHROPIC_BASE_URL and\nenv.CLAUDE_CODE_API_KEY_HELPER_TTL_MS in Claude Code's settings.json ($CLAUDE_CONFIG_DIR, default\n~/.claude), keeping everything else; the previous file is kept as settings.json.bak-<time>.\nNo login needed. Safe to run twice; --undo puts back what it replaced.\n\nExamples:\n  kimi-vault setup claude --dry-run\n  kimi-vault setup claude\n  kimi-vault --profile work setup claude\n  kimi-vault setup claude --undo"
+    )]
+    Setup {
+        /// The client to configure.
+        #[arg(value_enum)]
+        client: setup::SetupClient,
+        /// Remove what setup set and put back the values it replaced.
+        #[arg(long)]
+        undo: bool,
+        /// Print the new settings file on stdout; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 impl Command {
@@ -333,7 +355,8 @@ impl Command {
             | Command::Doctor
             | Command::Completions { .. }
             | Command::Man
-            | Command::Migrate { .. } => true,
+            | Command::Migrate { .. }
+            | Command::Setup { .. } => true,
             Command::Login { .. } | Command::Exec { proxy: true, .. } | Command::Proxy(_) => false,
         }
     }
@@ -519,9 +542,10 @@ fn run(cli: Cli) -> CmdResult {
         Command::Exec {
             proxy: true,
             for_client,
+            model,
             cmd,
             ..
-        } => exec_proxy::run(&ctx, for_client, &cmd),
+        } => exec_proxy::run(&ctx, for_client, model.as_deref(), &cmd),
         Command::Exec { env, cmd, .. } => token::exec(&ctx, &env, &cmd),
         Command::Proxy(args) => proxy::run(&ctx, &args),
         Command::Usage => usage::run(&ctx),
@@ -535,6 +559,11 @@ fn run(cli: Cli) -> CmdResult {
             force,
             region,
         } => migrate::run(&ctx, from, keep, dry_run, force, region.map(Into::into)),
+        Command::Setup {
+            client,
+            undo,
+            dry_run,
+        } => setup::run(&ctx, client, undo, dry_run),
         Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
 }

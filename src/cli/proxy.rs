@@ -160,9 +160,11 @@ pub(crate) fn run(ctx: &Ctx, args: &ProxyArgs) -> CmdResult {
             ctx.profile()
         );
         eprintln!("export ANTHROPIC_BASE_URL={url}");
+        // ANTHROPIC_AUTH_TOKEN, not ANTHROPIC_API_KEY: with it, Claude Code asks no question
+        // about "a custom API key" (SPEC §7).
         match &key {
-            Some(k) => eprintln!("export ANTHROPIC_API_KEY={}", k.expose()),
-            None => eprintln!("export ANTHROPIC_API_KEY=any-value"),
+            Some(k) => eprintln!("export ANTHROPIC_AUTH_TOKEN={}", k.expose()),
+            None => eprintln!("export ANTHROPIC_AUTH_TOKEN=any-value"),
         }
         proxy.serve(stop).await
     });

@@ -11,6 +11,8 @@ use crate::cli::failure::{CmdResult, Failure, exit};
 pub(crate) const DEFAULT_TOKEN_VAR: &str = "ANTHROPIC_AUTH_TOKEN";
 /// `exec` sets this to the Anthropic-compatible base unless it is already set.
 pub(crate) const BASE_URL_VAR: &str = "ANTHROPIC_BASE_URL";
+/// Removed from CMD's environment unless `--env` names it.
+pub(crate) const API_KEY_VAR: &str = "ANTHROPIC_API_KEY";
 /// Threshold `exec` uses before handing a token to a program.
 const EXEC_MIN_VALID: i64 = 300;
 
@@ -173,6 +175,11 @@ pub(crate) fn exec(ctx: &Ctx, vars: &[String], cmd: &[OsString]) -> CmdResult {
     }
     if std::env::var_os(BASE_URL_VAR).is_none() {
         child.env(BASE_URL_VAR, endpoints.anthropic_base_url());
+    }
+    // Claude Code would send ANTHROPIC_API_KEY beside the token (and, interactive, ask about
+    // it): removed unless `--env ANTHROPIC_API_KEY` puts the token there.
+    if !vars.iter().any(|v| v == API_KEY_VAR) {
+        child.env_remove(API_KEY_VAR);
     }
     let shown = program.to_string_lossy().into_owned();
     #[cfg(unix)]
