@@ -88,9 +88,8 @@ impl Signals {
 
 /// Runs CMD with a private proxy; CMD's exit code becomes ours.
 pub(crate) fn run(ctx: &Ctx, client: ForClient, cmd: &[OsString]) -> CmdResult {
-    let (program, args) = cmd
-        .split_first()
-        .ok_or_else(|| Failure::Usage("exec needs a command after --".into()))?;
+    let (program, args) = crate::cli::token::program_or_shell(cmd);
+    let program = program.as_os_str();
     // The open-files limit is left as it is: this proxy serves one client, and CMD inherits
     // the limits of this process.
     let key = kimi_vault::session::new_client_key()?;
@@ -116,6 +115,7 @@ pub(crate) fn run(ctx: &Ctx, client: ForClient, cmd: &[OsString]) -> CmdResult {
         .args(args)
         .env(base_var, &base)
         .env(key_var, key.expose());
+    crate::cli::token::mark_child(&mut command, ctx.profile());
     if client == ForClient::Claude {
         // Claude Code prefers a bearer token it finds in its environment to the API key.
         command.env_remove("ANTHROPIC_AUTH_TOKEN");

@@ -140,16 +140,26 @@ pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
                 _ = tick.tick() => {
                     if let Some(s) = &spinner {
                         let left = deadline.saturating_duration_since(Instant::now()).as_secs();
-                        s.set_message(format!(
+                        let message = format!(
                             "Waiting for approval · the code expires in {} · Ctrl-C to cancel",
                             output::span(left)
-                        ));
+                        );
+                        // Room for the spinner and for the `^C` the terminal echoes: a line
+                        // that wraps leaves its first half behind when it is cleared.
+                        let width = console::Term::stderr()
+                            .size_checked()
+                            .map_or(80, |(_, cols)| usize::from(cols));
+                        s.set_message(message.chars().take(width.saturating_sub(6)).collect::<String>());
                     }
                 }
             }
         };
         if let Some(s) = &spinner {
             s.finish_and_clear();
+            if outcome.is_none() {
+                // The terminal echoed `^C` after the last frame: clear that line too.
+                eprint!("\r\x1b[2K");
+            }
         }
         match outcome {
             Some(grant) => Ok(grant?),
@@ -183,7 +193,8 @@ pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
     }
     let left = stored.expires_at - kimi_vault::now_unix();
     let flag = profile_flag(profile);
-    eprintln!(
+    crate::cli::output::resln!(
+        ctx.json,
         "Logged in: profile '{profile}' ({} region) stored in the {}. The access token expires at {} ({}) and is renewed automatically.\nNext: `kimi-vault{flag} status`, or run a tool with it: `kimi-vault{flag} exec -- claude`.",
         region.as_str(),
         stored.backend.describe(),
