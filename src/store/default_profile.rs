@@ -11,6 +11,10 @@ use crate::store::profile::check_profile_name;
 /// The default profile `profiles use` recorded, if any. A file that holds no valid profile
 /// name is an error (it names the file), not a silent fallback to another profile.
 pub fn read_default_profile(paths: &VaultPaths) -> Result<Option<String>> {
+    // A vault directory that is not one is reported by the directory check, with its fix.
+    if !paths.home().is_dir() {
+        return Ok(None);
+    }
     let path = paths.default_profile();
     let Some(bytes) = fsutil::read_private(&path, 256)? else {
         return Ok(None);
