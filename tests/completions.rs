@@ -132,11 +132,30 @@ fn bash_completes_subcommand_flags_and_values() {
         let got: Vec<String> = out.split_whitespace().map(str::to_owned).collect();
         check("bash", line, &got, want);
     }
-    // And through bash-completion's own loader, as an interactive bash finds it.
-    need("bash", "bash-completion");
+    // And where the README installs it for one user: bash-completion's loader finds it there
+    // the first time `kimi-vault` is completed.
+    let loader = Path::new("/usr/share/bash-completion/bash_completion");
     assert!(
-        Path::new("/usr/share/bash-completion/bash_completion").exists(),
+        loader.exists(),
         "bash-completion is not installed: apt-get install bash-completion (.ci/run installs it)"
+    );
+    let home = env.dir.path().join("user");
+    let dir = home.join(".local/share/bash-completion/completions");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(&file, dir.join("kimi-vault")).unwrap();
+    let prog = format!(
+        "source '{}'\n_completion_loader kimi-vault\ncomplete -p kimi-vault",
+        loader.display()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.args(["--norc", "--noprofile", "-c", &prog])
+        .env("HOME", &home)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("BASH_COMPLETION_USER_DIR");
+    let out = run_for(cmd, 20);
+    assert!(
+        out.contains("complete -F ") && out.trim_end().ends_with(" kimi-vault"),
+        "{out}"
     );
 }
 
