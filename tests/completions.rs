@@ -154,7 +154,7 @@ fn bash_completes_subcommand_flags_and_values() {
         .env_remove("BASH_COMPLETION_USER_DIR");
     let out = run_for(cmd, 20);
     assert!(
-        out.contains("complete -F ") && out.trim_end().ends_with(" kimi-vault"),
+        out.contains(" -F ") && out.trim_end().ends_with(" kimi-vault"),
         "{out}"
     );
 }
