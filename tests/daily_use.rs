@@ -527,3 +527,57 @@ fn colour_on_a_terminal_only_and_never_with_no_color() {
     let tty = on_a_terminal(&env, "--profile nobody token", true);
     assert!(tty.contains("error:") && !tty.contains('\x1b'), "{tty:?}");
 }
+
+#[test]
+fn ctrl_c_on_a_terminal_leaves_no_spinner_frame() {
+    let env = TestEnv::new();
+    env.server
+        .with(|s| s.device = DeviceScenario::Approve { pending: 100_000 });
+    let bin = assert_cmd::cargo::cargo_bin("kimi-vault");
+    let log = env.dir.path().join("typescript");
+    // An 80-column terminal; Ctrl-C typed after the spinner has run (the terminal echoes ^C
+    // and sends SIGINT).
+    let mut script = std::process::Command::new("script");
+    script
+        .env_clear()
+        .envs(
+            env.std_cmd()
+                .get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k, v))),
+        )
+        .env("TERM", "xterm")
+        .args([
+            "-qfec",
+            &format!("stty cols 80; '{}' login --no-browser", bin.display()),
+        ])
+        .arg(&log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = script.spawn().expect("script (util-linux) runs");
+    std::thread::sleep(Duration::from_millis(2500));
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\x03").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(stdin);
+    let _ = child.wait();
+    let raw = text(&std::fs::read(&log).unwrap());
+    let frames: Vec<&str> = raw
+        .split("\r\x1b[2K")
+        .filter_map(|f| f.rsplit('\n').next())
+        .filter(|f| f.contains("Waiting for approval"))
+        .collect();
+    assert!(!frames.is_empty(), "no spinner: {raw:?}");
+    for f in &frames {
+        // With the echoed "^C" the line still fits: it does not wrap, so clearing it clears all.
+        let columns = f.trim_end_matches("^C").chars().count() + 2;
+        assert!(
+            columns < 80,
+            "a frame of {columns} columns wraps with ^C: {f:?}"
+        );
+    }
+    let tail = &raw[raw.rfind("Waiting for approval").unwrap()..];
+    assert!(tail.contains("^C\r\x1b[2K"), "{tail:?}");
+    assert!(tail.contains("login cancelled (Ctrl-C)"), "{tail:?}");
+}

@@ -99,6 +99,45 @@ fn announce_replacement(ctx: &Ctx) {
     }
 }
 
+/// The spinner's terminal, three columns narrower than stderr: indicatif pads its line to the
+/// full width, and the `^C` a terminal echoes after a full-width line wraps it, so that clearing
+/// the (new) last line left the spinner's last frame on screen.
+#[derive(Debug)]
+struct SpinnerTerm(console::Term);
+
+impl indicatif::TermLike for SpinnerTerm {
+    fn width(&self) -> u16 {
+        self.0.size().1.saturating_sub(3).max(20)
+    }
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_str(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// Runs the device flow and stores the tokens.
 pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
     announce_replacement(ctx);
@@ -113,7 +152,11 @@ pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
         let deadline = Instant::now() + Duration::from_secs(auth.expires_in);
         show_verification(ctx, auth, no_browser);
         let spinner = (!ctx.json && std::io::stderr().is_terminal()).then(|| {
-            let s = indicatif::ProgressBar::new_spinner();
+            let target = indicatif::ProgressDrawTarget::term_like(Box::new(SpinnerTerm(
+                console::Term::stderr(),
+            )));
+            let s = indicatif::ProgressBar::with_draw_target(None, target)
+                .with_style(indicatif::ProgressStyle::default_spinner());
             s.enable_steady_tick(Duration::from_millis(120));
             s
         });
@@ -140,26 +183,16 @@ pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
                 _ = tick.tick() => {
                     if let Some(s) = &spinner {
                         let left = deadline.saturating_duration_since(Instant::now()).as_secs();
-                        let message = format!(
+                        s.set_message(format!(
                             "Waiting for approval · the code expires in {} · Ctrl-C to cancel",
                             output::span(left)
-                        );
-                        // Room for the spinner and for the `^C` the terminal echoes: a line
-                        // that wraps leaves its first half behind when it is cleared.
-                        let width = console::Term::stderr()
-                            .size_checked()
-                            .map_or(80, |(_, cols)| usize::from(cols));
-                        s.set_message(message.chars().take(width.saturating_sub(6)).collect::<String>());
+                        ));
                     }
                 }
             }
         };
         if let Some(s) = &spinner {
             s.finish_and_clear();
-            if outcome.is_none() {
-                // The terminal echoed `^C` after the last frame: clear that line too.
-                eprint!("\r\x1b[2K");
-            }
         }
         match outcome {
             Some(grant) => Ok(grant?),
