@@ -205,7 +205,7 @@ pub(crate) fn man(command: Option<&str>, dir: Option<&Path>) -> CmdResult {
             crate::cli::output::outln!("{}", path.display());
         }
         eprintln!(
-            "{} pages written to {}; `man {BIN}` finds them when that directory is a man1 directory on MANPATH (as ~/.local/share/man/man1 is).",
+            "{} pages written to {}; `man {BIN}` finds them in a man1 directory that man searches (~/.cargo/share/man/man1 when ~/.cargo/bin is on PATH, or one under MANPATH).",
             written.len(),
             dir.display()
         );
