@@ -39,10 +39,11 @@ Examples:
   kimi-vault proxy                        a local proxy for any Anthropic/OpenAI-style client
   kimi-vault usage                        weekly and 5-hour quota
   kimi-vault --profile work login --region global
+  kimi-vault profiles use work            make 'work' the default profile
   kimi-vault doctor                       what works here (keyring, file, lock, clock, endpoints)
 
 Environment:
-  KIMI_VAULT_PROFILE      profile (default: default)
+  KIMI_VAULT_PROFILE      profile (default: the one `profiles use` set, else default)
   KIMI_VAULT_HOME         vault directory (default: ~/.local/share/kimi-vault on Linux)
   KIMI_VAULT_BACKEND      auto (keyring, else encrypted file), keyring, file
   KIMI_CODE_OAUTH_HOST    OAuth host override (also KIMI_OAUTH_HOST)
