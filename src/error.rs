@@ -161,6 +161,18 @@ pub enum Error {
         /// What exactly is wrong with it.
         why: String,
     },
+    /// The vault directory cannot be written or created: `blocked` (the directory itself, or
+    /// the nearest existing ancestor it would be created in) does not let this user write.
+    #[error("cannot use {} as the vault directory: cannot write in {}: {source}", home.display(), blocked.display())]
+    VaultDirNotWritable {
+        /// The vault directory.
+        home: PathBuf,
+        /// Where writing was refused.
+        blocked: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A file operation failed.
     #[error("{context}: {source}")]
     Io {

@@ -266,11 +266,19 @@ fn exec_without_double_dash_hints_at_it() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("kimi-vault exec -- env"));
-    env.cmd()
-        .args(["exec"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("kimi-vault exec -- CMD"));
+    // With `--` there, the hint about `--` would be wrong: --for needs --proxy.
+    let out = env
+        .cmd()
+        .args(["exec", "--for", "claude", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(!err.contains("goes after `--`"), "{err}");
+    assert!(
+        err.contains("--for needs --proxy: kimi-vault exec --proxy --for claude -- true"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -286,13 +294,15 @@ fn status_after_a_rejected_refresh_says_what_is_true() {
     let out = env.cmd().arg("status").output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     let s = text(&out.stdout);
+    // Every command refuses the stored tokens (exit 3): status says so, not "may still work".
     assert!(
         s.contains(
-            "logged in:  no: the refresh token was rejected. The access token may still work for"
+            "logged in:  no: Kimi rejected the refresh token, so the stored tokens are no longer used; run `kimi-vault login`"
         ),
         "{s}"
     );
-    assert!(s.contains("then run `kimi-vault login`"), "{s}");
+    assert!(!s.contains("may still work"), "{s}");
+    env.cmd().args(["token"]).assert().code(3);
     assert!(s.contains("it cannot be renewed"), "{s}");
     let v = json(&env.cmd().args(["status", "--json"]).output().unwrap());
     assert_eq!(v["logged_in"], false);
@@ -401,7 +411,7 @@ fn logout_with_nothing_stored_touches_nothing() {
         .arg("logout")
         .assert()
         .success()
-        .stderr(predicate::str::contains(
+        .stdout(predicate::str::contains(
             "had no stored credential; nothing was changed",
         ));
     assert!(!env.vault_home().exists(), "no directory created");

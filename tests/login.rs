@@ -217,7 +217,10 @@ fn usage_errors_exit_2() {
         .args(["--profile", "../x", "status"])
         .assert()
         .code(2);
-    env.cmd().args(["exec"]).assert().code(2);
+    env.cmd()
+        .args(["exec", "--for", "kimi", "--", "true"])
+        .assert()
+        .code(2);
     env.cmd()
         .env("KIMI_VAULT_BACKEND", "floppy")
         .arg("status")
@@ -243,13 +246,15 @@ fn the_login_screen_counts_down_offers_ctrl_c_and_names_the_next_step() {
         err.contains("The code expires in 10m 0s. Press Ctrl-C to cancel."),
         "{err}"
     );
-    assert!(err.contains("The access token expires at "), "{err}");
+    // The result on stdout, the device-flow screen on stderr.
+    let res = String::from_utf8_lossy(&out.stdout);
+    assert!(res.contains("The access token expires at "), "{res}");
     assert!(
-        err.contains("(in 15m 0s)") || err.contains("(in 14m 5"),
-        "{err}"
+        res.contains("(in 15m 0s)") || res.contains("(in 14m 5"),
+        "{res}"
     );
-    assert!(err.contains("Next: `kimi-vault status`"), "{err}");
-    assert!(err.contains("(cn region)"), "{err}");
+    assert!(res.contains("Next: `kimi-vault status`"), "{res}");
+    assert!(res.contains("(cn region)"), "{res}");
 }
 
 #[test]

@@ -592,7 +592,8 @@ fn a_dry_run_says_each_thing_once() {
     write_private(&path, content.as_bytes());
     let out = env.cmd().args(["migrate", "--dry-run"]).output().unwrap();
     assert!(out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    // The report is the result: on stdout (`migrate --dry-run | less`).
+    let err = String::from_utf8_lossy(&out.stdout);
     assert!(err.contains("Dry run: nothing was changed."), "{err}");
     assert_eq!(err.matches("Would import:").count(), 1, "{err}");
     assert!(!err.contains("would be imported"), "no repetition: {err}");

@@ -31,6 +31,9 @@ fn store_name() -> &'static str {
     }
 }
 
+/// What fixes an encrypted-file backend that cannot write.
+const FILE_FIX: &str = "point KIMI_VAULT_HOME (or --vault-home) at a directory you own and can write (the vault directory is created there, mode 700), or make the directory named above writable; with a working keyring, KIMI_VAULT_BACKEND=auto keeps credentials there instead";
+
 /// Why the keyring failed, in words, and what fixes it.
 fn keyring_fix(e: &KeyringError) -> &'static str {
     match e {
@@ -208,13 +211,13 @@ pub(crate) fn run(ctx: &Ctx, config: &Config) -> CmdResult {
         };
         let file_json = match &file {
             FileProbe::Works { took } => {
-                json!({"status": "ok", "vault_home": vault.paths().home(), "reason": null, "round_trip_ms": ms(*took)})
+                json!({"status": "ok", "vault_home": vault.paths().home(), "reason": null, "fix": null, "round_trip_ms": ms(*took)})
             }
             FileProbe::WillCreate { under } => {
-                json!({"status": "will_create", "vault_home": vault.paths().home(), "reason": format!("created (0700) in {} at the first write", under.display()), "round_trip_ms": null})
+                json!({"status": "will_create", "vault_home": vault.paths().home(), "reason": format!("created (0700) in {} at the first write", under.display()), "fix": null, "round_trip_ms": null})
             }
             FileProbe::Fails(why) => {
-                json!({"status": "failed", "vault_home": vault.paths().home(), "reason": kimi_vault::scrub(why), "round_trip_ms": null})
+                json!({"status": "failed", "vault_home": vault.paths().home(), "reason": kimi_vault::scrub(why), "fix": FILE_FIX, "round_trip_ms": null})
             }
         };
         let key_json = match &key {
@@ -318,7 +321,10 @@ pub(crate) fn run(ctx: &Ctx, config: &Config) -> CmdResult {
                 "  works: the vault directory does not exist yet; it is created (mode 700) in {} at the first write",
                 under.display()
             ),
-            FileProbe::Fails(why) => outln!("  does not work: {}", kimi_vault::scrub(why)),
+            FileProbe::Fails(why) => {
+                outln!("  does not work: {}", kimi_vault::scrub(why));
+                outln!("  fix: {FILE_FIX}");
+            }
         }
         let bound = match binding.machine_id_source {
             Some(src) => format!("this machine ({src}) and uid {}", binding.uid),
@@ -431,6 +437,10 @@ pub(crate) fn run(ctx: &Ctx, config: &Config) -> CmdResult {
         crate::cli::doctor_clients::print(&clients);
         outln!();
         match backend {
+            Some(b) if code == exit::VAULT_UNREADABLE => outln!(
+                "Result: the configured backend ({mode_name}) could keep credentials in the {}, but the vault here cannot be used as it is (see the error below).",
+                b.describe()
+            ),
             Some(b) => outln!(
                 "Result: the configured backend ({mode_name}) works here: credentials go to the {}.",
                 b.describe()

@@ -220,9 +220,8 @@ pub(crate) fn run(
     model: Option<&str>,
     cmd: &[OsString],
 ) -> CmdResult {
-    let (program, args) = cmd
-        .split_first()
-        .ok_or_else(|| Failure::Usage("exec needs a command after --".into()))?;
+    let (program, args) = crate::cli::token::program_or_shell(cmd);
+    let program = program.as_os_str();
     if model.is_some() && client != ForClient::Kimi {
         return Err(Failure::Usage(
             "--model names the model for the Kimi CLIs: use it with --for kimi".into(),
@@ -264,6 +263,7 @@ pub(crate) fn run(
     });
     let mut command = Command::new(program);
     command.args(args);
+    crate::cli::token::mark_child(&mut command, ctx.profile());
     for name in &client_env.remove {
         command.env_remove(name);
     }

@@ -113,7 +113,7 @@ impl Failure {
                             format!("Run `{logout}` to delete the entry, then `{login}`")
                         }
                         VaultProblem::WrongKey => format!(
-                            "Restore the matching vault.key; or start a new vault with `{login}` (or reset it with `{logout}`): the unreadable file will be kept aside as vault.enc.unreadable-<time>, not deleted"
+                            "Its key is bound to the machine and user that made it, so no vault.key opens it here (on that machine it still opens). Start a new vault here with `{login}` (or reset it with `{logout}`): the unreadable file will be kept aside as vault.enc.unreadable-<time>, not deleted"
                         ),
                         VaultProblem::KeyMissing => format!(
                             "Restore vault.key; or start a new vault with `{login}` (or reset it with `{logout}`): the unreadable vault will be kept aside as vault.enc.unreadable-<time>, not deleted"
@@ -144,6 +144,10 @@ impl Failure {
                     )
                 }
                 Error::LoginFailed(LoginFailure::Expired) => format!("{e}: run `{login}` again"),
+                Error::VaultDirNotWritable { blocked, .. } => format!(
+                    "{e}. Point KIMI_VAULT_HOME (or --vault-home) at a directory you can write (the vault directory is created there, mode 700), or make {} writable; `kimi-vault doctor` checks it",
+                    blocked.display()
+                ),
                 _ => e.to_string(),
             },
             Failure::Usage(m) => m.clone(),

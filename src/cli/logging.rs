@@ -28,10 +28,14 @@ where
     ) -> std::fmt::Result {
         let mut text = String::new();
         ctx.format_fields(Writer::new(&mut text), event)?;
+        let colour = crate::cli::output::stderr_colour();
         let prefix = match *event.metadata().level() {
-            Level::ERROR => "kimi-vault: error: ",
-            Level::WARN => "kimi-vault: warning: ",
-            _ => "kimi-vault: ",
+            Level::ERROR => crate::cli::output::error_prefix(),
+            Level::WARN => format!(
+                "kimi-vault: {} ",
+                crate::cli::output::paint("warning:", crate::cli::output::WARNING_STYLE, colour)
+            ),
+            _ => "kimi-vault: ".to_owned(),
         };
         let mut line = String::with_capacity(prefix.len() + text.len() + 1);
         // Scrubbed of secrets, then escaped to one line: a log line may quote a server's answer, a path or

@@ -134,6 +134,42 @@ fn warn_same_account(ctx: &Ctx, account: &kimi_vault::store::Account) {
                 .join(", "),
             if others.len() == 1 { "s" } else { "" },
         );
+/// The spinner's terminal, three columns narrower than stderr: indicatif pads its line to the
+/// full width, and the `^C` a terminal echoes after a full-width line wraps it, so that clearing
+/// the (new) last line left the spinner's last frame on screen.
+#[derive(Debug)]
+struct SpinnerTerm(console::Term);
+
+impl indicatif::TermLike for SpinnerTerm {
+    fn width(&self) -> u16 {
+        self.0.size().1.saturating_sub(3).max(20)
+    }
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_line(s)
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.0.write_str(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.0.clear_line()
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 
@@ -151,7 +187,11 @@ pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
         let deadline = Instant::now() + Duration::from_secs(auth.expires_in);
         show_verification(ctx, auth, no_browser);
         let spinner = (!ctx.json && std::io::stderr().is_terminal()).then(|| {
-            let s = indicatif::ProgressBar::new_spinner();
+            let target = indicatif::ProgressDrawTarget::term_like(Box::new(SpinnerTerm(
+                console::Term::stderr(),
+            )));
+            let s = indicatif::ProgressBar::with_draw_target(None, target)
+                .with_style(indicatif::ProgressStyle::default_spinner());
             s.enable_steady_tick(Duration::from_millis(120));
             s
         });
@@ -239,7 +279,8 @@ pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
     }
     let left = stored.expires_at - kimi_vault::now_unix();
     let flag = profile_flag(profile);
-    eprintln!(
+    crate::cli::output::resln!(
+        ctx.json,
         "Logged in: profile '{profile}' ({} region) stored in the {}. The access token expires at {} ({}) and is renewed automatically.\nNext: `kimi-vault{flag} status`, or run a tool with it: `kimi-vault{flag} exec -- claude`.",
         region.as_str(),
         stored.backend.describe(),

@@ -2,6 +2,7 @@
 //! nothing touched; an unreadable vault is kept aside (renamed), never deleted.
 
 use crate::cli::failure::{CmdResult, exit, profile_flag};
+use crate::cli::output::resln;
 use crate::cli::{Ctx, output};
 
 /// Removes the profile from every backend; succeeds when there was nothing.
@@ -24,7 +25,8 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
             .iter()
             .map(|k| format!("{} as {}", k.from.display(), k.to.display()))
             .collect();
-        eprintln!(
+        resln!(
+            ctx.json,
             "The encrypted vault could not be read ({}).\nIt was kept aside, not deleted: {}.\nEvery profile it held must log in again: `kimi-vault login{}`.",
             done.unreadable.as_deref().unwrap_or("unreadable"),
             moved.join("; "),
@@ -32,11 +34,15 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
         );
     }
     if done.removed {
-        eprintln!(
+        resln!(
+            ctx.json,
             "Logged out of profile '{profile}'. Kimi has no revoke endpoint: the tokens were deleted locally only."
         );
     } else if done.kept_aside.is_empty() {
-        eprintln!("Profile '{profile}' had no stored credential; nothing was changed.");
+        resln!(
+            ctx.json,
+            "Profile '{profile}' had no stored credential; nothing was changed."
+        );
     }
     if let Some(k) = &done.keyring_unreadable {
         eprintln!(

@@ -1,4 +1,5 @@
-//! `kimi-vault migrate`: the report for people (stderr) and for scripts (`--json`).
+//! `kimi-vault migrate`: the report for people (stdout; stderr with `--json`) and for scripts
+//! (`--json`).
 
 use std::path::PathBuf;
 
@@ -7,13 +8,14 @@ use kimi_vault::oauth::Region;
 use kimi_vault::sanitize::for_terminal;
 
 use crate::cli::failure::{CmdResult, Failure, exit};
+use crate::cli::output::resln;
 use crate::cli::{Ctx, output};
 
-fn show(title: &str, entries: &[Entry]) {
+fn show(json: bool, title: &str, entries: &[Entry]) {
     if entries.is_empty() {
         return;
     }
-    eprintln!("{title}:");
+    resln!(json, "{title}:");
     for e in entries {
         let expiry = e
             .expires_at
@@ -28,9 +30,10 @@ fn show(title: &str, entries: &[Entry]) {
         let path = for_terminal(&e.path);
         let expiry = for_terminal(&expiry);
         if e.reason.is_empty() {
-            eprintln!("  {path} ({}{region}{expiry})", e.tool);
+            resln!(json, "  {path} ({}{region}{expiry})", e.tool);
         } else {
-            eprintln!(
+            resln!(
+                json,
                 "  {path} ({}{region}{expiry})\n      {}",
                 e.tool,
                 for_terminal(&e.reason)
@@ -101,30 +104,37 @@ pub(crate) fn run(
         profile: ctx.profile().to_owned(),
     };
     let report = migrate::run(ctx.session.vault(), &opts)?;
-    if ctx.json {
+    let json = ctx.json;
+    if json {
         output::json_line(&serde_json::to_value(&report).expect("report serializes"));
     }
     if report.imported.is_empty() && report.skipped.is_empty() {
-        eprintln!("No plaintext Kimi credentials found: nothing to migrate.");
+        resln!(
+            json,
+            "No plaintext Kimi credentials found: nothing to migrate."
+        );
     }
     if dry_run && !report.imported.is_empty() {
-        eprintln!("Dry run: nothing was changed.");
+        resln!(json, "Dry run: nothing was changed.");
     }
     show(
+        json,
         if dry_run { "Would import" } else { "Imported" },
         &report.imported,
     );
     show(
+        json,
         if dry_run { "Would remove" } else { "Removed" },
         &report.removed,
     );
     show(
+        json,
         "Imported but still there (could not be removed)",
         &report.not_removed,
     );
-    show("Not imported", &report.skipped);
+    show(json, "Not imported", &report.skipped);
     for tool in &report.moved_tools {
-        eprintln!("\nWhat changes: {}.", after_move(*tool));
+        resln!(json, "\nWhat changes: {}.", after_move(*tool));
     }
     if report.lock_busy {
         eprintln!(

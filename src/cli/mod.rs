@@ -41,10 +41,11 @@ Examples:
   kimi-vault proxy                        a local proxy for any Anthropic/OpenAI-style client
   kimi-vault usage                        weekly and 5-hour quota
   kimi-vault --profile work login --region global
+  kimi-vault profiles use work            make 'work' the default profile
   kimi-vault doctor                       what works here (keyring, file, lock, clock, endpoints)
 
 Environment:
-  KIMI_VAULT_PROFILE      profile (default: default)
+  KIMI_VAULT_PROFILE      profile (default: the one `profiles use` set, else default)
   KIMI_VAULT_HOME         vault directory (default: ~/.local/share/kimi-vault on Linux)
   KIMI_VAULT_BACKEND      auto (keyring, else encrypted file), keyring, file
   KIMI_CODE_OAUTH_HOST    OAuth host override (also KIMI_OAUTH_HOST)
@@ -78,17 +79,17 @@ not starting with '.'.";
     arg_required_else_help = true
 )]
 struct Cli {
-    /// Profile to use (1-64 of A-Z a-z 0-9 - _ ., not starting with '.').
+    /// Profile to use (1-64 of A-Z a-z 0-9 - _ ., not starting with '.') [default: the one
+    /// `kimi-vault profiles use NAME` made the default, else default].
     #[arg(
         long,
         global = true,
         env = "KIMI_VAULT_PROFILE",
         hide_env_values = true,
-        default_value = "default",
         value_name = "NAME",
         display_order = 1
     )]
-    profile: String,
+    profile: Option<String>,
     /// Machine-readable output on stdout (human text goes to stderr).
     #[arg(long, global = true, display_order = 2)]
     json: bool,
@@ -219,16 +220,20 @@ enum Command {
     Status,
     /// Print a valid access token on stdout, refreshing first if needed.
     #[command(
-        after_help = "For Claude Code's apiKeyHelper, which caches a key for 5 minutes by default: keep\nCLAUDE_CODE_API_KEY_HELPER_TTL_MS below --min-valid (both default to 5 minutes), so a\ncached token never expires while cached.\n\nExamples:\n  kimi-vault token\n  kimi-vault token --min-valid 600\n  kimi-vault token --json                {\"access_token\":…,\"expires_at\":…}"
+        after_help = "For Claude Code's apiKeyHelper, which caches a key for 5 minutes by default: keep\nCLAUDE_CODE_API_KEY_HELPER_TTL_MS below --min-valid (both default to 5 minutes), so a\ncached token never expires while cached.\n\nExamples:\n  kimi-vault token\n  kimi-vault token --min-valid 600\n  kimi-vault token --refresh             refresh now, then print the new token\n  kimi-vault token --json                {\"access_token\":…,\"expires_at\":…}"
     )]
     Token {
         /// Refresh first if the token expires within this many seconds.
         #[arg(long, default_value_t = 300, value_name = "SECONDS")]
         min_valid: u32,
+        /// Refresh now, whatever the token's age (once across processes: a refresh another
+        /// process has just made is used instead).
+        #[arg(long)]
+        refresh: bool,
     },
     /// Run a command with a fresh token in its environment, or with a private proxy.
     #[command(
-        after_help = "The command goes after `--`. Without --proxy it replaces kimi-vault, so its exit code is\nreturned; 127 when it is not found, 126 when it cannot be executed. With --proxy, kimi-vault\nwaits for it and returns its exit code (or 128 + the signal that ended it).\n\nExamples:\n  kimi-vault exec -- claude\n  kimi-vault exec --proxy -- claude\n  kimi-vault exec --proxy --for kimi -- kimi\n  kimi-vault exec --proxy --for openai -- my-openai-tool\n  kimi-vault exec --env KIMI_API_KEY -- some-tool"
+        after_help = "The command goes after `--`; without one, $SHELL starts (type `exit` to leave it). CMD gets\nKIMI_VAULT_PROFILE set to the profile in use; an exec inside it warns that it is nested.\nWithout --proxy it replaces kimi-vault, so its exit code is\nreturned; 127 when it is not found, 126 when it cannot be executed. With --proxy, kimi-vault\nwaits for it and returns its exit code (or 128 + the signal that ended it).\n\nExamples:\n  kimi-vault exec -- claude\n  kimi-vault exec --proxy -- claude\n  kimi-vault exec --proxy --for kimi -- kimi\n  kimi-vault exec --proxy --for openai -- my-openai-tool\n  kimi-vault exec --env KIMI_API_KEY -- some-tool\n  kimi-vault exec                        a shell with the token in its environment\n\n--env VAR names a variable that holds a credential: its name ends in _KEY, _TOKEN, _SECRET,\n_PASSWORD or _CREDENTIALS (any case); any other name is refused (exit 2)."
     )]
     Exec {
         /// Variable to put the token in (repeatable; default ANTHROPIC_AUTH_TOKEN).
@@ -254,8 +259,8 @@ enum Command {
         /// Kimi lists].
         #[arg(long, requires = "proxy", value_name = "ID")]
         model: Option<String>,
-        /// The command and its arguments.
-        #[arg(last = true, required = true, value_name = "CMD")]
+        /// The command and its arguments [default: $SHELL, an interactive shell].
+        #[arg(last = true, value_name = "CMD")]
         cmd: Vec<OsString>,
     },
     /// Run a local proxy that injects a fresh token into every request (long sessions).
@@ -270,8 +275,14 @@ enum Command {
     #[command(after_help = "Examples:\n  kimi-vault models\n  kimi-vault models --json")]
     Models,
     /// List every stored profile: backend, login state, expiry, region (never a secret).
-    #[command(after_help = "Examples:\n  kimi-vault profiles\n  kimi-vault profiles --json")]
-    Profiles,
+    #[command(
+        after_help = "Examples:\n  kimi-vault profiles\n  kimi-vault profiles --json\n  kimi-vault profiles use work            make 'work' the default profile"
+    )]
+    Profiles {
+        /// `profiles use NAME`.
+        #[command(subcommand)]
+        action: Option<ProfilesAction>,
+    },
     /// Remove the profile's credential from every backend.
     #[command(
         after_help = "Kimi has no revoke endpoint: the tokens are deleted locally only. Nothing stored:\nnothing is touched. An unreadable vault is kept aside (vault.enc.unreadable-<time>), not deleted.\n\nExamples:\n  kimi-vault logout\n  kimi-vault --profile work logout"
@@ -315,11 +326,18 @@ enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) on stdout.
+    /// Print the man page (roff) of the tool or of one command on stdout, or write them all.
     #[command(
-        after_help = "Example:\n  kimi-vault man > ~/.local/share/man/man1/kimi-vault.1 && man kimi-vault"
+        after_help = "Examples:\n  kimi-vault man | man -l -                 read the tool's page\n  kimi-vault man login | man -l -           one command's page\n  kimi-vault man --dir ~/.local/share/man/man1 && man kimi-vault-login"
     )]
-    Man,
+    Man {
+        /// The command whose page to print (`login`, `profiles-use` …) [default: the tool's].
+        #[arg(value_name = "COMMAND")]
+        command: Option<String>,
+        /// Write one page per command into DIR (kimi-vault.1, kimi-vault-login.1 …) instead.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
     /// Configure a client to take its key from the vault (Claude Code: settings.json).
     #[command(
         after_help = "Sets apiKeyHelper (this program with `token --min-valid 600`), env.ANTHROPIC_BASE_URL and\nenv.CLAUDE_CODE_API_KEY_HELPER_TTL_MS in Claude Code's settings.json ($CLAUDE_CONFIG_DIR, default\n~/.claude), keeping everything else; the previous file is kept as settings.json.bak-<time>.\nNo login needed. Safe to run twice; --undo puts back what it replaced.\n\nExamples:\n  kimi-vault setup claude --dry-run\n  kimi-vault setup claude\n  kimi-vault --profile work setup claude\n  kimi-vault setup claude --undo"
@@ -337,6 +355,21 @@ enum Command {
     },
 }
 
+/// `profiles`' subcommands.
+#[derive(Debug, Subcommand)]
+enum ProfilesAction {
+    /// Make NAME the default profile (kept in the vault directory as `default-profile`;
+    /// --profile and KIMI_VAULT_PROFILE still win).
+    #[command(
+        after_help = "Examples:\n  kimi-vault profiles use work\n  kimi-vault profiles use default"
+    )]
+    Use {
+        /// The profile (1-64 of A-Z a-z 0-9 - _ ., not starting with '.').
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+}
+
 impl Command {
     /// True for the commands that defer SIGINT/SIGTERM/SIGHUP during a token refresh (the
     /// short ones). The commands with signal handling of their own answer false: `proxy` and
@@ -351,10 +384,10 @@ impl Command {
             | Command::Exec { proxy: false, .. }
             | Command::Usage
             | Command::Models
-            | Command::Profiles
+            | Command::Profiles { .. }
             | Command::Doctor
             | Command::Completions { .. }
-            | Command::Man
+            | Command::Man { .. }
             | Command::Migrate { .. }
             | Command::Setup { .. } => true,
             Command::Login { .. } | Command::Exec { proxy: true, .. } | Command::Proxy(_) => false,
@@ -423,6 +456,11 @@ fn is_exec(args: &[OsString]) -> bool {
         .any(|a| a == "exec")
 }
 
+/// True when `--` is among the arguments.
+fn has_double_dash(args: &[OsString]) -> bool {
+    args.iter().skip(1).any(|a| a == "--")
+}
+
 /// Lines joined with single spaces.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -450,7 +488,24 @@ fn parse_failure(e: clap::Error, args: &[OsString]) -> u8 {
     let first = text.split("\n\n").next().unwrap_or_default().to_owned();
     let mut message = text.to_owned();
     let mut headline = first.clone();
-    if is_exec(args)
+    let for_without_proxy = is_exec(args)
+        && e.kind() == ErrorKind::MissingRequiredArgument
+        && matches!(e.get(ContextKind::InvalidArg), Some(ContextValue::Strings(v)) if v.iter().any(|a| a.starts_with("--proxy")));
+    if for_without_proxy {
+        let rest: Vec<String> = args
+            .iter()
+            .skip_while(|a| *a != "exec")
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let hint = format!(
+            "--for needs --proxy: kimi-vault exec --proxy {}",
+            kimi_vault::sanitize::for_terminal(&rest.join(" "))
+        );
+        message = format!("{first}\n\n  hint: {hint}");
+        headline = format!("{}; {hint}", one_line(&first));
+    } else if is_exec(args)
+        && !has_double_dash(args)
         && matches!(
             e.kind(),
             ErrorKind::UnknownArgument | ErrorKind::MissingRequiredArgument
@@ -470,7 +525,7 @@ fn parse_failure(e: clap::Error, args: &[OsString]) -> u8 {
             &serde_json::json!({"error": {"code": exit::USAGE, "message": headline}}),
         );
     }
-    eprintln!("kimi-vault: error: {message}");
+    eprintln!("{}{message}", output::error_prefix());
     exit::USAGE
 }
 
@@ -487,8 +542,11 @@ pub(crate) fn main() -> u8 {
     }
     let json = cli.json;
     let is_login = matches!(cli.command, Command::Login { .. });
-    let profile = cli.profile.clone();
-    match run(cli) {
+    let mut profile = cli
+        .profile
+        .clone()
+        .unwrap_or_else(|| kimi_vault::store::DEFAULT_PROFILE.to_owned());
+    match run(cli, &mut profile) {
         Ok(code) if code == exit::OK && output::stdout_failed() => exit::FAILURE,
         Ok(code) => code,
         Err(failure) => report(&failure, &profile, json, is_login),
@@ -509,20 +567,37 @@ pub(crate) fn report(failure: &Failure, profile: &str, json: bool, is_login: boo
     // Error messages carry outside text (server bodies, paths): escaped for the terminal;
     // the JSON above keeps the exact value.
     eprintln!(
-        "kimi-vault: error: {}",
+        "{}{}",
+        output::error_prefix(),
         kimi_vault::sanitize::for_terminal_multiline(&message)
     );
     code
 }
 
-fn run(cli: Cli) -> CmdResult {
+/// The profile in use: `--profile` or `KIMI_VAULT_PROFILE` (clap reads both, the flag first),
+/// else the persisted default (`profiles use NAME`: the file `default-profile` in the vault
+/// directory), else `default`.
+pub(crate) fn resolve_profile(given: Option<&str>, paths: &VaultPaths) -> Result<String, Failure> {
+    if let Some(name) = given {
+        return Ok(name.to_owned());
+    }
+    Ok(kimi_vault::store::read_default_profile(paths)?
+        .unwrap_or_else(|| kimi_vault::store::DEFAULT_PROFILE.to_owned()))
+}
+
+/// Runs the command; `profile` is set to the profile in use once it is known (for messages).
+fn run(cli: Cli, profile: &mut String) -> CmdResult {
     // Commands that need no vault and no profile.
     match &cli.command {
         Command::Completions { shell } => return completions::completions(*shell),
-        Command::Man => return completions::man(),
+        Command::Man { command, dir } => {
+            return completions::man(command.as_deref(), dir.as_deref());
+        }
         _ => {}
     }
-    let session = Session::new(cli.config.vault()?, &cli.profile, cli.config.overrides())?;
+    let vault = cli.config.vault()?;
+    *profile = resolve_profile(cli.profile.as_deref(), vault.paths())?;
+    let session = Session::new(vault, profile, cli.config.overrides())?;
     let ctx = Ctx {
         json: cli.json,
         verbose: cli.verbose,
@@ -538,7 +613,7 @@ fn run(cli: Cli) -> CmdResult {
         Command::Login { no_browser, region } => login::run(&ctx, no_browser, region.into()),
         Command::Logout => logout::run(&ctx),
         Command::Status => status::run(&ctx),
-        Command::Token { min_valid } => token::token(&ctx, min_valid),
+        Command::Token { min_valid, refresh } => token::token(&ctx, min_valid, refresh),
         Command::Exec {
             proxy: true,
             for_client,
@@ -550,7 +625,10 @@ fn run(cli: Cli) -> CmdResult {
         Command::Proxy(args) => proxy::run(&ctx, &args),
         Command::Usage => usage::run(&ctx),
         Command::Models => models::run(&ctx),
-        Command::Profiles => profiles::run(&ctx),
+        Command::Profiles { action: None } => profiles::run(&ctx),
+        Command::Profiles {
+            action: Some(ProfilesAction::Use { name }),
+        } => profiles::use_profile(&ctx, &name),
         Command::Doctor => doctor::run(&ctx, &cli.config),
         Command::Migrate {
             from,
@@ -564,7 +642,7 @@ fn run(cli: Cli) -> CmdResult {
             undo,
             dry_run,
         } => setup::run(&ctx, client, undo, dry_run),
-        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
     }
 }
 

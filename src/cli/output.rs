@@ -3,6 +3,55 @@
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// True when colour may be written to a stream that `is_terminal`: not with `NO_COLOR` set
+/// (to anything but the empty string, <https://no-color.org>), nor with `TERM=dumb`.
+fn colour_allowed(is_terminal: bool) -> bool {
+    is_terminal
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+}
+
+/// True when stderr takes colour.
+pub(crate) fn stderr_colour() -> bool {
+    use std::io::IsTerminal;
+    colour_allowed(std::io::stderr().is_terminal())
+}
+
+/// True when stdout takes colour.
+pub(crate) fn stdout_colour() -> bool {
+    use std::io::IsTerminal;
+    colour_allowed(std::io::stdout().is_terminal())
+}
+
+/// `text` in `style` when `colour`, else as it is.
+pub(crate) fn paint(text: &str, style: anstyle::Style, colour: bool) -> String {
+    if colour {
+        format!("{style}{text}{style:#}")
+    } else {
+        text.to_owned()
+    }
+}
+
+/// Bold red, for errors.
+pub(crate) const ERROR_STYLE: anstyle::Style = anstyle::Style::new()
+    .bold()
+    .fg_color(Some(anstyle::Color::Ansi(anstyle::AnsiColor::Red)));
+/// Bold yellow, for warnings.
+pub(crate) const WARNING_STYLE: anstyle::Style = anstyle::Style::new()
+    .bold()
+    .fg_color(Some(anstyle::Color::Ansi(anstyle::AnsiColor::Yellow)));
+/// Green, for a good state.
+pub(crate) const GOOD_STYLE: anstyle::Style =
+    anstyle::Style::new().fg_color(Some(anstyle::Color::Ansi(anstyle::AnsiColor::Green)));
+
+/// `kimi-vault: error: `, in colour on a terminal.
+pub(crate) fn error_prefix() -> String {
+    format!(
+        "kimi-vault: {} ",
+        paint("error:", ERROR_STYLE, stderr_colour())
+    )
+}
+
 /// Set when writing to stdout failed (a closed pipe, as in `kimi-vault doctor | head`).
 static STDOUT_FAILED: AtomicBool = AtomicBool::new(false);
 
@@ -17,6 +66,19 @@ macro_rules! outln {
     };
 }
 pub(crate) use outln;
+
+/// A line of a command's result for people (SPEC §3 streams: results on stdout, progress and
+/// diagnostics on stderr): on stdout, or on stderr with `--json`, whose stdout holds only JSON.
+macro_rules! resln {
+    ($json:expr, $($arg:tt)*) => {
+        if $json {
+            eprintln!($($arg)*)
+        } else {
+            $crate::cli::output::write_line(format_args!($($arg)*))
+        }
+    };
+}
+pub(crate) use resln;
 
 /// Writes one line on stdout; remembers a failure. Human output often quotes outside text (a
 /// server's field, another tool's file name, a path): whatever a command put in the line,

@@ -1,13 +1,58 @@
 //! `kimi-vault profiles`: every stored profile in either backend, never a secret.
 
-use kimi_vault::store::{BackendMode, KeyringListing, StoredProfile};
+use kimi_vault::store::{BackendMode, DEFAULT_PROFILE, KeyringListing, StoredProfile};
 use serde_json::{Value, json};
 
 use crate::cli::failure::{CmdResult, Failure, exit};
 use crate::cli::output::outln;
 use crate::cli::{Ctx, output};
 
-fn row_json(p: &StoredProfile, now: i64) -> Value {
+/// The default profile: the one `profiles use` recorded, else `default`.
+pub(crate) fn default_profile(ctx: &Ctx) -> String {
+    kimi_vault::store::read_default_profile(ctx.session.vault().paths())
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| kimi_vault::store::DEFAULT_PROFILE.to_owned())
+}
+
+/// `kimi-vault profiles use NAME`: makes NAME the default profile.
+pub(crate) fn use_profile(ctx: &Ctx, name: &str) -> CmdResult {
+    let paths = ctx.session.vault().paths();
+    kimi_vault::store::write_default_profile(paths, name)?;
+    let stored = ctx
+        .session
+        .vault()
+        .profiles()
+        .profiles
+        .iter()
+        .any(|p| p.profile == name);
+    if ctx.json {
+        output::json_line(&json!({
+            "default_profile": name,
+            "stored": stored,
+            "file": paths.default_profile(),
+        }));
+    } else {
+        outln!(
+            "'{name}' is now the default profile (kept in {}); --profile and KIMI_VAULT_PROFILE still win.",
+            paths.default_profile().display()
+        );
+    }
+    if !stored {
+        eprintln!(
+            "kimi-vault: note: profile '{name}' holds no credential yet: `kimi-vault login` logs it in."
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn row_json(p: &StoredProfile, now: i64, default: &str) -> Value {
+    let mut row = row_json_inner(p, now);
+    row["default"] = Value::Bool(p.profile == default);
+    row
+}
+
+fn row_json_inner(p: &StoredProfile, now: i64) -> Value {
     match &p.cred {
         Ok(c) => json!({
             "profile": p.profile,
@@ -42,9 +87,14 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
     let vault = ctx.session.vault();
     let listing = vault.profiles();
     let now = kimi_vault::now_unix();
+    let default = default_profile(ctx);
     if ctx.json {
         output::json_line(&Value::Array(
-            listing.profiles.iter().map(|p| row_json(p, now)).collect(),
+            listing
+                .profiles
+                .iter()
+                .map(|p| row_json(p, now, &default))
+                .collect(),
         ));
     } else if listing.profiles.is_empty() {
         outln!(
@@ -64,7 +114,12 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
             .iter()
             .map(|p| {
                 let mark = if p.profile == ctx.profile() { " *" } else { "" };
-                let name = format!("{}{mark}", p.profile);
+                let default = if p.profile == default && default != DEFAULT_PROFILE {
+                    " (default)"
+                } else {
+                    ""
+                };
+                let name = format!("{}{default}{mark}", p.profile);
                 match &p.cred {
                     Ok(c) => [
                         name,
@@ -103,6 +158,9 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
             .collect();
         output::table(header, &rows);
         outln!("(* the selected profile, '{}')", ctx.profile());
+        if default != DEFAULT_PROFILE {
+            outln!("(default: the profile `kimi-vault profiles use` set, '{default}')");
+        }
         for p in &listing.profiles {
             if let Err(e) = &p.cred {
                 eprintln!(

@@ -7,6 +7,7 @@ use kimi_vault::sanitize::for_terminal;
 use serde_json::json;
 
 use crate::cli::failure::{CmdResult, Failure, exit};
+use crate::cli::output::resln;
 use crate::cli::{Ctx, output};
 
 /// `proxy`'s options.
@@ -171,9 +172,21 @@ pub(crate) fn run(ctx: &Ctx, args: &ProxyArgs) -> CmdResult {
     // Blocking threads still waiting for the vault lock send nothing any more (the session
     // stopped refreshing): they need not be waited for.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    served?;
+    served.map_err(|e| busy_port_hint(e, args.port))?;
     eprintln!("kimi-vault proxy stopped.");
     Ok(exit::OK)
+}
+
+/// A port already taken gets the next steps: ask what listens there, or take another port.
+fn busy_port_hint(e: kimi_vault::Error, port: u16) -> Failure {
+    match &e {
+        kimi_vault::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => {
+            Failure::Other(format!(
+                "{e}. Another program listens there: `kimi-vault proxy --check --port {port}` tells whether it is a kimi-vault proxy and which profile it serves (then use it, or stop it); or start this one on another port with `--port N` (`--port 0` picks a free one)"
+            ))
+        }
+        _ => Failure::Lib(e),
+    }
 }
 
 /// `proxy --check`: exit 0 when the proxy answers and has a token, 3 when it needs a login,
@@ -208,14 +221,33 @@ fn check(ctx: &Ctx, ip: IpAddr, port: u16) -> CmdResult {
     let requests = health.body["requests"].as_u64().unwrap_or(0);
     let error = health.body["error"]
         .as_str()
-        .map(|e| format!(": {e}"))
+        .map(|e| format!(": {}", kimi_vault::sanitize::for_terminal(e)))
         .unwrap_or_default();
-    // Whoever holds the port wrote these fields: shown escaped (--json above keeps them exact).
-    eprintln!(
-        "proxy at {addr}: {}{expires}{uptime}, {requests} requests{}",
-        for_terminal(state),
-        for_terminal(&error)
+    let served = health.body["profile"].as_str();
+    let served_text = served
+        .map(|p| format!(" (profile '{}')", kimi_vault::sanitize::for_terminal(p)))
+        .unwrap_or_default();
+    let requests = match requests {
+        1 => "1 request".to_owned(),
+        n => format!("{n} requests"),
+    };
+    resln!(
+        ctx.json,
+        "proxy at {addr}{served_text}: {}{expires}{uptime}, {requests}{error}",
+        for_terminal(state)
     );
+    // A healthy proxy of another profile is not the one asked for (SPEC §3).
+    if let Some(served) = served
+        && served != ctx.profile()
+    {
+        eprintln!(
+            "kimi-vault: error: the proxy at {addr} serves profile '{}', not '{}': stop it and start `kimi-vault{} proxy`, or check another port with `--port N`",
+            kimi_vault::sanitize::for_terminal(served),
+            ctx.profile(),
+            crate::cli::failure::profile_flag(ctx.profile())
+        );
+        return Ok(exit::FAILURE);
+    }
     Ok(match (health.status, state) {
         (200, "ok") => exit::OK,
         (_, "login_required") => exit::LOGIN_REQUIRED,

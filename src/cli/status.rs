@@ -21,6 +21,8 @@ fn region_of(c: &Credential) -> &str {
 #[derive(Serialize)]
 struct StatusJson<'a> {
     profile: &'a str,
+    /// The persisted default profile (`profiles use`), `default` when none is set.
+    default_profile: &'a str,
     logged_in: bool,
     needs_login: bool,
     access_token_valid: Option<bool>,
@@ -58,6 +60,15 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
     let (target, target_reason) = vault.write_target(profile);
     let paths = vault.paths();
     let login = format!("kimi-vault login{}", profile_flag(profile));
+    let default_profile = crate::cli::profiles::default_profile(ctx);
+    // Said only when `profiles use` set a default, so a plain setup reads as before.
+    let profile_line = if default_profile == kimi_vault::store::DEFAULT_PROFILE {
+        profile.to_owned()
+    } else if default_profile == profile {
+        format!("{profile} (the default, set by `kimi-vault profiles use`)")
+    } else {
+        format!("{profile} (the default is '{default_profile}', set by `kimi-vault profiles use`)")
+    };
 
     let loaded = match loaded {
         Ok(l) => l,
@@ -68,6 +79,7 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
             if ctx.json {
                 output::json_line(&to_json(StatusJson {
                     profile,
+                    default_profile: &default_profile,
                     logged_in: false,
                     needs_login: false,
                     access_token_valid: None,
@@ -87,7 +99,7 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
                     lock_file: paths.lock(),
                 }));
             } else {
-                outln!("profile:    {profile}");
+                outln!("profile:    {profile_line}");
                 outln!("logged in:  unknown: the vault cannot be read (below)");
                 outln!("backend:    {} ({target_reason})", target.as_str());
                 outln!("vault dir:  {}", paths.home().display());
@@ -129,6 +141,7 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
     if ctx.json {
         output::json_line(&to_json(StatusJson {
             profile,
+            default_profile: &default_profile,
             logged_in,
             needs_login,
             access_token_valid: Some(access_valid),
@@ -152,12 +165,12 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
         }));
     } else {
         let state = match (cred, left) {
-            (Some(_), _) if logged_in => "yes".to_owned(),
-            (Some(_), Some(l)) if l > 0 => format!(
-                "no: the refresh token was rejected. The access token may still work for {}, then run `{login}` (now is fine)",
-                output::span(l.unsigned_abs())
+            (Some(_), _) if logged_in => {
+                output::paint("yes", output::GOOD_STYLE, output::stdout_colour())
+            }
+            (Some(_), _) => format!(
+                "no: Kimi rejected the refresh token, so the stored tokens are no longer used; run `{login}`"
             ),
-            (Some(_), _) => format!("no: the refresh token was rejected; run `{login}`"),
             (None, _) => match vault.keyring_trouble() {
                 Some(k) => format!(
                     "no credential found here (the OS keyring could not be read: {k}); if you logged in with it, fix that and retry, or run `{login}`"
@@ -165,7 +178,7 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
                 None => format!("no: run `{login}`"),
             },
         };
-        outln!("profile:    {profile}");
+        outln!("profile:    {profile_line}");
         outln!("logged in:  {state}");
         outln!("backend:    {} ({reason})", backend.as_str());
         if let (Some(c), Some(e)) = (cred, &endpoints) {

@@ -18,8 +18,12 @@ const EXEC_MIN_VALID: i64 = 300;
 
 /// Prints a valid access token and a newline; with `--json`, one object holding the token, its
 /// type and expiry (built in a buffer wiped on drop).
-pub(crate) fn token(ctx: &Ctx, min_valid: u32) -> CmdResult {
-    let cred = ctx.session.token(i64::from(min_valid))?;
+pub(crate) fn token(ctx: &Ctx, min_valid: u32, refresh: bool) -> CmdResult {
+    let cred = if refresh {
+        ctx.session.refresh_now()?
+    } else {
+        ctx.session.token(i64::from(min_valid))?
+    };
     let line = if ctx.json {
         let value = serde_json::json!({
             "access_token": "",
@@ -131,9 +135,14 @@ const REFUSED_NAMES: &[(&str, &str)] = &[
     ("SUDO_ASKPASS", "sudo runs it"),
 ];
 
-/// Checks an `--env` name: a plain variable name, and not one a loader, the C library, a
+/// The endings of a variable name that holds a credential (SPEC §3), compared without regard
+/// to case.
+const CREDENTIAL_SUFFIXES: &[&str] = &["_KEY", "_TOKEN", "_SECRET", "_PASSWORD", "_CREDENTIALS"];
+
+/// Checks an `--env` name: a plain variable name that ends like a credential's (`_KEY`,
+/// `_TOKEN`, `_SECRET`, `_PASSWORD`, `_CREDENTIALS`), and not one a loader, the C library, a
 /// shell or an interpreter acts on.
-fn check_var(name: &str) -> Result<(), Failure> {
+pub(crate) fn check_var(name: &str) -> Result<(), Failure> {
     let ok = !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
@@ -150,6 +159,11 @@ fn check_var(name: &str) -> Result<(), Failure> {
         .or_else(|| REFUSED_NAMES.iter().find(|(n, _)| upper == *n))
         .map(|(_, why)| *why);
     match reason {
+        None if !CREDENTIAL_SUFFIXES.iter().any(|s| upper.ends_with(s)) => {
+            Err(Failure::Usage(format!(
+                "--env {name}: refused: --env names a variable that holds a credential, so its name must end in _KEY, _TOKEN, _SECRET, _PASSWORD or _CREDENTIALS (any case), as {DEFAULT_TOKEN_VAR} or OPENAI_API_KEY do; a program may print or act on any other variable's value"
+            )))
+        }
         None => Ok(()),
         Some(why) => Err(Failure::Usage(format!(
             "--env {name}: refused, {why}: given the token, it could print it or act on it. Name a variable the program reads its key from (for example {DEFAULT_TOKEN_VAR})"
@@ -157,16 +171,48 @@ fn check_var(name: &str) -> Result<(), Failure> {
     }
 }
 
-/// Runs `cmd` with the token in its environment; its exit code becomes ours.
+/// Set in every `exec` child: the profile in use (as aws-vault sets `AWS_VAULT`), so that
+/// prompts can show it and kimi-vault commands inside use the same profile.
+pub(crate) const PROFILE_VAR: &str = "KIMI_VAULT_PROFILE";
+/// Set in every `exec` child too (to the profile): how an `exec` inside it knows it is nested
+/// (`KIMI_VAULT_PROFILE` alone may be the user's own setting).
+pub(crate) const NESTED_VAR: &str = "KIMI_VAULT_EXEC";
+
+/// The program to run and its arguments: CMD, or `$SHELL` (else `/bin/sh`) when none is given.
+pub(crate) fn program_or_shell(cmd: &[OsString]) -> (OsString, &[OsString]) {
+    match cmd.split_first() {
+        Some((program, args)) => (program.clone(), args),
+        None => {
+            let shell = std::env::var_os("SHELL")
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "/bin/sh".into());
+            (shell, &[])
+        }
+    }
+}
+
+/// Warns (on stderr) when this `exec` runs inside another one, and marks `child` as an `exec`
+/// child of `profile`.
+pub(crate) fn mark_child(child: &mut Command, profile: &str) {
+    if let Some(outer) = std::env::var_os(NESTED_VAR) {
+        let outer = kimi_vault::sanitize::for_terminal(&outer.to_string_lossy()).into_owned();
+        tracing::warn!(
+            "nested: this exec runs inside another `kimi-vault exec` (profile '{outer}'); the credentials of profile '{profile}' replace those in this environment for the new command"
+        );
+    }
+    child.env(PROFILE_VAR, profile).env(NESTED_VAR, profile);
+}
+
+/// Runs `cmd` (or `$SHELL`) with the token in its environment; its exit code becomes ours.
 pub(crate) fn exec(ctx: &Ctx, vars: &[String], cmd: &[OsString]) -> CmdResult {
     vars.iter().try_for_each(|v| check_var(v))?;
-    let (program, args) = cmd
-        .split_first()
-        .ok_or_else(|| Failure::Usage("exec needs a command after --".into()))?;
+    let (program, args) = program_or_shell(cmd);
+    let program = program.as_os_str();
     let cred = ctx.session.token(EXEC_MIN_VALID)?;
     let endpoints = ctx.session.endpoints_for(&cred)?;
     let mut child = Command::new(program);
     child.args(args);
+    mark_child(&mut child, ctx.profile());
     if vars.is_empty() {
         child.env(DEFAULT_TOKEN_VAR, cred.access_token.expose());
     }

@@ -202,6 +202,14 @@ impl Session {
         self.ensure(&Need::MinValid(min_valid), None)
     }
 
+    /// Refreshes now, whatever the access token's age (`token --refresh`), single-flight: the
+    /// stored access token is read first, and when another process has replaced it by the time
+    /// this one holds the lock, that new token is used and no second request is made. Blocking.
+    pub fn refresh_now(&self) -> Result<Credential> {
+        let current = self.read_usable()?;
+        self.ensure(&Need::Replace(current.access_token.clone()), None)
+    }
+
     /// After the API rejected `rejected` (HTTP 401): a credential with another valid access
     /// token, refreshing only if the stored one is still the rejected one. Blocking.
     pub fn force_refresh_blocking(&self, rejected: &SecretString) -> Result<Credential> {

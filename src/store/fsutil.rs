@@ -100,21 +100,21 @@ pub(crate) fn check_dir(dir: &Path) -> Result<bool> {
 }
 
 /// Checks that this process can create and replace files in `dir` (write and search
-/// permission), without creating anything.
-pub(crate) fn check_writable_dir(dir: &Path) -> Result<()> {
+/// permission), without creating anything; `home` is the vault directory the check is for
+/// (named in the error).
+pub(crate) fn check_writable_dir(dir: &Path, home: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use rustix::fs::{Access, access};
-        access(dir, Access::WRITE_OK | Access::EXEC_OK).map_err(|e| {
-            Error::io(
-                format!("cannot write in {}", dir.display()),
-                io::Error::from(e),
-            )
+        access(dir, Access::WRITE_OK | Access::EXEC_OK).map_err(|e| Error::VaultDirNotWritable {
+            home: home.to_owned(),
+            blocked: dir.to_owned(),
+            source: io::Error::from(e),
         })
     }
     #[cfg(not(unix))]
     {
-        let _ = dir;
+        let _ = (dir, home);
         Ok(())
     }
 }
@@ -129,9 +129,23 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
+    builder.create(dir).map_err(|e| match e.kind() {
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+            // Name the directory that refused: the nearest one that exists.
+            let blocked = dir
+                .ancestors()
+                .skip(1)
+                .find(|a| a.is_dir())
+                .unwrap_or(dir)
+                .to_owned();
+            Error::VaultDirNotWritable {
+                home: dir.to_owned(),
+                blocked,
+                source: e,
+            }
+        }
+        _ => Error::io(format!("cannot create {}", dir.display()), e),
+    })?;
     // Another process may have made it meanwhile, with another mode: check what is there.
     check_dir(dir).map(|_| ())
 }
@@ -415,10 +429,23 @@ pub(crate) fn create_exclusive(dir: &Path, name: &str, data: &[u8]) -> Result<bo
     Ok(created)
 }
 
-/// Renames `path` to `path.unreadable-<unix seconds>` so that nothing overwrites it; returns
-/// the new name.
+/// Renames `path` to `path.unreadable-<UTC time>` (`20261201T164500Z`) so that nothing
+/// overwrites it; returns the new name.
 pub(crate) fn set_aside(path: &Path) -> Result<PathBuf> {
-    let stamp = crate::clock::now_unix();
+    let now = crate::clock::now_unix();
+    let stamp = time::OffsetDateTime::from_unix_timestamp(now)
+        .map(|t| {
+            format!(
+                "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        })
+        .unwrap_or_else(|_| now.to_string());
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".unreadable-{stamp}"));
     let mut aside = PathBuf::from(name);

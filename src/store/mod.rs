@@ -10,6 +10,7 @@
 //!   lock), read-only.
 
 pub(crate) mod crypto;
+pub(crate) mod default_profile;
 pub(crate) mod device_id;
 pub(crate) mod file;
 pub(crate) mod fsutil;
@@ -22,6 +23,7 @@ pub(crate) mod profile;
 pub(crate) mod record;
 pub(crate) mod vault;
 
+pub use default_profile::{read_default_profile, write_default_profile};
 pub use file::KeptAside;
 pub use lock::{LockState, VaultLock};
 pub use paths::VaultPaths;

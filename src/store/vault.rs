@@ -217,7 +217,7 @@ impl Vault {
         let (target, _) = self.write_target(profile);
         let home = self.paths.home();
         if self.file.check_home()? {
-            fsutil::check_writable_dir(home)?;
+            fsutil::check_writable_dir(home, home)?;
             let lock = self.paths.lock();
             if std::fs::symlink_metadata(&lock).is_ok() {
                 fsutil::open_lock_file(&lock)?;
@@ -237,7 +237,7 @@ impl Vault {
             };
             match std::fs::metadata(dir) {
                 Ok(meta) if meta.is_dir() => {
-                    fsutil::check_writable_dir(dir)?;
+                    fsutil::check_writable_dir(dir, home)?;
                     break;
                 }
                 Ok(_) => {

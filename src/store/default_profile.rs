@@ -1,0 +1,47 @@
+//! The persisted default profile (`kimi-vault profiles use NAME`): the file `default-profile`
+//! in the vault directory, holding the name and a newline, 0600, written atomically under the
+//! vault lock. Not a secret. `--profile` and `KIMI_VAULT_PROFILE` win over it.
+
+use crate::error::{Error, Result};
+use crate::store::fsutil;
+use crate::store::lock::VaultLock;
+use crate::store::paths::{DEFAULT_PROFILE_FILE, VaultPaths};
+use crate::store::profile::check_profile_name;
+
+/// The default profile `profiles use` recorded, if any. A file that holds no valid profile
+/// name is an error (it names the file), not a silent fallback to another profile.
+pub fn read_default_profile(paths: &VaultPaths) -> Result<Option<String>> {
+    // A vault directory that is not one is reported by the directory check, with its fix.
+    if !paths.home().is_dir() {
+        return Ok(None);
+    }
+    let path = paths.default_profile();
+    let Some(bytes) = fsutil::read_private(&path, 256)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(bytes.expose());
+    let name = text.trim();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    check_profile_name(name).map_err(|_| {
+        Error::Config(format!(
+            "{} does not hold a profile name: set the default with `kimi-vault profiles use NAME`, or delete the file",
+            path.display()
+        ))
+    })?;
+    Ok(Some(name.to_owned()))
+}
+
+/// Makes `name` the default profile: writes `default-profile` (created 0600, atomically, under
+/// the vault lock; the vault directory is created 0700 when missing).
+pub fn write_default_profile(paths: &VaultPaths, name: &str) -> Result<()> {
+    check_profile_name(name)?;
+    let _lock = VaultLock::acquire(paths)?;
+    fsutil::sweep_stale_temps(paths.home(), DEFAULT_PROFILE_FILE);
+    fsutil::write_atomic(
+        paths.home(),
+        DEFAULT_PROFILE_FILE,
+        format!("{name}\n").as_bytes(),
+    )
+}
