@@ -13,6 +13,7 @@ pub(crate) mod crypto;
 pub(crate) mod device_id;
 pub(crate) mod file;
 pub(crate) mod fsutil;
+pub(crate) mod index;
 pub mod inspect;
 pub(crate) mod key;
 pub(crate) mod keyring;
@@ -25,7 +26,7 @@ pub(crate) mod vault;
 pub use file::KeptAside;
 pub use lock::{LockState, VaultLock};
 pub use paths::VaultPaths;
-pub use profile::{DEFAULT_PROFILE, check_profile_name};
+pub use profile::{DEFAULT_PROFILE, check_profile_name, read_default_profile};
 pub use record::Credential;
 pub use vault::{
     BackendKind, BackendMode, BackendReason, KeyringListing, KeyringProbe, KeyringStatus, Loaded,

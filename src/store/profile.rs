@@ -1,6 +1,8 @@
 //! Profile names: the key under which a credential is stored in either backend.
 
 use crate::error::{Error, Result};
+use crate::store::fsutil;
+use crate::store::paths::VaultPaths;
 
 /// The profile used when none is named.
 pub const DEFAULT_PROFILE: &str = "default";
@@ -21,6 +23,21 @@ pub fn check_profile_name(name: &str) -> Result<()> {
             name: name.escape_default().to_string(),
         })
     }
+}
+
+/// The persisted default profile (`profiles use NAME`): the file `default-profile` in the vault
+/// directory, holding the name and a newline. `Ok(None)` when there is none (one failed open:
+/// cheap enough for every `token`). Opened like every vault file (no symlink, yours, 0600); a
+/// name that breaks the naming rule is an error.
+pub fn read_default_profile(paths: &VaultPaths) -> Result<Option<String>> {
+    let path = paths.default_profile();
+    let Some(data) = fsutil::read_private(&path, 256)? else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(data.expose());
+    let name = text.strip_suffix('\n').unwrap_or(&text);
+    check_profile_name(name)?;
+    Ok(Some(name.to_owned()))
 }
 
 #[cfg(test)]
