@@ -144,7 +144,7 @@ fn token_honours_the_persisted_default_profile() {
     // The fast path and clap's path (a flag it does not know sends it there) agree.
     assert_eq!(run(&["token"], None), "work-access-token-0123456\n");
     assert_eq!(
-        run(&["token", "--backend", "file"], None),
+        run(&["token", "--client-id", "some-client"], None),
         "work-access-token-0123456\n"
     );
     assert_eq!(

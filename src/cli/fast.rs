@@ -9,17 +9,19 @@
 
 use std::ffi::OsString;
 
-use crate::cli::{Cli, Command, Config};
+use crate::cli::{BackendArg, Cli, Command, Config};
 
 /// The `Cli` clap would produce for `args`, when they are one of:
 /// `[GLOBAL]... token [GLOBAL | --min-valid N]...` where GLOBAL is `--profile NAME`,
-/// `--profile=NAME`, `--json`, `-v`, `-vv` or `--verbose`. `None` for anything else.
+/// `--json`, `-v`, `-vv`, `--verbose`, `--backend auto|keyring|file` or `--vault-home DIR`
+/// (`--opt=VALUE` too). `None` for anything else.
 pub(crate) fn token_command(args: &[OsString]) -> Option<Cli> {
     let mut profile: Option<String> = None;
     let mut json = false;
     let mut verbose: u8 = 0;
     let mut min_valid: Option<u32> = None;
     let mut seen_token = false;
+    let mut config = Config::default();
     let mut words = args.iter().skip(1).map(|a| a.to_str());
     while let Some(word) = words.next() {
         let word = word?;
@@ -32,6 +34,12 @@ pub(crate) fn token_command(args: &[OsString]) -> Option<Cli> {
             "--min-valid" if seen_token && min_valid.is_none() => {
                 min_valid = Some(seconds(words.next()??)?);
             }
+            "--backend" if config.backend.is_none() => {
+                config.backend = Some(backend(words.next()??)?);
+            }
+            "--vault-home" if config.vault_home.is_none() => {
+                config.vault_home = Some(value(words.next()??)?.into());
+            }
             _ => {
                 if let Some(v) = word.strip_prefix("--profile=")
                     && profile.is_none()
@@ -42,6 +50,14 @@ pub(crate) fn token_command(args: &[OsString]) -> Option<Cli> {
                     && min_valid.is_none()
                 {
                     min_valid = Some(seconds(v)?);
+                } else if let Some(v) = word.strip_prefix("--backend=")
+                    && config.backend.is_none()
+                {
+                    config.backend = Some(backend(v)?);
+                } else if let Some(v) = word.strip_prefix("--vault-home=")
+                    && config.vault_home.is_none()
+                {
+                    config.vault_home = Some(value(v)?.into());
                 } else {
                     return None;
                 }
@@ -55,7 +71,7 @@ pub(crate) fn token_command(args: &[OsString]) -> Option<Cli> {
         profile,
         json,
         verbose,
-        config: Config::default(),
+        config,
         command: Command::Token {
             min_valid: min_valid.unwrap_or(DEFAULT_MIN_VALID),
         },
@@ -68,6 +84,16 @@ pub(crate) const DEFAULT_MIN_VALID: u32 = 300;
 /// An option's value as clap would take it: not empty, not looking like an option.
 fn value(v: &str) -> Option<&str> {
     (!v.is_empty() && !v.starts_with('-')).then_some(v)
+}
+
+/// A `--backend` value clap would accept.
+fn backend(v: &str) -> Option<BackendArg> {
+    match v {
+        "auto" => Some(BackendArg::Auto),
+        "keyring" => Some(BackendArg::Keyring),
+        "file" => Some(BackendArg::File),
+        _ => None,
+    }
 }
 
 /// A number of seconds written plainly (clap decides about anything else).
@@ -117,6 +143,8 @@ mod tests {
             "-vv token",
             "token -v --verbose",
             "--json --profile a.b token --min-valid 4294967295",
+            "--backend file --vault-home /tmp/v token",
+            "token --backend=keyring --vault-home=/tmp/v",
         ] {
             let fast = token_command(&args(line)).unwrap_or_else(|| panic!("fast: {line}"));
             let slow = Cli::try_parse_from(args(line)).expect(line);
@@ -145,8 +173,11 @@ mod tests {
             "--profile token",
             "--profile= token",
             "token --refresh",
-            "token --backend file",
-            "--vault-home /x token",
+            "token --backend kering",
+            "token --backend file --backend auto",
+            "--vault-home -x token",
+            "--vault-home= token",
+            "--api-base http://x token",
             "token --",
             "token extra",
             "tok",

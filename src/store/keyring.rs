@@ -285,10 +285,61 @@ fn init_store() -> KResult<()> {
         .clone()
 }
 
+/// Reads the Secret Service item of `service`/`user` (the attributes
+/// zbus-secret-service-keyring-store gives its items) over a *plain* session.
+///
+/// The store crate always opens an encrypted session: a Diffie-Hellman exchange computed with a
+/// naive big-integer power (95 % of a keyring `token`, 30 M instructions). That encryption only
+/// hides the secret from someone who can read the session bus's messages, which is a process of
+/// the same user, who can as well ask the Secret Service for the secret itself. So reads, the
+/// frequent operation, use a plain session; writes and deletes (rare) still go through the store.
+/// SECURITY.md weighs it.
+#[cfg(target_os = "linux")]
+fn plain_read(service: &str, user: &str) -> KResult<Option<zeroize::Zeroizing<String>>> {
+    use secret_service::EncryptionType;
+    use secret_service::blocking::SecretService;
+    let fail = |e: secret_service::Error| classify_platform(&e, false);
+    let ss = SecretService::connect(EncryptionType::Plain).map_err(fail)?;
+    let attributes = std::collections::HashMap::from([("service", service), ("username", user)]);
+    let found = ss.search_items(attributes).map_err(fail)?;
+    if !found.locked.is_empty() {
+        let locked: Vec<_> = found.locked.iter().collect();
+        ss.unlock_all(&locked)
+            .map_err(|e| classify_platform(&e, true))?;
+    }
+    let items: Vec<_> = found.unlocked.iter().chain(found.locked.iter()).collect();
+    match items.as_slice() {
+        [] => Ok(None),
+        [item] => {
+            let bytes = item.get_secret().map_err(|e| classify_platform(&e, true))?;
+            match String::from_utf8(bytes) {
+                Ok(text) => Ok(Some(zeroize::Zeroizing::new(text))),
+                Err(e) => {
+                    zeroize::Zeroize::zeroize(&mut e.into_bytes());
+                    Err(KeyringError::EntryUnreadable {
+                        why: "is not valid UTF-8".into(),
+                    })
+                }
+            }
+        }
+        many => Err(KeyringError::Ambiguous { count: many.len() }),
+    }
+}
+
 impl KeyringBackend {
     /// Runs `op` against the platform's store on a helper thread, with the timeout.
     fn call<T: Send + 'static>(
         &self,
+        op: impl FnOnce() -> keyring_core::Result<T> + Send + 'static,
+    ) -> KResult<keyring_core::Result<T>> {
+        self.call_with(true, op)
+    }
+
+    /// Runs `op` on a helper thread, with the timeout; with `store`, after setting up the
+    /// keyring-core store (which `op` then uses).
+    fn call_with<T: Send + 'static>(
+        &self,
+        store: bool,
         op: impl FnOnce() -> keyring_core::Result<T> + Send + 'static,
     ) -> KResult<keyring_core::Result<T>> {
         if let Some(reason) = quick_unavailable() {
@@ -301,7 +352,11 @@ impl KeyringBackend {
         std::thread::Builder::new()
             .name("keyring".into())
             .spawn(move || {
-                let result = init_store().map(|()| op());
+                let result = if store {
+                    init_store().map(|()| op())
+                } else {
+                    Ok(op())
+                };
                 let _ = tx.send(result);
             })
             .map_err(|e| KeyringError::Platform {
@@ -431,6 +486,14 @@ impl KeyringBackend {
         service: &str,
         user: &str,
     ) -> KResult<Option<zeroize::Zeroizing<String>>> {
+        #[cfg(target_os = "linux")]
+        {
+            let (service, user) = (service.to_owned(), user.to_owned());
+            return self
+                .call_with(false, move || Ok(plain_read(&service, &user)))?
+                .unwrap_or_else(|e| Err(describe(&e)));
+        }
+        #[allow(unreachable_code)]
         match self.call_entry(service, user, |e| e.get_password())? {
             Ok(value) => Ok(Some(zeroize::Zeroizing::new(value))),
             Err(keyring_core::Error::NoEntry) => Ok(None),

@@ -31,8 +31,15 @@ pub fn check_profile_name(name: &str) -> Result<()> {
 /// name that breaks the naming rule is an error.
 pub fn read_default_profile(paths: &VaultPaths) -> Result<Option<String>> {
     let path = paths.default_profile();
-    let Some(data) = fsutil::read_private(&path, 256)? else {
-        return Ok(None);
+    let data = match fsutil::read_private(&path, 256) {
+        Ok(Some(data)) => data,
+        Ok(None) => return Ok(None),
+        // The vault directory is not one: the check of the directory says so, for every
+        // command alike.
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotADirectory => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
     };
     let text = String::from_utf8_lossy(data.expose());
     let name = text.strip_suffix('\n').unwrap_or(&text);
