@@ -1,33 +1,57 @@
 #!/usr/bin/env bash
-# Whole-process figures with hyperfine (apt-get install hyperfine): `kimi-vault token` with a
-# valid token on the file backend against `cat` of a small file, and on the keyring backend
-# (inside a private D-Bus session with gnome-keyring). Loopback only: no request is made, the
-# token is valid. Usage: scripts/bench.sh [hyperfine options]
+# Whole-process figures for a warm `kimi-vault token` (a valid token: no request is made),
+# with its anchors measured in the same hyperfine run: `cat` of a small file and a static
+# one-file reader (examples/read_one_file.rs, built like the release binary). Every case runs
+# inside a private D-Bus session with gnome-keyring unlocked, so that the keyring is reachable:
+#   token-file     KIMI_VAULT_BACKEND=file
+#   token-auto     auto, the credential in the encrypted file, the keyring reachable (the
+#                  backend index sends the read to the file alone)
+#   token-keyring  KIMI_VAULT_BACKEND=keyring (gnome-keyring over D-Bus)
+# The release binary is scripts/release-build.sh's (fat LTO, panic=abort, static non-PIE).
+# Loopback only. Needs: apt-get install hyperfine gnome-keyring dbus-x11 python3.
+# Usage: scripts/bench.sh [RUNS, default 300]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin kimi-vault --example seed
-bin=$PWD/target/release/kimi-vault
+runs=${1:-300}
+for tool in hyperfine dbus-run-session gnome-keyring-daemon python3; do
+    command -v "$tool" >/dev/null || {
+        echo "scripts/bench.sh needs $tool (apt-get install hyperfine gnome-keyring dbus-x11 python3)" >&2
+        exit 1
+    }
+done
+bin=$(scripts/release-build.sh --example seed --example read_one_file)
+ex=$(dirname "$bin")/examples
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-
-# Seed a valid credential through the library (no network): a tiny example program.
-"$PWD/target/release/examples/seed" "$work/vault" >/dev/null
 head -c 2000 /dev/urandom | base64 > "$work/small.txt"
 
-echo "== file backend"
-KIMI_VAULT_HOME=$work/vault KIMI_VAULT_BACKEND=file \
-    hyperfine -N --warmup 20 --min-runs 300 "$@" \
-    "cat $work/small.txt" \
-    "$bin token"
-
-echo "== keyring backend (gnome-keyring in a private D-Bus session)"
-export KEYRING_HOME=$work/home BIN=$bin WORK=$work SEED=$PWD/target/release/examples/seed
-mkdir -p "$KEYRING_HOME/.local/share/keyrings"
+export BIN=$bin EX=$ex WORK=$work RUNS=$runs
+mkdir -p "$work/home/.local/share/keyrings"
 dbus-run-session -- bash -c '
-    set -e
-    export HOME=$KEYRING_HOME
+    set -euo pipefail
+    export HOME=$WORK/home
+    unset GNOME_KEYRING_CONTROL
     printf "bench-password" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
-    "$SEED" "$WORK/vault-kr" keyring >/dev/null
-    KIMI_VAULT_HOME=$WORK/vault-kr KIMI_VAULT_BACKEND=keyring \
-        hyperfine -N --warmup 5 --min-runs 50 '"$*"' "$BIN token"
+    # Seeded through the library (no network): file, and keyring.
+    "$EX/seed" "$WORK/vault" file >/dev/null
+    "$EX/seed" "$WORK/vault-kr" keyring >/dev/null
+    hyperfine -N --warmup 20 --min-runs "$RUNS" --export-json "$WORK/run.json" \
+        -n cat "cat $WORK/small.txt" \
+        -n static-reader "$EX/read_one_file $WORK/small.txt" \
+        -n token-file "$BIN --vault-home $WORK/vault --backend file token" \
+        -n token-auto "$BIN --vault-home $WORK/vault --backend auto token" \
+        -n token-keyring "$BIN --vault-home $WORK/vault-kr --backend keyring token"
 '
+python3 - "$work/run.json" <<'EOF'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+def med(n): return r[n]["median"] * 1000
+print()
+print("| command | median | mean ± σ | ratio |")
+print("|---|---|---|---|")
+for name, anchor in [("cat", None), ("static-reader", "cat"), ("token-file", "cat"),
+                     ("token-auto", "token-file"), ("token-keyring", "token-file")]:
+    x = r[name]
+    ratio = f"{med(name) / med(anchor):.2f}× {anchor}" if anchor else ""
+    print(f"| {name} | {med(name):.3f} ms | {x['mean']*1000:.3f} ± {x['stddev']*1000:.3f} ms | {ratio} |")
+EOF

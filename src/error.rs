@@ -56,6 +56,17 @@ pub enum KeyringError {
         /// The timeout.
         seconds: u64,
     },
+    /// A keyring call timed out a short while ago (in this or another process), or one is
+    /// waiting on it right now: it is not asked again until `again_in` seconds from now.
+    #[error(
+        "the keyring did not answer {seconds_ago} s ago; it is not asked again for {again_in} s (`kimi-vault doctor` asks it)"
+    )]
+    RecentlyTimedOut {
+        /// Seconds since the timeout (or since the slow call began).
+        seconds_ago: u64,
+        /// Seconds until it is asked again.
+        again_in: u64,
+    },
     /// The entry is longer than the platform's keyring allows.
     #[error("the entry's {attribute} is longer than this keyring allows ({limit})")]
     TooLong {
@@ -94,6 +105,7 @@ impl KeyringError {
                 | KeyringError::NoService { .. }
                 | KeyringError::Locked { .. }
                 | KeyringError::TimedOut { .. }
+                | KeyringError::RecentlyTimedOut { .. }
                 | KeyringError::Platform { .. }
         )
     }

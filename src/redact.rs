@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use zeroize::Zeroizing;
@@ -67,36 +67,233 @@ const SENSITIVE: &[&str] = &[
 /// Authorization schemes: the word after one of them is the credential.
 const SCHEMES: &[&str] = &["bearer", "basic", "token", "digest", "negotiate", "oauth"];
 
-/// One remembered secret: its raw form first, then the other forms it may be printed in. Every
-/// form is wiped when the secret is forgotten (evicted) or the process ends.
 /// One remembered secret: `forms[0]` is the secret itself; the encoded forms are added the
 /// first time some text is scrubbed (most processes never scrub anything, and computing a
-/// dozen encodings of every token read would cost a warm `token` a third of its time).
+/// dozen encodings of every token read would cost a warm `token` a third of its time). Every
+/// form is wiped when the secret is forgotten (evicted) or the process ends.
 struct Remembered {
-    forms: Vec<Zeroizing<String>>,
-    encoded: bool,
+    forms: Vec<Arc<Zeroizing<String>>>,
+    /// True once the encoded forms are computed and every form is in the [`Index`].
+    indexed: bool,
 }
 
-impl Remembered {
-    fn forms(&mut self) -> &[Zeroizing<String>] {
-        if !self.encoded {
-            let all = forms_of(&self.forms[0]);
-            // The old buffer (the raw form alone) is zeroized as it is dropped.
-            self.forms = all;
-            self.encoded = true;
+/// Every remembered secret, oldest first, and the index their forms are found with.
+struct Known {
+    secrets: VecDeque<Remembered>,
+    /// Secrets not in the index yet (their forms are computed at the next scrub).
+    unindexed: usize,
+    index: Index,
+}
+
+static KNOWN: Mutex<Known> = Mutex::new(Known {
+    secrets: VecDeque::new(),
+    unindexed: 0,
+    index: Index::new(),
+});
+
+/// Locks the remembered secrets (a panic elsewhere does not stop redaction).
+fn known() -> std::sync::MutexGuard<'static, Known> {
+    KNOWN.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Known {
+    /// Computes the forms of the secrets remembered since the last scrub, and indexes them.
+    fn index_pending(&mut self) {
+        if self.unindexed == 0 {
+            return;
         }
-        &self.forms
+        for secret in self.secrets.iter_mut().filter(|s| !s.indexed) {
+            let all = forms_of(&secret.forms[0]);
+            // The old buffer (the raw form alone) is zeroized as it is dropped.
+            secret.forms = all.into_iter().map(Arc::new).collect();
+            secret.indexed = true;
+            for (i, form) in secret.forms.iter().enumerate() {
+                self.index.insert(form, i == 0);
+            }
+        }
+        self.unindexed = 0;
+    }
+
+    /// Every remembered secret in every form (computing the forms not computed yet).
+    fn all_forms(&mut self) -> impl Iterator<Item = &str> {
+        self.index_pending();
+        self.secrets
+            .iter()
+            .flat_map(|k| k.forms.iter().map(|f| f.as_str()))
     }
 }
 
-static KNOWN: Mutex<VecDeque<Remembered>> = Mutex::new(VecDeque::new());
+/// Width of the windows the index fingerprints (every form is at least this long).
+const WINDOW: usize = MIN_REMEMBERED;
+/// A piece of a held secret at least this long is redacted wherever it appears on its own (a
+/// token split by a line break or a space in an error body); pieces of at least
+/// `2 * WINDOW - 1` characters are always found.
+const MIN_PIECE: usize = 16;
 
-/// Every remembered secret in every form (computing the forms not computed yet).
-fn all_forms(known: &mut VecDeque<Remembered>) -> Vec<&str> {
-    known
-        .iter_mut()
-        .flat_map(|k| k.forms().iter().map(|f| f.as_str()))
-        .collect()
+/// One indexed window: the form it comes from and where in it.
+struct Entry {
+    form: Arc<Zeroizing<String>>,
+    /// Byte offset of the window in the form.
+    offset: u32,
+    /// A piece of the secret (the raw form cut in windows) rather than the start of a form.
+    piece: bool,
+}
+
+/// Finds every remembered form in one pass over a text, without keeping a copy of any secret
+/// outside the wiped [`Remembered`] buffers: the windows of `WINDOW` bytes that start a form
+/// (and every `WINDOW`-th window of a raw secret, to find its pieces) are fingerprinted with a
+/// per-process random 16-bit hash. A pass looks each window of the text up in a bit set and
+/// compares the few candidates with the forms themselves.
+///
+/// (A multi-pattern automaton such as aho-corasick's was the first choice, but it copies every
+/// pattern into its transition tables, which are freed without being wiped, and it must be
+/// rebuilt whenever a secret is added: a proxy or a fuzzer adds them all the time.)
+struct Index {
+    /// Bit `h` is set when some entry has fingerprint `h`.
+    bits: Option<Box<[u64; 1024]>>,
+    buckets: Option<std::collections::HashMap<u16, Vec<Entry>>>,
+    /// Random per-process keys of the fingerprint (0 until the first insert).
+    keys: (u64, u64),
+}
+
+impl Index {
+    const fn new() -> Self {
+        Index {
+            bits: None,
+            buckets: None,
+            keys: (0, 0),
+        }
+    }
+
+    fn fingerprint(&self, window: &[u8]) -> u16 {
+        fingerprint(self.keys, window)
+    }
+
+    /// Indexes `form` (its first window; with `pieces`, every `WINDOW`-th window too).
+    fn insert(&mut self, form: &Arc<Zeroizing<String>>, pieces: bool) {
+        if self.keys.1 == 0 {
+            let mut k = [0u8; 16];
+            let _ = getrandom::fill(&mut k);
+            let (a, b) = k.split_at(8);
+            self.keys = (
+                u64::from_le_bytes(a.try_into().unwrap_or_default()),
+                u64::from_le_bytes(b.try_into().unwrap_or_default()) | 1,
+            );
+        }
+        let bytes = form.as_bytes();
+        let mut offsets = vec![(0usize, false)];
+        if pieces && bytes.len() >= MIN_PIECE {
+            offsets.extend(
+                (WINDOW..=bytes.len() - WINDOW)
+                    .step_by(WINDOW)
+                    .map(|o| (o, true)),
+            );
+            offsets[0].1 = true;
+        }
+        for (offset, piece) in offsets {
+            let h = self.fingerprint(&bytes[offset..]);
+            self.bits.get_or_insert_with(|| Box::new([0; 1024]))[usize::from(h >> 6)] |=
+                1 << (h & 63);
+            self.buckets
+                .get_or_insert_with(Default::default)
+                .entry(h)
+                .or_default()
+                .push(Entry {
+                    form: Arc::clone(form),
+                    offset: offset as u32,
+                    piece,
+                });
+        }
+    }
+
+    /// Forgets every entry of `form`.
+    fn remove(&mut self, form: &Arc<Zeroizing<String>>) {
+        let Some(buckets) = self.buckets.as_mut() else {
+            return;
+        };
+        let bytes = form.as_bytes();
+        let mut offsets = vec![0usize];
+        if bytes.len() >= MIN_PIECE {
+            offsets.extend((WINDOW..=bytes.len() - WINDOW).step_by(WINDOW));
+        }
+        for offset in offsets {
+            let h = fingerprint(self.keys, &bytes[offset..]);
+            if let Some(list) = buckets.get_mut(&h) {
+                list.retain(|e| !Arc::ptr_eq(&e.form, form));
+                if list.is_empty() {
+                    buckets.remove(&h);
+                    if let Some(bits) = self.bits.as_mut() {
+                        bits[usize::from(h >> 6)] &= !(1 << (h & 63));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every span of `text` that is a remembered form, or a piece of a remembered secret of at
+    /// least [`MIN_PIECE`] bytes; unsorted, maybe overlapping.
+    fn find(&self, text: &str, hits: &mut Vec<(usize, usize)>) {
+        let (Some(bits), Some(buckets)) = (self.bits.as_ref(), self.buckets.as_ref()) else {
+            return;
+        };
+        let t = text.as_bytes();
+        if t.len() < WINDOW {
+            return;
+        }
+        for at in 0..=t.len() - WINDOW {
+            let h = self.fingerprint(&t[at..]);
+            if bits[usize::from(h >> 6)] & (1 << (h & 63)) == 0 {
+                continue;
+            }
+            let Some(list) = buckets.get(&h) else {
+                continue;
+            };
+            for e in list {
+                let form = e.form.as_bytes();
+                let offset = e.offset as usize;
+                if !e.piece {
+                    if t[at..].starts_with(form) {
+                        hits.push((at, at + form.len()));
+                    }
+                    continue;
+                }
+                if t[at..at + WINDOW] != form[offset..offset + WINDOW] {
+                    continue;
+                }
+                // Grow the match both ways as far as text and secret agree.
+                let back = t[..at]
+                    .iter()
+                    .rev()
+                    .zip(form[..offset].iter().rev())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                let ahead = t[at + WINDOW..]
+                    .iter()
+                    .zip(&form[offset + WINDOW..])
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                let (mut start, mut end) = (at - back, at + WINDOW + ahead);
+                if end - start < MIN_PIECE {
+                    continue;
+                }
+                while !text.is_char_boundary(start) {
+                    start -= 1;
+                }
+                while !text.is_char_boundary(end) {
+                    end += 1;
+                }
+                hits.push((start, end));
+            }
+        }
+    }
+}
+
+/// A 16-bit fingerprint of the first `WINDOW` bytes of `window` under the per-process `keys`.
+fn fingerprint(keys: (u64, u64), window: &[u8]) -> u16 {
+    let mut w = [0u8; WINDOW];
+    w.copy_from_slice(&window[..WINDOW]);
+    let x = (u64::from_le_bytes(w) ^ keys.0).wrapping_mul(keys.1);
+    ((x ^ (x >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 48) as u16
 }
 
 /// Remembers `secret` so that [`scrub`] removes it, in every form, from any text. Called by
@@ -105,21 +302,36 @@ pub fn remember(secret: &str) {
     if secret.len() < MIN_REMEMBERED {
         return;
     }
-    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(i) = known.iter().position(|k| k.forms[0].as_str() == secret) {
+    let mut known = known();
+    let known = &mut *known;
+    if let Some(i) = known
+        .secrets
+        .iter()
+        .position(|k| k.forms[0].as_str() == secret)
+    {
         // Most recently seen last, so that it is forgotten last.
-        let again = known.remove(i).expect("index from position");
-        known.push_back(again);
+        let again = known.secrets.remove(i).expect("index from position");
+        known.secrets.push_back(again);
         return;
     }
-    if known.len() == MAX_REMEMBERED {
-        // Dropped here: every form is zeroized.
-        drop(known.pop_front());
+    if known.secrets.len() == MAX_REMEMBERED
+        && let Some(old) = known.secrets.pop_front()
+    {
+        if old.indexed {
+            for form in &old.forms {
+                known.index.remove(form);
+            }
+        } else {
+            known.unindexed -= 1;
+        }
+        // Dropped here: every form is zeroized (the index held the last other references).
+        drop(old);
     }
-    known.push_back(Remembered {
-        forms: vec![Zeroizing::new(secret.to_owned())],
-        encoded: false,
+    known.secrets.push_back(Remembered {
+        forms: vec![Arc::new(Zeroizing::new(secret.to_owned()))],
+        indexed: false,
     });
+    known.unindexed += 1;
 }
 
 /// The forms a secret can be printed in: raw, JSON-escaped (also with `\/` and `\u` escapes),
@@ -225,15 +437,12 @@ fn base64_inner(
 /// Replaces every remembered secret, in every form, in `text` with `[REDACTED]`. Overlapping
 /// matches are merged into one replacement, so that no part of either secret survives.
 pub fn scrub(text: &str) -> String {
-    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
     let mut hits: Vec<(usize, usize)> = Vec::new();
-    for form in all_forms(&mut known) {
-        if form.is_empty() {
-            continue;
-        }
-        hits.extend(text.match_indices(form).map(|(at, m)| (at, at + m.len())));
+    {
+        let mut known = known();
+        known.index_pending();
+        known.index.find(text, &mut hits);
     }
-    drop(known);
     if hits.is_empty() {
         return text.to_owned();
     }
@@ -305,9 +514,9 @@ fn bounded_input(body: &str) -> std::borrow::Cow<'_, str> {
         return std::borrow::Cow::Borrowed(body);
     };
     let mut text = &body[..cut];
-    let mut known = KNOWN.lock().unwrap_or_else(|p| p.into_inner());
+    let mut known = known();
     let mut keep = text.len();
-    for form in all_forms(&mut known) {
+    for form in known.all_forms() {
         for (k, _) in form.char_indices().skip(1) {
             if text.ends_with(&form[..k]) {
                 keep = keep.min(text.len() - k);
@@ -793,6 +1002,53 @@ mod tests {
         let out = scrub(&b64);
         assert!(out.contains(REDACTED), "{b64} -> {out}");
         assert!(out.len() < b64.len() / 2, "{out}");
+    }
+
+    #[test]
+    fn a_held_secret_split_by_whitespace_is_redacted_in_both_halves() {
+        // Issue 14 item 10: letters only, so that no half looks like a token by its shape.
+        let raw = "heldRefreshLettersOnlyAbcdefgh".to_owned() + "ijklmnopQrstuvwxyzSplitInHalfX";
+        let s = crate::secret::SecretString::from(raw.as_str());
+        let secret = s.expose();
+        for cut in [16, 20, 30, 44] {
+            let (a, b) = secret.split_at(cut);
+            for gap in [" ", "\n", "\t", "\r\n", "  "] {
+                for body in [
+                    format!(
+                        r#"{{"error":"invalid_grant","error_description":"bad {a}{gap}{b} here"}}"#
+                    ),
+                    format!("upstream said: {a}{gap}{b}"),
+                    format!("{a}{gap}{b}"),
+                ] {
+                    let out = redact_body(&body);
+                    for half in [a, b] {
+                        assert!(!out.contains(half), "{cut} {gap:?}: {half} in {out}");
+                    }
+                    assert_eq!(redact_body(&out), out);
+                    assert!(!scrub(&body).contains(a) && !scrub(&body).contains(b));
+                }
+            }
+        }
+        // Ordinary words that share a few characters with it stay.
+        assert_eq!(scrub("held Refresh letters"), "held Refresh letters");
+    }
+
+    #[test]
+    fn a_forgotten_secret_leaves_the_index() {
+        let mut index = Index::new();
+        let form = Arc::new(Zeroizing::new("forgotten-secret-0123456789".to_owned()));
+        index.insert(&form, true);
+        let mut hits = Vec::new();
+        index.find("x forgotten-secret-0123456789 y", &mut hits);
+        assert!(
+            !hits.is_empty() && hits.iter().all(|&h| h == (2, 29)),
+            "{hits:?}"
+        );
+        index.remove(&form);
+        hits.clear();
+        index.find("x forgotten-secret-0123456789 y", &mut hits);
+        assert!(hits.is_empty());
+        assert_eq!(Arc::strong_count(&form), 1);
     }
 
     #[test]

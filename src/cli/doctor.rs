@@ -46,7 +46,7 @@ fn keyring_fix(e: &KeyringError) -> &'static str {
         KeyringError::Locked { .. } => {
             "the collection is locked and no unlock prompt can be shown: unlock it (log in to the desktop session, or `gnome-keyring-daemon --unlock`); meanwhile auto mode uses the encrypted file"
         }
-        KeyringError::TimedOut { .. } => {
+        KeyringError::TimedOut { .. } | KeyringError::RecentlyTimedOut { .. } => {
             "the keyring did not answer: it is probably waiting on an unlock prompt nobody can see; unlock it; meanwhile auto mode uses the encrypted file"
         }
         KeyringError::TooLong { .. } => {

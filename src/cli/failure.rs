@@ -134,7 +134,9 @@ impl Failure {
                         KeyringError::NoService { .. } => {
                             "start a Secret Service on the session bus (gnome-keyring, KeePassXC)"
                         }
-                        KeyringError::Locked { .. } | KeyringError::TimedOut { .. } => {
+                        KeyringError::Locked { .. }
+                        | KeyringError::TimedOut { .. }
+                        | KeyringError::RecentlyTimedOut { .. } => {
                             "unlock the keyring (log in to the desktop session, or `gnome-keyring-daemon --unlock`)"
                         }
                         _ => "use a keyring that accepts the entry",

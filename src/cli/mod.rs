@@ -2,10 +2,12 @@
 //! failures into messages and exit codes.
 
 mod completions;
+mod config;
 mod doctor;
 mod doctor_clients;
 mod exec_proxy;
 mod failure;
+mod fast;
 mod logging;
 mod login;
 mod logout;
@@ -79,16 +81,9 @@ not starting with '.'.";
     arg_required_else_help = true
 )]
 struct Cli {
-    /// Profile to use (1-64 of A-Z a-z 0-9 - _ ., not starting with '.') [default: the one
-    /// `kimi-vault profiles use NAME` made the default, else default].
-    #[arg(
-        long,
-        global = true,
-        env = "KIMI_VAULT_PROFILE",
-        hide_env_values = true,
-        value_name = "NAME",
-        display_order = 1
-    )]
+    /// Profile to use (1-64 of A-Z a-z 0-9 - _ ., not starting with '.') [env: KIMI_VAULT_PROFILE]
+    /// [default: the one set with `profiles use`, else default].
+    #[arg(long, global = true, value_name = "NAME", display_order = 1)]
     profile: Option<String>,
     /// Machine-readable output on stdout (human text goes to stderr).
     #[arg(long, global = true, display_order = 2)]
@@ -103,67 +98,31 @@ struct Cli {
     command: Command,
 }
 
-/// Where things are, usually set through the environment.
-#[derive(Debug, Args)]
+/// Where things are, usually set through the environment. clap reads none of the variables:
+/// [`Config::fill_from_env`] (the configuration layer, `config.rs`) does, once.
+#[derive(Debug, Default, Args)]
 #[command(next_help_heading = "Configuration (usually set through the environment)")]
 pub(crate) struct Config {
     /// Directory of the encrypted vault, its key, lock and device id [default: the platform
-    /// data directory, ~/.local/share/kimi-vault on Linux].
-    #[arg(
-        long,
-        global = true,
-        env = "KIMI_VAULT_HOME",
-        hide_env_values = true,
-        value_name = "DIR"
-    )]
+    /// data directory, ~/.local/share/kimi-vault on Linux] [env: KIMI_VAULT_HOME].
+    #[arg(long, global = true, value_name = "DIR")]
     pub(crate) vault_home: Option<PathBuf>,
     /// Where credentials are kept: auto (the OS keyring, the encrypted file where no keyring is
-    /// usable), keyring (fail rather than fall back), file.
-    #[arg(
-        long,
-        global = true,
-        env = "KIMI_VAULT_BACKEND",
-        hide_env_values = true,
-        value_enum,
-        default_value_t = BackendArg::Auto,
-        value_name = "MODE"
-    )]
-    pub(crate) backend: BackendArg,
-    /// OAuth host override (KIMI_OAUTH_HOST is read too, after this one).
-    #[arg(
-        long,
-        global = true,
-        env = "KIMI_CODE_OAUTH_HOST",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
+    /// usable), keyring (fail rather than fall back), file [env: KIMI_VAULT_BACKEND] [default:
+    /// auto].
+    #[arg(long, global = true, value_enum, value_name = "MODE")]
+    pub(crate) backend: Option<BackendArg>,
+    /// OAuth host override [env: KIMI_CODE_OAUTH_HOST, then KIMI_OAUTH_HOST].
+    #[arg(long, global = true, value_name = "URL")]
     pub(crate) oauth_host: Option<String>,
     /// The other name of the OAuth host override.
-    #[arg(
-        long,
-        global = true,
-        env = "KIMI_OAUTH_HOST",
-        hide_env_values = true,
-        hide = true
-    )]
+    #[arg(long, global = true, hide = true)]
     pub(crate) kimi_oauth_host: Option<String>,
-    /// API base override.
-    #[arg(
-        long,
-        global = true,
-        env = "KIMI_CODE_BASE_URL",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
+    /// API base override [env: KIMI_CODE_BASE_URL].
+    #[arg(long, global = true, value_name = "URL")]
     pub(crate) api_base: Option<String>,
-    /// OAuth client id override.
-    #[arg(
-        long,
-        global = true,
-        env = "KIMI_CLIENT_ID",
-        hide_env_values = true,
-        value_name = "ID"
-    )]
+    /// OAuth client id override [env: KIMI_CLIENT_ID].
+    #[arg(long, global = true, value_name = "ID")]
     pub(crate) client_id: Option<String>,
 }
 
@@ -224,7 +183,7 @@ enum Command {
     )]
     Token {
         /// Refresh first if the token expires within this many seconds.
-        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        #[arg(long, default_value_t = fast::DEFAULT_MIN_VALID, value_name = "SECONDS")]
         min_valid: u32,
         /// Refresh now, whatever the token's age (once across processes: a refresh another
         /// process has just made is used instead).
@@ -422,7 +381,7 @@ impl Config {
             Some(home) => VaultPaths::at(home.clone()),
             None => VaultPaths::platform_default()?,
         };
-        let mode = match self.backend {
+        let mode = match self.backend.unwrap_or(BackendArg::Auto) {
             BackendArg::Auto => BackendMode::Auto,
             BackendArg::Keyring => BackendMode::Keyring,
             BackendArg::File => BackendMode::File,
@@ -529,12 +488,17 @@ fn parse_failure(e: clap::Error, args: &[OsString]) -> u8 {
     exit::USAGE
 }
 
-/// Parses the arguments, runs the command, and returns the exit code.
+/// Parses the arguments, runs the command, and returns the exit code. The everyday `token`
+/// command lines are recognised without building clap's parser ([`fast::token_command`]);
+/// everything else (and anything unusual about those) goes through clap.
 pub(crate) fn main() -> u8 {
     let args: Vec<OsString> = std::env::args_os().collect();
-    let cli = match Cli::try_parse_from(&args) {
-        Ok(cli) => cli,
-        Err(e) => return parse_failure(e, &args),
+    let cli = match fast::token_command(&args) {
+        Some(cli) => cli,
+        None => match Cli::try_parse_from(&args) {
+            Ok(cli) => cli,
+            Err(e) => return parse_failure(e, &args),
+        },
     };
     logging::init(cli.verbose);
     if cli.command.defers_signals_during_refresh() {
@@ -542,6 +506,7 @@ pub(crate) fn main() -> u8 {
     }
     let json = cli.json;
     let is_login = matches!(cli.command, Command::Login { .. });
+    // The profile named in messages: the flag's until the configuration is resolved.
     let mut profile = cli
         .profile
         .clone()
@@ -574,19 +539,8 @@ pub(crate) fn report(failure: &Failure, profile: &str, json: bool, is_login: boo
     code
 }
 
-/// The profile in use: `--profile` or `KIMI_VAULT_PROFILE` (clap reads both, the flag first),
-/// else the persisted default (`profiles use NAME`: the file `default-profile` in the vault
-/// directory), else `default`.
-pub(crate) fn resolve_profile(given: Option<&str>, paths: &VaultPaths) -> Result<String, Failure> {
-    if let Some(name) = given {
-        return Ok(name.to_owned());
-    }
-    Ok(kimi_vault::store::read_default_profile(paths)?
-        .unwrap_or_else(|| kimi_vault::store::DEFAULT_PROFILE.to_owned()))
-}
-
 /// Runs the command; `profile` is set to the profile in use once it is known (for messages).
-fn run(cli: Cli, profile: &mut String) -> CmdResult {
+fn run(mut cli: Cli, profile: &mut String) -> CmdResult {
     // Commands that need no vault and no profile.
     match &cli.command {
         Command::Completions { shell } => return completions::completions(*shell),
@@ -595,8 +549,9 @@ fn run(cli: Cli, profile: &mut String) -> CmdResult {
         }
         _ => {}
     }
+    cli.config.fill_from_env()?;
     let vault = cli.config.vault()?;
-    *profile = resolve_profile(cli.profile.as_deref(), vault.paths())?;
+    *profile = config::resolve_profile(cli.profile.take(), vault.paths())?;
     let session = Session::new(vault, profile, cli.config.overrides())?;
     let ctx = Ctx {
         json: cli.json,

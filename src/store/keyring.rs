@@ -4,18 +4,26 @@
 //! collection waiting on a prompt nobody can see) costs seconds, not a hang. Where there is
 //! plainly no D-Bus session, the keyring is declared unavailable without trying.
 
+use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::error::KeyringError;
 use crate::redact::redact_text;
+use crate::store::paths::KEYRING_TIMEOUT_FILE;
 use crate::store::record::Credential;
 
 /// Keyring service name; one entry per profile, the profile name as user.
 pub const SERVICE: &str = "kimi-vault";
 /// How long one keyring call may take.
 pub const KEYRING_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a keyring call timed out, no process using the same vault directory and session bus
+/// asks the keyring again for this long (SPEC §4; `doctor` still probes it).
+pub const KEYRING_QUIET_AFTER_TIMEOUT: Duration = Duration::from_secs(60);
+/// A call not answered after this long is recorded as slow, so that processes starting
+/// meanwhile do not each wait for the timeout too.
+const SLOW_CALL: Duration = Duration::from_secs(1);
 
 type KResult<T> = std::result::Result<T, KeyringError>;
 
@@ -23,12 +31,113 @@ type KResult<T> = std::result::Result<T, KeyringError>;
 #[derive(Debug, Clone)]
 pub(crate) struct KeyringBackend {
     timeout: Duration,
+    /// Where a timeout is recorded for other processes (`keyring.timeout` in the vault
+    /// directory); `None`: not recorded, not consulted.
+    memo: Option<PathBuf>,
 }
 
 impl Default for KeyringBackend {
     fn default() -> Self {
         KeyringBackend {
             timeout: KEYRING_TIMEOUT,
+            memo: None,
+        }
+    }
+}
+
+/// What `keyring.timeout` records: a call that is slow right now, or one that timed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Memo {
+    Slow,
+    TimedOut,
+}
+
+/// The session bus a memo is about (another login session has another keyring).
+fn bus_address() -> String {
+    std::env::var("DBUS_SESSION_BUS_ADDRESS").unwrap_or_default()
+}
+
+impl KeyringBackend {
+    /// The backend, recording a keyring that does not answer in `memo` for other processes.
+    pub(crate) fn with_memo(memo: PathBuf) -> Self {
+        KeyringBackend {
+            memo: Some(memo),
+            ..Self::default()
+        }
+    }
+
+    /// The same backend without the shared record (for `doctor`'s probe, which always asks).
+    pub(crate) fn ignoring_memo(&self) -> Self {
+        KeyringBackend {
+            memo: None,
+            ..self.clone()
+        }
+    }
+
+    /// Why the keyring is not to be asked now: another process recorded a timeout less than a
+    /// minute ago, or a call that has been waiting for more than a second and less than the
+    /// timeout.
+    fn recently_unanswered(&self) -> Option<KeyringError> {
+        let path = self.memo.as_ref()?;
+        let data = crate::store::fsutil::read_private(path, 4096).ok()??;
+        let text = String::from_utf8_lossy(data.expose());
+        let mut lines = text.lines();
+        let kind = match lines.next()? {
+            "slow" => Memo::Slow,
+            "timeout" => Memo::TimedOut,
+            _ => return None,
+        };
+        let at_ms: u64 = lines.next()?.parse().ok()?;
+        if lines.next()? != bus_address() {
+            return None;
+        }
+        let now = u64::try_from(crate::clock::now_unix_ms()).unwrap_or(0);
+        let ago = Duration::from_millis(now.saturating_sub(at_ms));
+        let quiet = match kind {
+            Memo::Slow => self.timeout,
+            Memo::TimedOut => KEYRING_QUIET_AFTER_TIMEOUT,
+        };
+        (ago < quiet).then(|| KeyringError::RecentlyTimedOut {
+            seconds_ago: ago.as_secs(),
+            again_in: (quiet - ago).as_secs().max(1),
+        })
+    }
+
+    /// Clears a recorded timeout (the keyring just answered `doctor`'s probe).
+    pub(crate) fn forget_timeout(&self) {
+        if self.memo.as_ref().is_some_and(|p| p.exists()) {
+            self.record(None);
+        }
+    }
+
+    /// Records (or, with `None`, clears) the state of the keyring for other processes.
+    fn record(&self, memo: Option<Memo>) {
+        let Some(path) = self.memo.as_ref() else {
+            return;
+        };
+        let Some(dir) = path.parent() else {
+            return;
+        };
+        let result = match memo {
+            None => crate::store::fsutil::remove_if_exists(path),
+            Some(kind) => {
+                let text = format!(
+                    "{}\n{}\n{}\n",
+                    if kind == Memo::Slow {
+                        "slow"
+                    } else {
+                        "timeout"
+                    },
+                    crate::clock::now_unix_ms(),
+                    bus_address()
+                );
+                crate::store::fsutil::ensure_private_dir(dir).and_then(|()| {
+                    crate::store::fsutil::write_atomic(dir, KEYRING_TIMEOUT_FILE, text.as_bytes())
+                })
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!("cannot record the keyring's state: {e}");
         }
     }
 }
@@ -176,31 +285,101 @@ fn init_store() -> KResult<()> {
         .clone()
 }
 
+/// Reads the Secret Service item of `service`/`user` (the attributes
+/// zbus-secret-service-keyring-store gives its items) over a *plain* session.
+///
+/// The store crate always opens an encrypted session: a Diffie-Hellman exchange computed with a
+/// naive big-integer power (95 % of a keyring `token`, 30 M instructions). That encryption only
+/// hides the secret from someone who can read the session bus's messages, which is a process of
+/// the same user, who can as well ask the Secret Service for the secret itself. So reads, the
+/// frequent operation, use a plain session; writes and deletes (rare) still go through the store.
+/// SECURITY.md weighs it.
+#[cfg(target_os = "linux")]
+fn plain_read(service: &str, user: &str) -> KResult<Option<zeroize::Zeroizing<String>>> {
+    use secret_service::EncryptionType;
+    use secret_service::blocking::SecretService;
+    let fail = |e: secret_service::Error| classify_platform(&e, false);
+    let ss = SecretService::connect(EncryptionType::Plain).map_err(fail)?;
+    let attributes = std::collections::HashMap::from([("service", service), ("username", user)]);
+    let found = ss.search_items(attributes).map_err(fail)?;
+    if !found.locked.is_empty() {
+        let locked: Vec<_> = found.locked.iter().collect();
+        ss.unlock_all(&locked)
+            .map_err(|e| classify_platform(&e, true))?;
+    }
+    let items: Vec<_> = found.unlocked.iter().chain(found.locked.iter()).collect();
+    match items.as_slice() {
+        [] => Ok(None),
+        [item] => {
+            let bytes = item.get_secret().map_err(|e| classify_platform(&e, true))?;
+            match String::from_utf8(bytes) {
+                Ok(text) => Ok(Some(zeroize::Zeroizing::new(text))),
+                Err(e) => {
+                    zeroize::Zeroize::zeroize(&mut e.into_bytes());
+                    Err(KeyringError::EntryUnreadable {
+                        why: "is not valid UTF-8".into(),
+                    })
+                }
+            }
+        }
+        many => Err(KeyringError::Ambiguous { count: many.len() }),
+    }
+}
+
 impl KeyringBackend {
     /// Runs `op` against the platform's store on a helper thread, with the timeout.
     fn call<T: Send + 'static>(
         &self,
         op: impl FnOnce() -> keyring_core::Result<T> + Send + 'static,
     ) -> KResult<keyring_core::Result<T>> {
+        self.call_with(true, op)
+    }
+
+    /// Runs `op` on a helper thread, with the timeout; with `store`, after setting up the
+    /// keyring-core store (which `op` then uses).
+    fn call_with<T: Send + 'static>(
+        &self,
+        store: bool,
+        op: impl FnOnce() -> keyring_core::Result<T> + Send + 'static,
+    ) -> KResult<keyring_core::Result<T>> {
         if let Some(reason) = quick_unavailable() {
+            return Err(reason);
+        }
+        if let Some(reason) = self.recently_unanswered() {
             return Err(reason);
         }
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("keyring".into())
             .spawn(move || {
-                let result = init_store().map(|()| op());
+                let result = if store {
+                    init_store().map(|()| op())
+                } else {
+                    Ok(op())
+                };
                 let _ = tx.send(result);
             })
             .map_err(|e| KeyringError::Platform {
                 detail: format!("cannot start a thread: {e}"),
             })?;
         let started = std::time::Instant::now();
-        let result = rx
-            .recv_timeout(self.timeout)
-            .map_err(|_| KeyringError::TimedOut {
-                seconds: self.timeout.as_secs(),
-            });
+        let first_wait = if self.memo.is_some() {
+            SLOW_CALL.min(self.timeout)
+        } else {
+            self.timeout
+        };
+        let result = match rx.recv_timeout(first_wait) {
+            Ok(r) => Ok(r),
+            Err(_) => {
+                // Slow: processes starting now do not wait for it too.
+                self.record(Some(Memo::Slow));
+                let answer = rx.recv_timeout(self.timeout.saturating_sub(first_wait));
+                self.record(answer.is_err().then_some(Memo::TimedOut));
+                answer.map_err(|_| KeyringError::TimedOut {
+                    seconds: self.timeout.as_secs(),
+                })
+            }
+        };
         tracing::debug!(
             "keyring call for {SERVICE}/… took {} ms",
             started.elapsed().as_millis()
@@ -307,6 +486,14 @@ impl KeyringBackend {
         service: &str,
         user: &str,
     ) -> KResult<Option<zeroize::Zeroizing<String>>> {
+        #[cfg(target_os = "linux")]
+        {
+            let (service, user) = (service.to_owned(), user.to_owned());
+            return self
+                .call_with(false, move || Ok(plain_read(&service, &user)))?
+                .unwrap_or_else(|e| Err(describe(&e)));
+        }
+        #[allow(unreachable_code)]
         match self.call_entry(service, user, |e| e.get_password())? {
             Ok(value) => Ok(Some(zeroize::Zeroizing::new(value))),
             Err(keyring_core::Error::NoEntry) => Ok(None),

@@ -14,6 +14,7 @@ pub(crate) mod default_profile;
 pub(crate) mod device_id;
 pub(crate) mod file;
 pub(crate) mod fsutil;
+pub(crate) mod index;
 pub mod inspect;
 pub(crate) mod key;
 pub(crate) mod keyring;

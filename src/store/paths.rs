@@ -19,7 +19,12 @@ pub(crate) const MAX_VAULT_BYTES: u64 = 4 * 1024 * 1024;
 pub const LOCK_FILE: &str = "vault.lock";
 /// Name of the persistent device id file.
 pub const DEVICE_ID_FILE: &str = "device-id";
-/// Name of the file that holds the default profile (`profiles use NAME`).
+/// Name of the non-secret index of which backend holds each profile.
+pub const INDEX_FILE: &str = "vault.index";
+/// Name of the record of a keyring that did not answer in time (not asked again for a while).
+pub const KEYRING_TIMEOUT_FILE: &str = "keyring.timeout";
+/// Name of the file that holds the default profile (`profiles use NAME`): the name and a
+/// newline.
 pub const DEFAULT_PROFILE_FILE: &str = "default-profile";
 /// Name of the file that records a recent transient refresh failure (a short back-off shared by
 /// every process using the vault).
@@ -75,6 +80,14 @@ impl VaultPaths {
     /// `device-id`.
     pub fn device_id(&self) -> PathBuf {
         self.home.join(DEVICE_ID_FILE)
+    }
+    /// `vault.index`.
+    pub fn index(&self) -> PathBuf {
+        self.home.join(INDEX_FILE)
+    }
+    /// `keyring.timeout`.
+    pub fn keyring_timeout(&self) -> PathBuf {
+        self.home.join(KEYRING_TIMEOUT_FILE)
     }
     /// `default-profile`.
     pub fn default_profile(&self) -> PathBuf {

@@ -8,6 +8,7 @@ use crate::clock::now_unix_ms;
 use crate::error::{Error, KeyringError, Result, VaultProblem};
 use crate::store::file::{FileBackend, KeptAside, can_set_aside};
 use crate::store::fsutil;
+use crate::store::index;
 use crate::store::keyring::{KeyringBackend, SERVICE};
 use crate::store::lock::VaultLock;
 use crate::store::paths::VaultPaths;
@@ -175,9 +176,9 @@ impl Vault {
     pub fn new(paths: VaultPaths, mode: BackendMode) -> Self {
         Vault {
             file: FileBackend::new(paths.clone()),
+            keyring: KeyringBackend::with_memo(paths.keyring_timeout()),
             paths,
             mode,
-            keyring: KeyringBackend::default(),
             keyring_status: Mutex::new(None),
         }
     }
@@ -269,8 +270,14 @@ impl Vault {
     }
 
     fn note_keyring(&self, status: KeyringStatus) {
-        if let KeyringStatus::Unavailable(why) = &status {
-            tracing::info!("OS keyring unavailable: {why}");
+        match &status {
+            KeyringStatus::Unavailable(
+                why @ (KeyringError::TimedOut { .. } | KeyringError::RecentlyTimedOut { .. }),
+            ) if self.mode == BackendMode::Auto => {
+                tracing::warn!("OS keyring unavailable: {why}; using the encrypted file");
+            }
+            KeyringStatus::Unavailable(why) => tracing::info!("OS keyring unavailable: {why}"),
+            KeyringStatus::Available => {}
         }
         *self
             .keyring_status
@@ -380,6 +387,28 @@ impl Vault {
                     .map_err(|e| keyring_error(profile, e))?,
             )),
             BackendMode::Auto => {
+                // The index names the backend that holds the profile: ask only that one (when
+                // it has nothing, or cannot be read, ask both as below).
+                match index::lookup(&self.paths, profile) {
+                    Some(BackendKind::File) => {
+                        if let Ok(Some(cred)) = self.file_load(profile) {
+                            return Ok(in_file(Some(cred)));
+                        }
+                    }
+                    Some(BackendKind::Keyring) if !self.keyring_known_unavailable() => {
+                        match self.keyring_load(profile) {
+                            Ok(Some(cred)) => {
+                                self.note_keyring(KeyringStatus::Available);
+                                return Ok(in_keyring(Some(cred)));
+                            }
+                            Err(e) if e.is_unavailable() => {
+                                self.note_keyring(KeyringStatus::Unavailable(e));
+                            }
+                            _ => {}
+                        }
+                    }
+                    _ => {}
+                }
                 if self.keyring_known_unavailable() {
                     tracing::info!("OS keyring: not asked again (found unavailable earlier)");
                     return Ok(in_file(self.file_load(profile)?));
@@ -435,6 +464,19 @@ impl Vault {
     ) -> Result<BackendKind> {
         let mut cred = cred.clone();
         cred.updated_at_ms = now_unix_ms();
+        let indexed = index::lookup(&self.paths, profile);
+        // The backend this write goes to, when known before it is made.
+        let planned = match self.mode {
+            BackendMode::File => Some(BackendKind::File),
+            BackendMode::Keyring => Some(BackendKind::Keyring),
+            BackendMode::Auto if self.keyring_known_unavailable() => Some(BackendKind::File),
+            BackendMode::Auto => Some(BackendKind::Keyring),
+        };
+        if indexed.is_some() && indexed != planned {
+            // Moving to another backend: until both are written, the index names none, and
+            // reads ask both.
+            index::set(&self.paths, profile, None, lock)?;
+        }
         let target = match self.mode {
             BackendMode::File => BackendKind::File,
             BackendMode::Keyring => {
@@ -451,9 +493,15 @@ impl Vault {
                 }
                 Err(e) if e.is_unavailable() => {
                     self.note_keyring(KeyringStatus::Unavailable(e));
+                    if indexed == Some(BackendKind::Keyring) {
+                        index::set(&self.paths, profile, None, lock)?;
+                    }
                     BackendKind::File
                 }
                 Err(e @ KeyringError::TooLong { .. }) => {
+                    if indexed == Some(BackendKind::Keyring) {
+                        index::set(&self.paths, profile, None, lock)?;
+                    }
                     // Reachable but too small: an older entry must not outlive this write.
                     let _ = self.keyring.delete(profile);
                     self.note_keyring(KeyringStatus::Unavailable(e));
@@ -475,6 +523,9 @@ impl Vault {
                 self.replace_exposed_key(lock);
             }
         }
+        if let Err(e) = index::set(&self.paths, profile, Some(target), lock) {
+            tracing::warn!("could not update the backend index: {e}");
+        }
         Ok(target)
     }
 
@@ -492,6 +543,7 @@ impl Vault {
         if self.file.exists() {
             removed |= self.file.delete(profile, lock)?;
         }
+        self.forget_in_index(profile, lock);
         self.replace_exposed_key(lock);
         Ok(removed)
     }
@@ -506,6 +558,7 @@ impl Vault {
         lock: &VaultLock,
     ) -> Result<(bool, Vec<KeptAside>)> {
         let removed = self.delete_from_keyring(profile)?;
+        self.forget_in_index(profile, lock);
         if !self.file.exists() {
             return Ok((removed, Vec::new()));
         }
@@ -513,6 +566,14 @@ impl Vault {
             Ok(r) => Ok((removed || r, Vec::new())),
             Err(e) if can_set_aside(&e) => Ok((removed, self.file.set_aside_unreadable(&e, lock)?)),
             Err(e) => Err(e),
+        }
+    }
+
+    /// After a delete: the index names no backend for the profile (a stale line would only
+    /// cost a read of the named backend, but the index should say what is there).
+    fn forget_in_index(&self, profile: &str, lock: &VaultLock) {
+        if let Err(e) = index::set(&self.paths, profile, None, lock) {
+            tracing::warn!("could not update the backend index: {e}");
         }
     }
 
@@ -625,13 +686,20 @@ impl Vault {
             crate::store::crypto::hex(&tag)
         );
         let payload = crate::store::crypto::hex(&raw);
-        self.keyring
+        let probe = self
+            .keyring
+            .ignoring_memo()
             .round_trip(SERVICE, &user, &payload)
             .map(|[write, read, delete]| KeyringProbe {
                 write,
                 read,
                 delete,
-            })
+            });
+        if probe.is_ok() {
+            // It answers: other processes may ask it again.
+            self.keyring.forget_timeout();
+        }
+        probe
     }
 
     /// The keyring backend, for reading and removing other tools' entries (`migrate`).
