@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod upstream;
+
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -447,4 +449,13 @@ pub fn report(line: &str) {
             let _ = writeln!(f, "{line}");
         }
     }
+}
+
+/// For the tests that are `#[ignore = "needs root …"]`: run without root (with
+/// `--include-ignored`), they fail here, saying why, rather than pass having tested nothing.
+pub fn require_root(why: &str) {
+    assert!(
+        rustix::process::geteuid().as_raw() == 0,
+        "this test needs root ({why}): run it as root, or leave out --include-ignored"
+    );
 }

@@ -2,9 +2,7 @@
 //! decimal strings, missing windows, extra fields, 401 → one refresh → retry, a second 401,
 //! 402, 5xx, and canaries that never reach the output.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 
 fn json(out: &std::process::Output) -> serde_json::Value {

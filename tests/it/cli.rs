@@ -4,11 +4,9 @@
 //! logout that resets or touches nothing, the keyring-mode fix, one error prefix, `-v` on
 //! status, `--help`, completions and the man page.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 
 fn text(b: &[u8]) -> String {

@@ -1,9 +1,7 @@
 //! `kimi-vault doctor` and `kimi-vault profiles` through the real binary (file backend, and
 //! `auto` with no session bus at all; the real gnome-keyring cases are in tests/keyring.rs).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn run_json(
     env: &TestEnv,
@@ -253,8 +251,11 @@ fn doctor_checks_configured_hosts_against_the_endpoint_rule_without_echoing_pass
     assert!(String::from_utf8_lossy(&out.stdout).contains("refused"));
 }
 
-#[cfg(feature = "testing")]
 #[test]
+#[cfg_attr(
+    not(feature = "testing"),
+    ignore = "needs `--features testing` (the KIMI_VAULT_TEST_NOW clock); scripts/test.sh turns it on"
+)]
 fn doctor_notices_a_clock_that_went_back() {
     let env = TestEnv::new();
     env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);

@@ -1,4 +1,3 @@
-#![cfg(feature = "testing")]
 //! Property tests (proptest) for the vault envelope and the redactor.
 
 use kimi_vault::internals::{EnvelopeError, VaultKey, open, seal_with_nonce};

@@ -1,8 +1,6 @@
 //! Device-flow login through the real binary against the fake Kimi server.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 
 fn json_lines(out: &[u8]) -> Vec<serde_json::Value> {

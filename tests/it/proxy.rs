@@ -3,18 +3,14 @@
 //! filtering, 401 healing, 402, SSE timing, concurrency, big bodies, health, graceful shutdown,
 //! stand-in clients for every recipe, and bad input.
 
-mod common;
-#[path = "common/upstream.rs"]
-mod upstream;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
-use upstream::{Reject, Upstream};
+use crate::common::upstream::{Reject, Upstream};
+use crate::common::*;
 
 const SEED_ACCESS: &str = "at-seed-0123456789abcdef0123";
 const SEED_REFRESH: &str = "rt-seed-0123456789abcdef0123";

@@ -1,8 +1,6 @@
 //! Token, refresh and rotation through the real binary against the fake Kimi server.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use predicates::prelude::*;
 
 #[test]

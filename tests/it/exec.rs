@@ -1,8 +1,6 @@
 //! `kimi-vault exec` through the real binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn exec_injects_token_and_base_url_and_returns_exit_code() {

@@ -3,13 +3,11 @@
 //! signal (a shell reports 128+n), the rotated tokens are stored, and the next `token` works
 //! without a new login. Outside a refresh the signals act at once, as by default.
 
-mod common;
-
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rustix::process::{Pid, Signal, kill_process};
 
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
