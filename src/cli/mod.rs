@@ -532,3 +532,13 @@ fn run(cli: Cli) -> CmdResult {
 pub(crate) fn command() -> clap::Command {
     <Cli as clap::CommandFactory>::command()
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency check of the whole definition (flags, `env`, conflicts,
+    /// subcommands), which otherwise runs only when a broken path is taken.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::command().debug_assert();
+    }
+}
