@@ -660,6 +660,7 @@ fn graceful_shutdown_finishes_an_in_flight_stream() {
 }
 
 #[test]
+#[ignore = "needs python3 (the stand-in clients): scripts/test.sh runs it with --include-ignored"]
 fn ready_output_key_is_stable_and_the_export_lines_work() {
     let (env, up) = seeded(3600);
     let p = start(&env, &up, &[]);
@@ -741,6 +742,7 @@ print(json.load(urllib.request.urlopen(req))["choices"][0]["message"]["content"]
 }
 
 #[test]
+#[ignore = "needs python3 (the stand-in clients): scripts/test.sh runs it with --include-ignored"]
 fn exec_proxy_recipes_work_for_each_client() {
     let (env, up) = seeded(3600);
     for (client, script) in [
@@ -782,6 +784,7 @@ print(json.load(urllib.request.urlopen(req))["content"][0]["text"])
 "#;
 
 #[test]
+#[ignore = "needs python3 (the stand-in clients): scripts/test.sh runs it with --include-ignored"]
 fn readme_recipes_api_key_helper_and_a_running_proxy_for_openai_clients() {
     let (env, up) = seeded(3600);
     // apiKeyHelper: ANTHROPIC_BASE_URL is the API base without /v1.
