@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo-deny >/dev/null 2>&1; then
-    cargo install cargo-deny --locked --quiet
+    cargo install cargo-deny --locked
 fi
 cargo deny check licenses bans sources
 set +e

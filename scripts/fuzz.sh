@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${FUZZ_SECONDS:-60}
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
-    cargo install cargo-fuzz --locked --quiet
+    cargo install cargo-fuzz --locked
 fi
 cargo fuzz build -s none
 

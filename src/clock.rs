@@ -3,6 +3,10 @@
 /// Test builds only (the `testing` feature): `KIMI_VAULT_TEST_NOW=<unix seconds>` fixes the
 /// clock, so that snapshot tests of human output ("expires in 14m 3s") are reproducible.
 #[cfg(feature = "testing")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a test-only hook, compiled only with the `testing` feature"
+)]
 fn fixed_now_ms() -> Option<i64> {
     static FIXED: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
     *FIXED.get_or_init(|| {

@@ -3,6 +3,10 @@
 
 /// True when the fault `name` is injected.
 #[cfg(feature = "testing")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a test-only hook, compiled only with the `testing` feature"
+)]
 pub(crate) fn active(name: &str) -> bool {
     std::env::var("KIMI_VAULT_FAULT").is_ok_and(|v| v.split(',').any(|f| f == name))
 }

@@ -20,6 +20,9 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+// The library never prints (it returns errors and reports through `tracing`): the command line
+// owns stdout and stderr. The binary (src/main.rs, src/cli/) allows both, as clippy does by default.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod api;
 pub(crate) mod clock;

@@ -1,4 +1,3 @@
-#![cfg(feature = "testing")]
 //! Copies of secrets left in freed memory (issue 10, item 9): an allocator that, while armed,
 //! looks into every block handed back to it (and every block a reallocation leaves) for a canary
 //! and counts the blocks that still hold it. A secret-typed value wipes its memory before it is
@@ -7,7 +6,17 @@
 //!
 //! This test binary needs `unsafe` for its allocator (reading a block before freeing it); the
 //! library and the binary themselves forbid unsafe code.
+//!
+//! It is a test binary of its own, not a module of tests/it/: a `#[global_allocator]` is
+//! process-wide, so in the shared binary it would watch (and slow down) every other test's
+//! allocations, and their secrets would count against this one. It needs the `testing` feature
+//! (`kimi_vault::internals`), which Cargo.toml's `[[test]] wipe` requires, so a plain
+//! `cargo test` does not build it and `cargo test --test wipe` without the feature says why.
 
+// The shared test parts read the harness's environment (see tests/it/main.rs).
+#![allow(clippy::disallowed_methods)]
+
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -12,6 +12,10 @@ use tokio::time::Instant;
 use crate::cli::failure::{CmdResult, Failure, exit, profile_flag};
 use crate::cli::{Ctx, output};
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the command line decides whether to open a browser"
+)]
 fn has_display() -> bool {
     if cfg!(target_os = "linux") {
         std::env::var_os("DISPLAY").is_some_and(|v| !v.is_empty())

@@ -64,6 +64,10 @@ fn after_move(tool: Tool) -> String {
 }
 
 /// Other tools' directories: the home directory and their own override variables.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the command line reads the other tools' override variables and passes the paths down"
+)]
 pub(crate) fn source_dirs(explicit: bool) -> Result<SourceDirs, Failure> {
     let var = |name: &str| std::env::var_os(name).map(PathBuf::from);
     let home = match dirs::home_dir() {

@@ -605,3 +605,13 @@ fn run(mut cli: Cli, profile: &mut String) -> CmdResult {
 pub(crate) fn command() -> clap::Command {
     <Cli as clap::CommandFactory>::command()
 }
+
+#[cfg(test)]
+mod tests {
+    /// clap's own consistency check of the whole definition (flags, `env`, conflicts,
+    /// subcommands), which otherwise runs only when a broken path is taken.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::command().debug_assert();
+    }
+}
