@@ -74,6 +74,8 @@ pub(crate) fn token_command(args: &[OsString]) -> Option<Cli> {
         config,
         command: Command::Token {
             min_valid: min_valid.unwrap_or(DEFAULT_MIN_VALID),
+            // `--refresh` is not a fast-path flag: it goes through clap.
+            refresh: false,
         },
     })
 }

@@ -138,6 +138,9 @@ fn warn_same_account(ctx: &Ctx, account: &kimi_vault::store::Account) {
                 .join(", "),
             if others.len() == 1 { "s" } else { "" },
         );
+    }
+}
+
 /// The spinner's terminal, three columns narrower than stderr: indicatif pads its line to the
 /// full width, and the `^C` a terminal echoes after a full-width line wraps it, so that clearing
 /// the (new) last line left the spinner's last frame on screen.

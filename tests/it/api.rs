@@ -435,6 +435,9 @@ fn a_permanent_401_rotates_the_refresh_token_at_most_once_per_30_s_across_runs()
         "one rotation, not one per run"
     );
     assert!(!env.stored("default").unwrap().needs_login);
+}
+
+#[test]
 fn a_403_access_terminated_error_is_explained_not_retried() {
     let env = seeded();
     let body =

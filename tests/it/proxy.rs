@@ -1726,6 +1726,9 @@ fn measure_3000_idle_connections() {
         rss0 / 1024,
         rss1 / 1024,
         rss2 / 1024,
+    );
+}
+
 #[test]
 fn upstream_403_passes_through_with_a_log_line_that_explains_it() {
     let (env, up) = seeded(3600);
@@ -1740,6 +1743,8 @@ fn upstream_403_passes_through_with_a_log_line_that_explains_it() {
         err.contains("access_terminated_error") && err.contains("coding agent"),
         "403 is explained in the log: {err}"
     );
+}
+
 /// The environment `exec --proxy --for X` gives CMD (SPEC §7), as JSON.
 fn exec_proxy_env(
     env: &TestEnv,
