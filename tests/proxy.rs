@@ -1680,3 +1680,39 @@ fn measure_3000_idle_connections() {
         rss2 / 1024,
     );
 }
+
+/// Issue 14 item 5, measured: what a warm request costs (sequential requests on one keep-alive
+/// connection, p50 and mean), to compare builds with `KIMI_VAULT_MEASURE_BIN` (figures only).
+#[test]
+#[ignore]
+fn measure_warm_requests() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let url = p.url.clone();
+    let mut times: Vec<u128> = runtime().block_on(async {
+        let c = client();
+        let mut times = Vec::new();
+        for i in 0..2200 {
+            let started = Instant::now();
+            let r = c
+                .get(format!("{url}/v1/models"))
+                .header("x-api-key", &key)
+                .send()
+                .await
+                .unwrap();
+            let _ = r.bytes().await.unwrap();
+            if i >= 200 {
+                times.push(started.elapsed().as_micros());
+            }
+        }
+        times
+    });
+    times.sort_unstable();
+    let mean = times.iter().sum::<u128>() / times.len() as u128;
+    println!(
+        "MEASURE warm GET /v1/models through the proxy, 2,000 sequential requests: p50 {} us, p90 {} us, mean {mean} us",
+        times[times.len() / 2],
+        times[times.len() * 9 / 10]
+    );
+}
