@@ -1716,3 +1716,30 @@ fn measure_warm_requests() {
         times[times.len() * 9 / 10]
     );
 }
+
+#[test]
+fn a_login_to_another_region_moves_the_running_proxy_with_it() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    assert_eq!(post(&p.url, "/v1/messages", Some(&key), "{}").0, 200);
+    let mut cred = credential("at-global-0123456789abcdef", "rt-global-0123456789", 3600);
+    cred.region = "global".into();
+    cred.proxy_client_key = Some(kimi_vault::SecretString::from(key.as_str()));
+    let vault = env.vault();
+    let lock = vault.lock().unwrap();
+    vault.save("default", &cred, &lock, false).unwrap();
+    drop(lock);
+    let took = within(Duration::from_secs(5), || {
+        post(&p.url, "/v1/messages", Some(&key), "{}");
+        up.seen()
+            .last()
+            .and_then(|s| s.header("authorization").map(str::to_owned))
+            == Some("Bearer at-global-0123456789abcdef".to_owned())
+    });
+    assert!(took.is_some(), "the new login was not followed");
+    let (_, err) = p.stop();
+    // The API base override applies to every region here, so the base is the same one; the
+    // proxy says which region it now serves.
+    assert!(err.contains("region 'global'"), "{err}");
+}
