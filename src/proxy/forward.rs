@@ -212,8 +212,16 @@ pub(crate) async fn forward(
     // Every token this request carried upstream: a header reflecting one of them is dropped.
     let first = shared.forms_for(&token);
     let retried = retried_with.as_ref().map(|t| shared.forms_for(t));
-    let tokens: [&TokenForms; 2] = [&first, retried.as_deref().unwrap_or(&first)];
-    let down_headers = headers::client_response(upstream.headers(), &tokens);
+    let only: [&TokenForms; 1] = [&first];
+    let both: [&TokenForms; 2];
+    let tokens: &[&TokenForms] = match retried.as_deref() {
+        Some(r) => {
+            both = [&first, r];
+            &both
+        }
+        None => &only,
+    };
+    let down_headers = headers::client_response(upstream.headers(), tokens);
     let event_stream = headers::is_event_stream(&down_headers);
     let mut response = Response::new(body::downstream(
         upstream,

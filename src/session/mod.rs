@@ -308,9 +308,15 @@ impl Session {
         use std::sync::atomic::Ordering;
         let _gate = self.inner.gate.lock().await;
         let this = self.clone();
-        let stored = tokio::task::spawn_blocking(move || this.stored())
-            .await
-            .map_err(|e| Error::io("the vault read failed", std::io::Error::other(e)))??;
+        // Silent: this runs every few seconds, and the caller reports what changed (the
+        // store's own notes would fill a -v log with one line per look).
+        let stored = tokio::task::spawn_blocking(move || {
+            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+                this.stored()
+            })
+        })
+        .await
+        .map_err(|e| Error::io("the vault read failed", std::io::Error::other(e)))??;
         let found = match stored.map(|l| l.cred) {
             None => Found::LoggedOut,
             Some(c) if c.needs_login => Found::NeedsLogin,

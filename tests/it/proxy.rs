@@ -1885,3 +1885,66 @@ fn exec_proxy_for_claude_warns_when_claude_settings_would_bypass_it() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stderr).contains("bypass"));
 }
+
+/// Issue 14 item 5, measured: what a warm request costs (sequential requests on one keep-alive
+/// connection, p50 and mean), to compare builds with `KIMI_VAULT_MEASURE_BIN` (figures only).
+#[test]
+#[ignore]
+fn measure_warm_requests() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let url = p.url.clone();
+    let mut times: Vec<u128> = runtime().block_on(async {
+        let c = client();
+        let mut times = Vec::new();
+        for i in 0..2200 {
+            let started = Instant::now();
+            let r = c
+                .get(format!("{url}/v1/models"))
+                .header("x-api-key", &key)
+                .send()
+                .await
+                .unwrap();
+            let _ = r.bytes().await.unwrap();
+            if i >= 200 {
+                times.push(started.elapsed().as_micros());
+            }
+        }
+        times
+    });
+    times.sort_unstable();
+    let mean = times.iter().sum::<u128>() / times.len() as u128;
+    println!(
+        "MEASURE warm GET /v1/models through the proxy, 2,000 sequential requests: p50 {} us, p90 {} us, mean {mean} us",
+        times[times.len() / 2],
+        times[times.len() * 9 / 10]
+    );
+}
+
+#[test]
+fn a_login_to_another_region_moves_the_running_proxy_with_it() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    assert_eq!(post(&p.url, "/v1/messages", Some(&key), "{}").0, 200);
+    let mut cred = credential("at-global-0123456789abcdef", "rt-global-0123456789", 3600);
+    cred.region = "global".into();
+    cred.proxy_client_key = Some(kimi_vault::SecretString::from(key.as_str()));
+    let vault = env.vault();
+    let lock = vault.lock().unwrap();
+    vault.save("default", &cred, &lock, false).unwrap();
+    drop(lock);
+    let took = within(Duration::from_secs(5), || {
+        post(&p.url, "/v1/messages", Some(&key), "{}");
+        up.seen()
+            .last()
+            .and_then(|s| s.header("authorization").map(str::to_owned))
+            == Some("Bearer at-global-0123456789abcdef".to_owned())
+    });
+    assert!(took.is_some(), "the new login was not followed");
+    let (_, err) = p.stop();
+    // The API base override applies to every region here, so the base is the same one; the
+    // proxy says which region it now serves.
+    assert!(err.contains("region 'global'"), "{err}");
+}
