@@ -7,6 +7,9 @@
 //! An empty variable counts as unset (`KIMI_VAULT_HOME=` is the default directory). A value that
 //! cannot be used is a usage error (exit 2) that names the variable.
 
+// Environment reads belong to the edge, and this is the edge: the configuration layer: where the command line reads its environment.
+#![allow(clippy::disallowed_methods)]
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 

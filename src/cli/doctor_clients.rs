@@ -3,6 +3,9 @@
 //! helper's `--min-valid`), the shell's `ANTHROPIC_API_KEY`, an HTTP proxy that would be asked
 //! for loopback URLs, and which `kimi` is on PATH. Each finding comes with its fix.
 
+// Environment reads belong to the edge, and this is the edge: doctor checks the shell variables that clients will see.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};

@@ -1,6 +1,9 @@
 //! `kimi-vault exec --proxy [--for claude|kimi|openai] -- CMD`: a private proxy on a random
 //! loopback port with a one-time client key, for the lifetime of CMD.
 
+// Environment reads belong to the edge, and this is the edge: CMD's environment is built from this process's.
+#![allow(clippy::disallowed_methods)]
+
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;

@@ -1,5 +1,8 @@
 //! Output helpers: JSON lines on stdout, durations for people.
 
+// Environment reads belong to the edge, and this is the edge: NO_COLOR and TERM: the terminal's own variables.
+#![allow(clippy::disallowed_methods)]
+
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -6,6 +6,9 @@
 //! (`claude-setup.json`), so that `--undo` puts it back. Also the reader of Claude Code's settings
 //! that `exec --proxy` and `doctor` use.
 
+// Environment reads belong to the edge, and this is the edge: Claude Code's config directory and the shell variables that would override its helper.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};

@@ -1,5 +1,8 @@
 //! `kimi-vault token` and `kimi-vault exec`: a fresh access token for scripts and programs.
 
+// Environment reads belong to the edge, and this is the edge: exec builds CMD's environment ($SHELL, the nesting marker) from this process's.
+#![allow(clippy::disallowed_methods)]
+
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::Command;

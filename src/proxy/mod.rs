@@ -114,6 +114,7 @@ impl Default for Limits {
 /// Test builds only (the `testing` feature): `KIMI_VAULT_TEST_PROXY_LIMITS_MS=idle,body,upstream`
 /// shortens the timeouts so that tests of them take seconds.
 #[cfg(feature = "testing")]
+#[allow(clippy::disallowed_methods)] // a test-only hook, compiled only with `testing`
 fn test_limits(mut limits: Limits) -> Limits {
     if let Ok(v) = std::env::var("KIMI_VAULT_TEST_PROXY_LIMITS_MS") {
         let ms: Vec<u64> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();

@@ -110,6 +110,7 @@ const NEEDS_LOGIN: u8 = 2;
 
 /// What [`Session::resync`] found.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // returned once per resync and matched at once; never stored
 pub(crate) enum Found {
     /// A usable credential (now the one served from memory).
     Usable(Credential),

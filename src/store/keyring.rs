@@ -53,6 +53,7 @@ enum Memo {
 }
 
 /// The session bus a memo is about (another login session has another keyring).
+#[allow(clippy::disallowed_methods)] // the bus the keyring crate itself connects to, not configuration
 fn bus_address() -> String {
     std::env::var("DBUS_SESSION_BUS_ADDRESS").unwrap_or_default()
 }

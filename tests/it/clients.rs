@@ -12,7 +12,6 @@
 //! `KIMI_VAULT_REQUIRE_CLIENTS=1` (set by .ci/run after scripts/clients.sh) makes that a failure.
 //! `KIMI_VAULT_CLIENTS_BIN=/path/to/kimi-vault` runs the matrix against another build.
 
-
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -21,8 +20,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::*;
 use crate::common::upstream::{ExpireAt, Upstream};
+use crate::common::*;
 
 const SEED_ACCESS: &str = "at-seed-clients-0123456789abcdef";
 const SEED_REFRESH: &str = "rt-seed-clients-0123456789abcdef";

@@ -4,7 +4,6 @@
 //! by `man -l`. These programs must be installed (`.ci/run` installs them: apt-get install
 //! bash-completion zsh fish man-db groff-base); a missing one fails its test with that line.
 
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,7 +4,6 @@
 //! the persisted default profile, `auto` reads only the backend the index names, and a keyring
 //! that accepts and never answers costs one timeout per 60 s for every process.
 
-
 use std::time::{Duration, Instant};
 
 use crate::common::*;

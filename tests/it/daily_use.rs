@@ -4,7 +4,6 @@
 //! `/health` profile and `proxy --check`, a busy port, streams, an unwritable home, the name of
 //! a kept-aside vault, and colour.
 
-
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;

@@ -2,7 +2,6 @@
 //! CLAUDE_CONFIG_DIR: what it sets, what it keeps, the backup, refusals, running it twice, and
 //! undoing it.
 
-
 use std::path::PathBuf;
 
 use crate::common::*;
