@@ -290,11 +290,13 @@ pub fn is_access_terminated(body: &str) -> bool {
     })
 }
 
-/// `error.message` of an API error body, redacted, when there is one.
+/// `error.message` of an API error body, redacted and made safe for a terminal or a log, when
+/// there is one.
 pub(crate) fn error_message(body: &str) -> Option<String> {
     let v: Value = serde_json::from_str(body).ok()?;
     let message = text(v.get("error")?.get("message"))?;
-    Some(crate::redact::redact_text(&message))
+    let redacted = crate::redact::redact_text(&message);
+    Some(crate::sanitize::for_terminal(&redacted).into_owned())
 }
 
 /// The body as a JSON object, or a redacted reason.

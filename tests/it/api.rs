@@ -440,8 +440,7 @@ fn a_permanent_401_rotates_the_refresh_token_at_most_once_per_30_s_across_runs()
 #[test]
 fn a_403_access_terminated_error_is_explained_not_retried() {
     let env = seeded();
-    let body =
-        r#"{"error":{"type":"access_terminated_error","message":"Your request was blocked"}}"#;
+    let body = r#"{"error":{"type":"access_terminated_error","message":"Your request was \u202eblocked"}}"#;
     env.server.with(|s| {
         s.usages.push_back(Canned::new(403, body));
         s.models.push_back(Canned::new(403, body));
@@ -457,6 +456,7 @@ fn a_403_access_terminated_error_is_explained_not_retried() {
         ] {
             assert!(err.contains(want), "{cmd}: {want}: {err}");
         }
+        assert!(!err.contains('\u{202e}'), "Kimi's message escaped: {err}");
         assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
     }
     // No refresh, no retry; the login is untouched.
