@@ -378,11 +378,27 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
     }
     let record_file = record_path(ctx);
     let mut record = read_record(&record_file);
-    let record_key = std::fs::canonicalize(&path)
-        .unwrap_or_else(|_| path.clone())
+    // The directory is created now (when missing) so that the record's key, the settings file's
+    // path with the directory resolved, is the same at setup and at undo.
+    if !dry_run
+        && let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::Other(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let record_key = path
+        .parent()
+        .and_then(|d| std::fs::canonicalize(d).ok())
+        .zip(path.file_name())
+        .map(|(d, f)| d.join(f))
+        .unwrap_or_else(|| path.clone())
         .display()
         .to_string();
     let mut changes: Vec<String> = Vec::new();
+    // Undo of a setup that created settings.json, leaving nothing in it: the file goes.
+    let mut remove_file = false;
 
     if undo {
         let entry = record
@@ -431,6 +447,8 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
         {
             settings.shift_remove("env");
         }
+        remove_file =
+            entry.get("file_created") == Some(&Value::Bool(true)) && settings.is_empty() && existed;
     } else {
         let overriding: Vec<&str> = OVERRIDING
             .iter()
@@ -454,6 +472,9 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
+        if !entry.contains_key("file_created") {
+            entry.insert("file_created".into(), Value::Bool(!existed));
+        }
         if !settings.contains_key("env") && !entry.contains_key("env_created") {
             entry.insert("env_created".into(), Value::Bool(true));
         } else if !entry.contains_key("env_created") {
@@ -515,12 +536,6 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
     }
     let mut backup = None;
     if !unchanged {
-        if let Some(dir) = path.parent()
-            && !dir.exists()
-        {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Failure::Other(format!("cannot create {}: {e}", dir.display())))?;
-        }
         let mode = mode_of(&path).unwrap_or(0o600);
         if existed {
             let b = backup_name(&path);
@@ -537,8 +552,13 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
         if !undo {
             write_record(ctx, &record)?;
         }
-        write_atomic(&path, text.as_bytes(), mode)
-            .map_err(|e| Failure::Other(format!("cannot write {display}: {e}")))?;
+        if remove_file {
+            std::fs::remove_file(&path)
+                .map_err(|e| Failure::Other(format!("cannot remove {display}: {e}")))?;
+        } else {
+            write_atomic(&path, text.as_bytes(), mode)
+                .map_err(|e| Failure::Other(format!("cannot write {display}: {e}")))?;
+        }
     }
     if undo && record.remove(&record_key).is_some() {
         if record.is_empty() {
