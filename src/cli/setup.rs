@@ -69,23 +69,10 @@ pub(crate) fn read_settings(path: &Path) -> Result<Option<Map<String, Value>>, S
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    if text.trim().is_empty() {
-        return Ok(Some(Map::new()));
-    }
-    match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Object(map)) => Ok(Some(map)),
-        Ok(_) => Err(format!(
-            "{} is not a JSON object; fix or move it first",
-            path.display()
-        )),
-        // The position only: the parser's message may quote the file's content.
-        Err(e) => Err(format!(
-            "{} is not valid JSON (line {}, column {}); fix it first",
-            path.display(),
-            e.line(),
-            e.column()
-        )),
-    }
+    // The position only, never the content: the file may hold a key.
+    kimi_vault::clients::parse_settings(&text)
+        .map(Some)
+        .map_err(|e| format!("{} is {e}; fix it first", path.display()))
 }
 
 /// The names among `names` that a settings file's `env` sets, per file.
