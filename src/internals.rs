@@ -3,6 +3,7 @@
 
 pub use crate::api::reply::classify as classify_api;
 pub use crate::api::{is_access_terminated, parse_me, parse_models, parse_usages};
+pub use crate::clients::{identify_kimi, parse_helper, parse_settings};
 pub use crate::migrate::parse::{Tool, parse, sniff};
 pub use crate::oauth::response::{classify_token, parse_device_authorization, parse_grant};
 pub use crate::redact::{REDACTED, redact_body, redact_text, scrub};

@@ -12,7 +12,9 @@
 //! - [`session`], on both: a usable access token for a profile (single-flight refresh, forced
 //!   refresh after a 401, a shared back-off, an in-memory cache; API calls with one forced
 //!   refresh after a 401);
-//! - [`migrate`]: moving other Kimi tools' credentials in.
+//! - [`migrate`]: moving other Kimi tools' credentials in;
+//! - [`clients`], apart: what local clients' configuration says (Claude Code's settings, its
+//!   helper command, which Kimi CLI is installed), from text and bytes only.
 //!
 //! The library never prints: it returns typed errors and reports warnings (`WARN`), notes
 //! (`INFO`) and detail (`DEBUG`) through `tracing`, never with a secret. The command line
@@ -25,6 +27,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod api;
+pub mod clients;
 pub(crate) mod clock;
 pub mod error;
 pub(crate) mod fault;

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use kimi_vault::clients::KimiTool;
 use serde_json::{Value, json};
 
 use crate::cli::output::outln;
@@ -53,20 +54,6 @@ fn finding(check: &'static str, status: Status, detail: String, fix: Option<Stri
         detail,
         fix,
     }
-}
-
-/// The `--min-valid` a `kimi-vault token` command line asks for (300 when it says none).
-fn min_valid_of(words: &[String]) -> u64 {
-    let mut it = words.iter();
-    while let Some(w) = it.next() {
-        if w == "--min-valid" {
-            return it.next().and_then(|v| v.parse().ok()).unwrap_or(300);
-        }
-        if let Some(v) = w.strip_prefix("--min-valid=") {
-            return v.parse().unwrap_or(300);
-        }
-    }
-    300
 }
 
 /// True when `program` (a helper's first word) is this binary.
@@ -157,9 +144,10 @@ fn claude_settings(out: &mut Vec<Finding>) {
             }
             continue;
         };
-        let words = shlex::split(helper).unwrap_or_default();
-        let program = words.first().cloned().unwrap_or_default();
-        let ours = is_this_binary(&program) && words.iter().any(|w| w == "token");
+        let parsed = kimi_vault::clients::parse_helper(helper);
+        let ours = parsed
+            .as_ref()
+            .is_some_and(|h| h.runs_token && is_this_binary(&h.program));
         if !ours {
             out.push(finding(
                 "claude_helper",
@@ -173,7 +161,7 @@ fn claude_settings(out: &mut Vec<Finding>) {
             ));
             continue;
         }
-        let min_valid = min_valid_of(&words);
+        let min_valid = parsed.map_or(kimi_vault::clients::DEFAULT_MIN_VALID, |h| h.min_valid);
         let ttl_ms = env
             .and_then(|e| e.get("CLAUDE_CODE_API_KEY_HELPER_TTL_MS"))
             .and_then(|v| match v {
@@ -290,54 +278,15 @@ fn shell(out: &mut Vec<Finding>) {
     }
 }
 
-/// Which Kimi CLI a `kimi` file is, by what the file is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum KimiTool {
-    /// kimi-cli: a Python console script importing `kimi_cli` (PyPI, archived).
-    KimiCli,
-    /// kimi-code: npm `@moonshot-ai/kimi-code` (a Node script) or its native build.
-    KimiCode,
-    Unknown,
-}
-
-/// Tells kimi-cli from kimi-code by the installed file (symlinks resolved).
-pub(crate) fn identify_kimi(path: &Path) -> KimiTool {
+/// Which Kimi CLI the `kimi` at `path` is: its resolved path and its first 64 KiB.
+fn identify_kimi(path: &Path) -> KimiTool {
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
-    let real_text = real.to_string_lossy().to_ascii_lowercase();
-    if real_text.contains("kimi-code") || real_text.contains("kimi_code") {
-        return KimiTool::KimiCode;
-    }
-    if real_text.contains("kimi-cli") || real_text.contains("kimi_cli") {
-        return KimiTool::KimiCli;
-    }
     let mut head = vec![0u8; 64 * 1024];
     let n = std::fs::File::open(&real)
         .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
         .unwrap_or(0);
     head.truncate(n);
-    if head.starts_with(b"\x7fELF")
-        || head.starts_with(&[0xcf, 0xfa, 0xed, 0xfe])
-        || head.starts_with(&[0xca, 0xfe, 0xba, 0xbe])
-        || head.starts_with(b"MZ")
-    {
-        // kimi-cli ships only as Python; a native `kimi` is kimi-code's build.
-        return KimiTool::KimiCode;
-    }
-    let text = String::from_utf8_lossy(&head);
-    let first = text.lines().next().unwrap_or_default();
-    // The interpreter first: kimi-code's bundle may mention kimi-cli (it migrates its files).
-    let shebang = first.starts_with("#!");
-    if shebang && first.contains("python") {
-        KimiTool::KimiCli
-    } else if shebang && (first.contains("node") || first.contains("bun")) {
-        KimiTool::KimiCode
-    } else if text.contains("kimi_cli") {
-        KimiTool::KimiCli
-    } else if text.contains("kimi-code") {
-        KimiTool::KimiCode
-    } else {
-        KimiTool::Unknown
-    }
+    kimi_vault::clients::identify_kimi(&real.to_string_lossy(), &head)
 }
 
 fn kimi_on_path(out: &mut Vec<Finding>) {
@@ -401,29 +350,5 @@ pub(crate) fn print(findings: &[Finding]) {
         if let Some(fix) = &f.fix {
             outln!("    fix: {fix}");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn words(s: &str) -> Vec<String> {
-        shlex::split(s).unwrap()
-    }
-
-    #[test]
-    fn min_valid_of_a_helper_command() {
-        assert_eq!(min_valid_of(&words("kimi-vault token")), 300);
-        assert_eq!(
-            min_valid_of(&words("kimi-vault token --min-valid 600")),
-            600
-        );
-        assert_eq!(
-            min_valid_of(&words("'/a b/kimi-vault' token --min-valid=900")),
-            900
-        );
-        assert_eq!(min_valid_of(&words("kimi-vault token --min-valid")), 300);
-        assert_eq!(min_valid_of(&words("kimi-vault token --min-valid x")), 300);
     }
 }

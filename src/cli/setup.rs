@@ -72,23 +72,10 @@ pub(crate) fn read_settings(path: &Path) -> Result<Option<Map<String, Value>>, S
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    if text.trim().is_empty() {
-        return Ok(Some(Map::new()));
-    }
-    match serde_json::from_str::<Value>(&text) {
-        Ok(Value::Object(map)) => Ok(Some(map)),
-        Ok(_) => Err(format!(
-            "{} is not a JSON object; fix or move it first",
-            path.display()
-        )),
-        // The position only: the parser's message may quote the file's content.
-        Err(e) => Err(format!(
-            "{} is not valid JSON (line {}, column {}); fix it first",
-            path.display(),
-            e.line(),
-            e.column()
-        )),
-    }
+    // The position only, never the content: the file may hold a key.
+    kimi_vault::clients::parse_settings(&text)
+        .map(Some)
+        .map_err(|e| format!("{} is {e}; fix it first", path.display()))
 }
 
 /// The names among `names` that a settings file's `env` sets, per file.
@@ -381,11 +368,27 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
     }
     let record_file = record_path(ctx);
     let mut record = read_record(&record_file);
-    let record_key = std::fs::canonicalize(&path)
-        .unwrap_or_else(|_| path.clone())
+    // The directory is created now (when missing) so that the record's key, the settings file's
+    // path with the directory resolved, is the same at setup and at undo.
+    if !dry_run
+        && let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Failure::Other(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let record_key = path
+        .parent()
+        .and_then(|d| std::fs::canonicalize(d).ok())
+        .zip(path.file_name())
+        .map(|(d, f)| d.join(f))
+        .unwrap_or_else(|| path.clone())
         .display()
         .to_string();
     let mut changes: Vec<String> = Vec::new();
+    // Undo of a setup that created settings.json, leaving nothing in it: the file goes.
+    let mut remove_file = false;
 
     if undo {
         let entry = record
@@ -434,6 +437,8 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
         {
             settings.shift_remove("env");
         }
+        remove_file =
+            entry.get("file_created") == Some(&Value::Bool(true)) && settings.is_empty() && existed;
     } else {
         let overriding: Vec<&str> = OVERRIDING
             .iter()
@@ -457,6 +462,9 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
+        if !entry.contains_key("file_created") {
+            entry.insert("file_created".into(), Value::Bool(!existed));
+        }
         if !settings.contains_key("env") && !entry.contains_key("env_created") {
             entry.insert("env_created".into(), Value::Bool(true));
         } else if !entry.contains_key("env_created") {
@@ -518,12 +526,6 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
     }
     let mut backup = None;
     if !unchanged {
-        if let Some(dir) = path.parent()
-            && !dir.exists()
-        {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Failure::Other(format!("cannot create {}: {e}", dir.display())))?;
-        }
         let mode = mode_of(&path).unwrap_or(0o600);
         if existed {
             let b = backup_name(&path);
@@ -540,8 +542,13 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
         if !undo {
             write_record(ctx, &record)?;
         }
-        write_atomic(&path, text.as_bytes(), mode)
-            .map_err(|e| Failure::Other(format!("cannot write {display}: {e}")))?;
+        if remove_file {
+            std::fs::remove_file(&path)
+                .map_err(|e| Failure::Other(format!("cannot remove {display}: {e}")))?;
+        } else {
+            write_atomic(&path, text.as_bytes(), mode)
+                .map_err(|e| Failure::Other(format!("cannot write {display}: {e}")))?;
+        }
     }
     if undo && record.remove(&record_key).is_some() {
         if record.is_empty() {

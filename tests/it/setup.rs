@@ -78,14 +78,27 @@ fn a_fresh_setup_creates_the_directory_and_needs_no_login() {
         String::from_utf8_lossy(&out.stdout),
         "at-setup-0123456789abcdef\n"
     );
-    // Undo removes all of it, and the env object it created.
+    // Undo removes all of it: the file it created goes (its last content kept as a backup).
     let out = setup(&env, &["--undo"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(settings(&env), json!({}));
+    assert!(!claude_dir(&env).join("settings.json").exists());
+    assert_eq!(backups(&env).len(), 1);
+    assert!(!env.vault_home().join("claude-setup.json").exists());
+    // Someone added a key after setup: undo keeps the file with that key.
+    assert!(setup(&env, &[]).status.success());
+    let mut s = settings(&env);
+    s["model"] = json!("opus");
+    std::fs::write(
+        claude_dir(&env).join("settings.json"),
+        serde_json::to_string(&s).unwrap(),
+    )
+    .unwrap();
+    assert!(setup(&env, &["--undo"]).status.success());
+    assert_eq!(settings(&env), json!({"model": "opus"}));
 }
 
 const EXISTING: &str = r#"{
