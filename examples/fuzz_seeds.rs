@@ -109,6 +109,16 @@ fn main() {
         b"chat/completions\nauthorization: Bearer kvp-fuzz-client-key-0123456789\ncookie: a=b\nproxy-authorization: Basic eA==",
     );
     write("proxy_head", "climb", b"a/%2e%2e/admin\nx-api-key: wrong");
+    write(
+        "proxy_head",
+        "cross-site",
+        b"messages\nhost: [::1]evil\norigin: NULL\norigin: http://localhost\nsec-fetch-site: Cross-Site",
+    );
+    write(
+        "proxy_head",
+        "reflect",
+        b"messages\nhost: 127.0.0.1:18462\nlocation: https://evil.example/?t=at-fuzz-token-0123456789abcdef\nx-b64: YXQtZnV6ei10b2tlbi0wMTIzNDU2Nzg5YWJjZGVm",
+    );
 
     // api_response
     write("api_response", "usages", br#"{"usage":{"limit":"100","remaining":"74","resetTime":"2026-02-11T17:32:50.757941Z"},"limits":[{"window":{"duration":300,"timeUnit":"TIME_UNIT_MINUTE"},"detail":{"limit":"100","remaining":"85","resetTime":"2026-02-07T12:32:50.757941Z"}}],"user":{"membership":{"level":"LEVEL_INTERMEDIATE"}}}"#);

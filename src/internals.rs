@@ -12,6 +12,21 @@ pub use crate::store::key::parse_material;
 pub use crate::store::record::{CONTENTS_VERSION, VaultContents, credential_json};
 pub use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+/// The proxy's cross-site verdict on a request head (listening on loopback), and whether
+/// `/health` would answer it.
+pub fn proxy_cross_site(headers: &HeaderMap) -> (Option<&'static str>, bool) {
+    (
+        crate::proxy::auth::from_another_site(headers, true),
+        crate::proxy::auth::names_loopback_host(headers),
+    )
+}
+
+/// The response headers the proxy passes to the client after injecting `token` upstream.
+pub fn proxy_response_headers(headers: &HeaderMap, token: &crate::SecretString) -> HeaderMap {
+    let forms = crate::proxy::reflect::TokenForms::new(token);
+    crate::proxy::headers::client_response(headers, &[&forms])
+}
+
 /// What the proxy makes of a client's request head: whether `key` lets it in, the headers
 /// that would go upstream (before the token is added), and whether the path after `/v1/` is
 /// refused for climbing out of the API base.

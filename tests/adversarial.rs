@@ -466,3 +466,83 @@ fn file_size_limit_keeps_the_old_vault() {
         .success()
         .stdout(predicate::str::contains("at-gen"));
 }
+
+/// Characters that must never reach a terminal raw (issue 14 item 2).
+const HOSTILE: [char; 7] = [
+    '\u{1b}', '\u{7}', '\u{9b}', '\u{7f}', '\u{202e}', '\u{200b}', '\r',
+];
+
+fn assert_escaped(text: &str, what: &str) {
+    for c in HOSTILE {
+        assert!(
+            !text.contains(c),
+            "{what}: {c:?} reached the terminal: {text:?}"
+        );
+    }
+}
+
+#[test]
+fn hostile_server_text_reaches_the_terminal_escaped_and_json_keeps_it_exact() {
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    // An error body with an OSC 52 clipboard write, a C1 CSI, DEL, a bidi override.
+    let body = "{\"error\":{\"type\":\"bad\",\"message\":\"x\\u001b]52;c;aGVsbG8=\\u0007 \\u009b31m \\u007f \\u202eevil \\u200b\"}}";
+    for (args, route) in [(&["usage"][..], "usages"), (&["models"], "models")] {
+        env.server.with(|s| {
+            let c = Canned::new(400, body);
+            if route == "usages" {
+                s.usages.push_back(c);
+            } else {
+                s.models.push_back(c);
+            }
+        });
+        let out = env.cmd().args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let text = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
+        assert_escaped(&text, &format!("{args:?}"));
+        assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
+    }
+    // -v log lines too (every line of the tracing subscriber).
+    env.server
+        .with(|s| s.usages.push_back(Canned::new(400, body)));
+    let out = env.cmd().args(["-vv", "usage"]).output().unwrap();
+    assert_escaped(&String::from_utf8_lossy(&out.stderr), "-vv usage");
+    // Raw bytes in the plain-text 400 body.
+    env.server.with(|s| {
+        s.usages
+            .push_back(Canned::new(400, "oops \u{1b}]52;c;aGVsbG8=\u{7} \u{9b}2J"))
+    });
+    let out = env.cmd().arg("usage").output().unwrap();
+    assert_escaped(&String::from_utf8_lossy(&out.stderr), "usage, text body");
+}
+
+#[test]
+fn a_hostile_user_code_and_verification_uri_are_shown_escaped() {
+    let env = TestEnv::new();
+    env.server.with(|s| {
+        s.device = DeviceScenario::Deny;
+        s.device_text = Some((
+            "ABCD\u{1b}]52;c;aGVsbG8=\u{7}-1234\u{202e}".to_owned(),
+            "https://www.kimi.com/\u{9b}2J\u{200b}device".to_owned(),
+        ));
+    });
+    let out = env.cmd().args(["login", "--no-browser"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_escaped(&err, "login");
+    assert!(err.contains("ABCD\\x1b]52"), "{err}");
+    // --json carries the exact values.
+    env.server.with(|s| s.polls = 0);
+    let out = env
+        .cmd()
+        .args(["login", "--no-browser", "--json"])
+        .output()
+        .unwrap();
+    let first = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+    let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(v["user_code"], "ABCD\u{1b}]52;c;aGVsbG8=\u{7}-1234\u{202e}");
+}

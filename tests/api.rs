@@ -375,3 +375,37 @@ fn profiles_are_isolated() {
         "at-beta-0123456789abcdef"
     );
 }
+
+#[test]
+fn a_permanent_401_rotates_the_refresh_token_at_most_once_per_30_s_across_runs() {
+    // Issue 14 item 9: 5 runs against a permanent 401 made 5 rotations; SPEC §5's guard,
+    // recorded beside the lock, holds across processes.
+    let env = seeded();
+    env.server.with(|s| {
+        for _ in 0..20 {
+            s.models
+                .push_back(Canned::new(401, r#"{"error":"unauthorized"}"#));
+            s.usages
+                .push_back(Canned::new(401, r#"{"error":"unauthorized"}"#));
+        }
+    });
+    for args in [
+        &["models"][..],
+        &["usage"],
+        &["models"],
+        &["usage"],
+        &["models"],
+    ] {
+        let out = env.cmd().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("run `kimi-vault login`"), "{err}");
+        assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH, "at-gen1", "rt-gen1"]);
+    }
+    assert_eq!(
+        env.server.refresh_requests(),
+        1,
+        "one rotation, not one per run"
+    );
+    assert!(!env.stored("default").unwrap().needs_login);
+}

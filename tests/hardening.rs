@@ -92,20 +92,28 @@ fn a_shared_or_writable_vault_directory_is_refused_and_left_as_it_is() {
 }
 
 #[test]
-fn a_vault_directory_readable_by_others_is_repaired_by_any_command() {
-    let env = TestEnv::new();
-    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
-    for args in [&["status"][..], &["token"]] {
-        set_mode(&env.vault_home(), 0o755);
-        let out = env.cmd().args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("had mode 755") && err.contains("repaired to 700"),
-            "{err}"
-        );
-        assert_eq!(full_mode(&env.vault_home()), 0o700);
-        assert_no_secret(&out, &[CANARY_REFRESH]);
+fn a_vault_directory_readable_by_others_keeps_its_mode_for_every_command() {
+    // Issue 14 item 6: every command used to strip the group/other bits of a directory it did
+    // not create (755, 750, 711 -> 700), and doctor then reported the mode it had made.
+    for mode in [0o755, 0o750, 0o711] {
+        let env = TestEnv::new();
+        env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+        set_mode(&env.vault_home(), mode);
+        for args in [&["status"][..], &["token"], &["profiles"], &["logout"]] {
+            let out = env.cmd().args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{mode:o} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert_eq!(full_mode(&env.vault_home()), mode, "{args:?}");
+            assert_no_secret(&out, &[CANARY_REFRESH]);
+        }
+        let out = env.cmd().args(["doctor", "--json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let text = v.to_string();
+        assert!(text.contains(&format!("\"{mode:o}\"")), "{text}");
+        assert_eq!(full_mode(&env.vault_home()), mode, "doctor");
     }
 }
 
@@ -418,4 +426,60 @@ fn replacing_an_exposed_key_is_crash_safe() {
         "exposed key replacement: a crash after each of its three steps left a vault that opens (stored access token then: {})",
         figures.join(", ")
     ));
+}
+
+#[test]
+fn probe_files_a_killed_doctor_left_are_swept_and_nothing_else() {
+    // Issue 14 item 11: `.doctor-probe.*.tmp` left after SIGKILL were never swept.
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    let home = env.vault_home();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let make = |name: &str, age_old: bool| {
+        let path = home.join(name);
+        let f = std::fs::File::create(&path).unwrap();
+        if age_old {
+            f.set_modified(old).unwrap();
+        }
+        path
+    };
+    let stale = make(".doctor-probe.AbC123.tmp", true);
+    let fresh = make(".doctor-probe.XyZ789.tmp", false);
+    let other_names = [
+        make(".doctor-probe.AbC123.tmp.keep", true),
+        make(".doctor-probe.toolong1.tmp", true),
+        make("doctor-probe.AbC123.tmp", true),
+    ];
+    let outside = env.dir.path().join("outside");
+    std::fs::File::create(&outside)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let link = home.join(".doctor-probe.Lnk123.tmp");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    let out = env.cmd().arg("doctor").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stale.exists(), "the stale probe file is swept");
+    assert!(fresh.exists(), "a probe of a doctor running now is left");
+    for p in &other_names {
+        assert!(p.exists(), "{} is not a probe file", p.display());
+    }
+    assert!(
+        std::fs::symlink_metadata(&link).is_ok() && outside.exists(),
+        "links are left"
+    );
+    assert!(
+        !entries(&home)
+            .iter()
+            .any(|n| n.starts_with(".doctor-probe.")
+                && n.len() == ".doctor-probe.XXXXXX.tmp".len()
+                && n != ".doctor-probe.XyZ789.tmp"
+                && n != ".doctor-probe.Lnk123.tmp"),
+        "the doctor's own probe is gone: {:?}",
+        entries(&home)
+    );
 }

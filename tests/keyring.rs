@@ -459,3 +459,63 @@ fn profiles_lists_the_keyring_and_the_file() {
         let _ = keyring_entry(p).delete_credential();
     }
 }
+
+#[path = "common/upstream.rs"]
+mod upstream;
+
+/// Issue 14 item 5 with the keyring backend, where a `logout` changes no file: a running proxy
+/// still notices it within 5 s and answers 403.
+#[test]
+fn a_running_proxy_notices_a_keyring_logout() {
+    use std::io::BufRead;
+    if !keyring_session() {
+        return;
+    }
+    let env = TestEnv::new();
+    let profile = unique("kr-proxy");
+    env.server
+        .with(|s| s.device = DeviceScenario::Approve { pending: 0 });
+    kr_cmd(&env, "auto")
+        .args(["--profile", &profile, "login", "--no-browser"])
+        .assert()
+        .success();
+    let up = upstream::Upstream::start();
+    let mut child = kr_std_cmd(&env, "auto")
+        .env("KIMI_CODE_BASE_URL", up.base())
+        .args(["--profile", &profile, "proxy", "--port", "0", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let ready: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let url = ready["url"].as_str().unwrap().to_owned();
+    let key = ready["api_key"].as_str().unwrap().to_owned();
+    let status = || {
+        let addr = url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        use std::io::{Read, Write};
+        s.write_all(format!("POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nx-api-key: {key}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}").as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.split_whitespace().nth(1).unwrap_or("0").to_owned()
+    };
+    assert_eq!(status(), "200");
+    kr_cmd(&env, "auto")
+        .args(["--profile", &profile, "logout"])
+        .assert()
+        .success();
+    let started = std::time::Instant::now();
+    while status() != "403" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "still served 5 s after a keyring logout"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

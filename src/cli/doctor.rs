@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use kimi_vault::KeyringError;
 use kimi_vault::oauth::Region;
+use kimi_vault::sanitize::for_terminal;
 use kimi_vault::store::inspect::{FileProbe, KeyCheck, PathCheck, PathKind};
 use kimi_vault::store::{BackendKind, BackendMode, KeyringProbe, LockState};
 use serde_json::{Value, json};
@@ -439,11 +440,11 @@ pub(crate) fn run(ctx: &Ctx, config: &Config) -> CmdResult {
     if let Some(c) = unsafe_file {
         eprintln!(
             "kimi-vault: error: {} is refused: {}",
-            c.path.display(),
-            c.problem.as_deref().unwrap_or_default()
+            for_terminal(&c.path.display().to_string()),
+            for_terminal(c.problem.as_deref().unwrap_or_default())
         );
     } else if let Some(m) = &unreadable_message {
-        eprintln!("kimi-vault: error: {m}");
+        eprintln!("kimi-vault: error: {}", for_terminal(m));
     } else if backend.is_none() {
         eprintln!(
             "kimi-vault: error: the configured backend (KIMI_VAULT_BACKEND={mode_name}) does not work here; see above"

@@ -102,6 +102,7 @@ pub(crate) fn run(ctx: &Ctx, client: ForClient, cmd: &[OsString]) -> CmdResult {
         let loopback = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0);
         let options = ProxyOptions {
             client_key: Some(key.clone()),
+            ..ProxyOptions::default()
         };
         Proxy::bind(session.clone(), loopback, options).await
     })?;

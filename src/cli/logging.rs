@@ -34,7 +34,14 @@ where
             _ => "kimi-vault: ",
         };
         let mut line = String::with_capacity(prefix.len() + text.len() + 1);
-        let _ = write!(line, "{prefix}{}", kimi_vault::scrub(&text));
+        // Scrubbed of secrets, then escaped to one line: a log line may quote a server's answer, a path or
+        // a request line (control, bidi and zero-width characters shown escaped).
+        let scrubbed = kimi_vault::scrub(&text);
+        let _ = write!(
+            line,
+            "{prefix}{}",
+            kimi_vault::sanitize::for_terminal(&scrubbed)
+        );
         writeln!(writer, "{line}")
     }
 }

@@ -45,13 +45,17 @@ fn show_verification(ctx: &Ctx, auth: &DeviceAuthorization, no_browser: bool) {
         }));
     }
     let openable = complete.starts_with("https://") || complete.starts_with("http://");
+    // What the server sent is shown escaped (an OSC 52 or a bidi override in a code or a URL
+    // must not reach the terminal); --json above and the browser get the exact values.
+    let shown = kimi_vault::sanitize::for_terminal(&complete);
+    let user_code = kimi_vault::sanitize::for_terminal(&auth.user_code);
     let opened = !no_browser && openable && has_display() && webbrowser::open(&complete).is_ok();
     if opened {
-        eprintln!("Opened your browser at:\n\n    {complete}\n");
+        eprintln!("Opened your browser at:\n\n    {shown}\n");
     } else {
-        eprintln!("To log in to Kimi, open this URL on any device:\n\n    {complete}\n");
+        eprintln!("To log in to Kimi, open this URL on any device:\n\n    {shown}\n");
     }
-    eprintln!("and confirm the code:  {}\n", auth.user_code);
+    eprintln!("and confirm the code:  {user_code}\n");
     if !ctx.json
         && std::io::stderr().is_terminal()
         && let Some(code) = qr(&complete)

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use kimi_vault::migrate::{self, Entry, Options, SourceDirs, Tool};
+use kimi_vault::sanitize::for_terminal;
 
 use crate::cli::failure::{CmdResult, Failure, exit};
 use crate::cli::{Ctx, output};
@@ -18,10 +19,17 @@ fn show(title: &str, entries: &[Entry]) {
             .as_deref()
             .map(|x| format!(", access token expires {x}"))
             .unwrap_or_default();
+        // Other tools' file names (and what was read from them) are outside text.
+        let path = for_terminal(&e.path);
+        let expiry = for_terminal(&expiry);
         if e.reason.is_empty() {
-            eprintln!("  {} ({}{expiry})", e.path, e.tool);
+            eprintln!("  {path} ({}{expiry})", e.tool);
         } else {
-            eprintln!("  {} ({}{expiry})\n      {}", e.path, e.tool, e.reason);
+            eprintln!(
+                "  {path} ({}{expiry})\n      {}",
+                e.tool,
+                for_terminal(&e.reason)
+            );
         }
     }
 }

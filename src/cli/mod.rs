@@ -446,7 +446,12 @@ pub(crate) fn report(failure: &Failure, profile: &str, json: bool, is_login: boo
             serde_json::json!({"error": {"code": code, "message": message}})
         });
     }
-    eprintln!("kimi-vault: error: {message}");
+    // Error messages carry outside text (server bodies, paths): escaped for the terminal;
+    // the JSON above keeps the exact value.
+    eprintln!(
+        "kimi-vault: error: {}",
+        kimi_vault::sanitize::for_terminal_multiline(&message)
+    );
     code
 }
 

@@ -18,10 +18,18 @@ macro_rules! outln {
 }
 pub(crate) use outln;
 
-/// Writes one line on stdout; remembers a failure.
+/// Writes one line on stdout; remembers a failure. Human output often quotes outside text (a
+/// server's field, another tool's file name, a path): whatever a command put in the line,
+/// control, bidi and zero-width characters reach the terminal escaped (newlines and tabs pass;
+/// a line that needs no escaping costs one scan).
 pub(crate) fn write_line(args: std::fmt::Arguments<'_>) {
+    let text = match args.as_str() {
+        Some(s) => std::borrow::Cow::Borrowed(s),
+        None => std::borrow::Cow::Owned(args.to_string()),
+    };
+    let shown = kimi_vault::sanitize::for_terminal_multiline(&text);
     let mut out = std::io::stdout().lock();
-    if writeln!(out, "{args}").is_err() {
+    if writeln!(out, "{shown}").is_err() {
         STDOUT_FAILED.store(true, Ordering::Relaxed);
     }
 }

@@ -101,7 +101,7 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
                     "kimi-vault: warning: profile '{}' ({}): {}",
                     p.profile,
                     p.backend.as_str(),
-                    kimi_vault::scrub(&e.to_string())
+                    kimi_vault::sanitize::for_terminal(&kimi_vault::scrub(&e.to_string()))
                 );
             }
         }
@@ -119,7 +119,10 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
     if let Some(e) = listing.file_error {
         let failure = Failure::Lib(e);
         let message = kimi_vault::scrub(&failure.message(ctx.profile()));
-        eprintln!("kimi-vault: error: the encrypted file's profiles are not listed: {message}");
+        eprintln!(
+            "kimi-vault: error: the encrypted file's profiles are not listed: {}",
+            kimi_vault::sanitize::for_terminal_multiline(&message)
+        );
         return Ok(failure.exit_code());
     }
     if vault.mode() == BackendMode::Keyring
@@ -128,7 +131,9 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
         let failure = Failure::Lib(kimi_vault::Error::Keyring(why));
         eprintln!(
             "kimi-vault: error: {}",
-            kimi_vault::scrub(&failure.message(ctx.profile()))
+            kimi_vault::sanitize::for_terminal_multiline(&kimi_vault::scrub(
+                &failure.message(ctx.profile())
+            ))
         );
         return Ok(failure.exit_code());
     }

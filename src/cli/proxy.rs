@@ -3,6 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use kimi_vault::proxy::{Proxy, ProxyOptions, check_health};
+use kimi_vault::sanitize::for_terminal;
 use serde_json::json;
 
 use crate::cli::failure::{CmdResult, Failure, exit};
@@ -27,6 +28,9 @@ pub(crate) struct ProxyArgs {
     /// Ask a running proxy's /health instead of starting one; exit 0 when it is healthy.
     #[arg(long)]
     check: bool,
+    /// At most this many open client connections; past it a new one is closed at once.
+    #[arg(long, default_value_t = kimi_vault::proxy::DEFAULT_MAX_CONNECTIONS as u32, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
 }
 
 fn parse_bind(bind: &str) -> Result<IpAddr, Failure> {
@@ -137,7 +141,10 @@ pub(crate) fn run(ctx: &Ctx, args: &ProxyArgs) -> CmdResult {
     let served = runtime.block_on(async {
         let stop = stop_signal();
         let options = ProxyOptions {
+            key_in_vault: key.is_some(),
             client_key: key.clone(),
+            max_connections: args.max_connections as usize,
+            ..ProxyOptions::default()
         };
         let proxy = Proxy::bind(ctx.session.clone(), SocketAddr::new(ip, args.port), options).await?;
         let url = format!("http://{}", proxy.local_addr()?);
@@ -201,7 +208,12 @@ fn check(ctx: &Ctx, ip: IpAddr, port: u16) -> CmdResult {
         .as_str()
         .map(|e| format!(": {e}"))
         .unwrap_or_default();
-    eprintln!("proxy at {addr}: {state}{expires}{uptime}, {requests} requests{error}");
+    // Whoever holds the port wrote these fields: shown escaped (--json above keeps them exact).
+    eprintln!(
+        "proxy at {addr}: {}{expires}{uptime}, {requests} requests{}",
+        for_terminal(state),
+        for_terminal(&error)
+    );
     Ok(match (health.status, state) {
         (200, "ok") => exit::OK,
         (_, "login_required") => exit::LOGIN_REQUIRED,

@@ -60,7 +60,10 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
                 outln!("key file:   {}", paths.key().display());
                 outln!("lock file:  {}", paths.lock().display());
             }
-            eprintln!("kimi-vault: error: {message}");
+            eprintln!(
+                "kimi-vault: error: {}",
+                kimi_vault::sanitize::for_terminal_multiline(&message)
+            );
             return Ok(failure.exit_code());
         }
     };

@@ -45,6 +45,8 @@ struct ReplayState {
     complete: bool,
     /// Reading the client's body failed (it was not what it claimed, or the client left).
     failed: bool,
+    /// The client sent nothing of its body for the stall limit.
+    stalled: bool,
 }
 
 impl Replay {
@@ -87,6 +89,11 @@ impl Replay {
             .overflow
     }
 
+    /// True when the client's body stalled (and was dropped).
+    pub(crate) fn stalled(&self) -> bool {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).stalled
+    }
+
     /// True when reading the client's body failed.
     pub(crate) fn client_failed(&self) -> bool {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).failed
@@ -94,21 +101,32 @@ impl Replay {
 }
 
 /// Streams `body` upstream, keeping a copy in the returned [`Replay`]. A request without a
-/// body (most GETs) goes up without one, not as an empty stream.
-pub(crate) fn tee(body: Incoming) -> (reqwest::Body, Arc<Replay>) {
+/// body (most GETs) goes up without one, not as an empty stream. A body that sends nothing for
+/// `stall` is dropped: the upstream request fails and the client gets a 408.
+pub(crate) fn tee(body: Incoming, stall: std::time::Duration) -> (reqwest::Body, Arc<Replay>) {
     let replay = Arc::new(Replay::default());
     if hyper::body::Body::is_end_stream(&body) {
         replay.finish(false);
         return (reqwest::Body::from(Bytes::new()), replay);
     }
     let copy = replay.clone();
-    let stream =
-        futures_util::stream::unfold((body, copy, false), |(mut body, copy, ended)| async move {
+    let stream = futures_util::stream::unfold(
+        (body, copy, false),
+        move |(mut body, copy, ended)| async move {
             if ended {
                 return None;
             }
             loop {
-                match body.frame().await {
+                let Ok(frame) = tokio::time::timeout(stall, body.frame()).await else {
+                    copy.state.lock().unwrap_or_else(|p| p.into_inner()).stalled = true;
+                    copy.finish(true);
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the request body stalled",
+                    );
+                    return Some((Err(e), (body, copy, true)));
+                };
+                match frame {
                     None => {
                         copy.finish(false);
                         return None;
@@ -132,7 +150,8 @@ pub(crate) fn tee(body: Incoming) -> (reqwest::Body, Arc<Replay>) {
                     }
                 }
             }
-        });
+        },
+    );
     (reqwest::Body::wrap_stream(stream), replay)
 }
 
@@ -180,10 +199,11 @@ impl Drop for RequestLog {
             (None, false) => " (the client went away)".to_owned(),
             (None, true) => String::new(),
         };
+        // The path is the client's text: escaped (a U+202E or an ESC must not reach a terminal).
         tracing::info!(
             "{} {} -> {}{upstream}, {} bytes in {} ms{end}",
             self.method,
-            self.path,
+            crate::sanitize::for_terminal(&self.path),
             self.status,
             self.bytes,
             self.started.elapsed().as_millis()
@@ -202,6 +222,9 @@ struct Downstream {
     event_stream: bool,
     done: bool,
     log: RequestLog,
+    /// Event streams only: completes when the proxy stops and in-flight responses had their
+    /// few seconds; the stream then ends with a final SSE `error` event, not a silent cut.
+    cutoff: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
 }
 
 /// The SSE event sent when the upstream breaks off an event stream (Anthropic's error shape).
@@ -219,6 +242,15 @@ impl Stream for Downstream {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.done {
             return Poll::Ready(None);
+        }
+        if let Some(cutoff) = self.cutoff.as_mut()
+            && cutoff.as_mut().poll(cx).is_ready()
+        {
+            self.done = true;
+            self.log.failure = Some("the proxy is stopping".into());
+            return Poll::Ready(Some(Ok(Frame::data(sse_error(
+                "kimi-vault proxy: the proxy is stopping; this stream was ended before Kimi finished it",
+            )))));
         }
         match self.inner.as_mut().poll_next(cx) {
             Poll::Pending => Poll::Pending,
@@ -254,13 +286,21 @@ pub(crate) fn downstream(
     response: reqwest::Response,
     event_stream: bool,
     log: RequestLog,
+    cutoff: &tokio::sync::watch::Receiver<bool>,
 ) -> ProxyBody {
+    let cutoff = event_stream.then(|| {
+        let mut cutoff = cutoff.clone();
+        Box::pin(async move {
+            let _ = cutoff.wait_for(|cut| *cut).await;
+        }) as Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+    });
     StreamBody::new(Downstream {
         expected: response.content_length(),
         inner: Box::pin(response.bytes_stream()),
         event_stream,
         done: false,
         log,
+        cutoff,
     })
     .boxed_unsync()
 }

@@ -11,6 +11,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use crate::proxy::Shared;
 use crate::proxy::body::{self, ProxyBody, RequestLog};
 use crate::proxy::headers;
+use crate::proxy::reflect::TokenForms;
 use crate::proxy::respond;
 use crate::secret::SecretString;
 
@@ -62,21 +63,25 @@ async fn send(
 ) -> Result<reqwest::Response, String> {
     let headers = with_token(headers, token)
         .ok_or_else(|| "the access token is not a valid header value".to_owned())?;
-    shared
+    let sent = shared
         .upstream
         .client()
         .request(method.clone(), url.clone())
         .headers(headers)
         .body(body)
-        .send()
-        .await
-        .map_err(|e| {
+        .send();
+    // Kimi's response headers must come within the limit (the body then streams at its pace,
+    // under the client's read timeout).
+    match tokio::time::timeout(shared.limits.upstream_headers, sent).await {
+        Err(_) => Err("headers-timeout".to_owned()),
+        Ok(result) => result.map_err(|e| {
             if e.is_timeout() && !e.is_connect() {
                 "timeout".to_owned()
             } else {
                 crate::http::describe_error(&e)
             }
-        })
+        }),
+    }
 }
 
 /// Forwards the request; `rest` is the path after `/v1/`.
@@ -94,8 +99,9 @@ pub(crate) async fn forward(
     let (parts, client_body) = request.into_parts();
     // The base's scheme and host stay as they were checked; only the path and query change,
     // and the path stays below the base's.
-    let base_path = shared.base.path().trim_end_matches('/');
-    let mut url = shared.base.clone();
+    let base = shared.base();
+    let base_path = base.path().trim_end_matches('/');
+    let mut url = base.clone();
     url.set_path(&format!("{base_path}/{rest}"));
     url.set_query(parts.uri.query());
     if !url.path().starts_with(&format!("{base_path}/")) {
@@ -107,14 +113,16 @@ pub(crate) async fn forward(
     let token = match shared.session.token_async(MIN_VALID).await {
         Ok(cred) => cred.access_token,
         Err(e) => {
-            log.status = 503;
+            let response = respond::no_token(&e, rest);
+            log.status = response.status().as_u16();
             log.finished = true;
-            return respond::no_token(&e);
+            return response;
         }
     };
-    let (up_body, replay) = body::tee(client_body);
+    let (up_body, replay) = body::tee(client_body, shared.limits.body_stall);
     let started = Instant::now();
     let mut result = send(shared, &parts.method, &url, &up_headers, up_body, &token).await;
+    let mut retried_with = None;
     if let Ok(first) = &result
         && first.status() == reqwest::StatusCode::UNAUTHORIZED
     {
@@ -131,6 +139,7 @@ pub(crate) async fn forward(
                     &fresh.access_token,
                 )
                 .await;
+                retried_with = Some(fresh.access_token);
             }
             (Ok(_), None) => tracing::warn!(
                 "Kimi answered 401 to a request whose body cannot be sent again ({}): the 401 goes to the client; the token was refreshed for the next request",
@@ -150,13 +159,22 @@ pub(crate) async fn forward(
         Ok(r) => r,
         Err(why) => {
             log.finished = true;
-            let (status, kind, message) = if replay.client_failed() {
+            let (status, kind, message) = if replay.stalled() {
+                (
+                    408,
+                    "invalid_request_error",
+                    format!(
+                        "kimi-vault proxy: the request body sent nothing for {} s and was dropped",
+                        shared.limits.body_stall.as_secs()
+                    ),
+                )
+            } else if replay.client_failed() {
                 (
                     400,
                     "invalid_request_error",
                     "kimi-vault proxy: the request body could not be read (it was not what its headers claimed)".to_owned(),
                 )
-            } else if why == "timeout" {
+            } else if why == "timeout" || why == "headers-timeout" {
                 (
                     504,
                     "api_error",
@@ -168,7 +186,7 @@ pub(crate) async fn forward(
                     "api_error",
                     format!(
                         "kimi-vault proxy: cannot reach Kimi at {}: {why}",
-                        shared.base.as_str()
+                        base.as_str()
                     ),
                 )
             };
@@ -185,9 +203,26 @@ pub(crate) async fn forward(
         );
     }
     log.status = status.as_u16();
-    let down_headers = headers::client_response(upstream.headers());
+    // Every token this request carried upstream: a header reflecting one of them is dropped.
+    let first = shared.forms_for(&token);
+    let retried = retried_with.as_ref().map(|t| shared.forms_for(t));
+    let only: [&TokenForms; 1] = [&first];
+    let both: [&TokenForms; 2];
+    let tokens: &[&TokenForms] = match retried.as_deref() {
+        Some(r) => {
+            both = [&first, r];
+            &both
+        }
+        None => &only,
+    };
+    let down_headers = headers::client_response(upstream.headers(), tokens);
     let event_stream = headers::is_event_stream(&down_headers);
-    let mut response = Response::new(body::downstream(upstream, event_stream, log));
+    let mut response = Response::new(body::downstream(
+        upstream,
+        event_stream,
+        log,
+        &shared.cutoff_rx,
+    ));
     *response.status_mut() = status;
     *response.headers_mut() = down_headers;
     response

@@ -5,6 +5,8 @@
 
 use reqwest::header::{CONNECTION, HeaderMap, HeaderName};
 
+use crate::proxy::reflect::TokenForms;
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1, plus the legacy ones still seen).
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -36,7 +38,12 @@ fn named_in_connection(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-fn filtered(headers: &HeaderMap, dropped: &[&str], device_headers_too: bool) -> HeaderMap {
+fn filtered(
+    headers: &HeaderMap,
+    dropped: &[&str],
+    device_headers_too: bool,
+    tokens: &[&TokenForms],
+) -> HeaderMap {
     let named = named_in_connection(headers);
     let mut out = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
@@ -48,6 +55,12 @@ fn filtered(headers: &HeaderMap, dropped: &[&str], device_headers_too: bool) -> 
         {
             continue;
         }
+        if tokens.iter().any(|t| t.carried_by(value.as_bytes())) {
+            tracing::warn!(
+                "Kimi's response header {n} carried the access token (raw or encoded): dropped, not passed to the client"
+            );
+            continue;
+        }
         out.append(name.clone(), value.clone());
     }
     out
@@ -56,12 +69,13 @@ fn filtered(headers: &HeaderMap, dropped: &[&str], device_headers_too: bool) -> 
 /// The client's headers as they go to Kimi, before the token and the device headers are added
 /// (a client's own `x-msh-*` headers are dropped: the proxy's are the ones Kimi sees).
 pub(crate) fn upstream_request(headers: &HeaderMap) -> HeaderMap {
-    filtered(headers, REQUEST_DROPPED, true)
+    filtered(headers, REQUEST_DROPPED, true, &[])
 }
 
-/// Kimi's headers as they go back to the client.
-pub(crate) fn client_response(headers: &HeaderMap) -> HeaderMap {
-    filtered(headers, RESPONSE_DROPPED, false)
+/// Kimi's headers as they go back to the client, without any that carries one of `tokens`
+/// (the tokens injected into the request) in any of its forms.
+pub(crate) fn client_response(headers: &HeaderMap, tokens: &[&TokenForms]) -> HeaderMap {
+    filtered(headers, RESPONSE_DROPPED, false, tokens)
 }
 
 /// True for a `text/event-stream` response.
@@ -136,7 +150,7 @@ mod tests {
         h.append("set-cookie", HeaderValue::from_static("s=1"));
         h.append("transfer-encoding", HeaderValue::from_static("chunked"));
         h.append("x-request-id", HeaderValue::from_static("r1"));
-        let down = client_response(&h);
+        let down = client_response(&h, &[]);
         assert!(down.get("set-cookie").is_none());
         assert!(down.get("transfer-encoding").is_none());
         assert_eq!(down["x-request-id"], "r1");

@@ -16,14 +16,16 @@ mod body;
 pub(crate) mod forward;
 pub(crate) mod headers;
 mod health;
+pub(crate) mod reflect;
 mod refresher;
 mod respond;
+mod watch;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
@@ -33,6 +35,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
 use crate::http::{Http, Purpose};
@@ -41,59 +44,235 @@ use crate::session::Session;
 use crate::store::device_id;
 use auth::ClientAuth;
 use body::{ProxyBody, RequestLog};
+use reflect::TokenForms;
 
 /// The port of the `kimi-proxy` this replaces.
 pub const DEFAULT_PORT: u16 = 18462;
 /// How long in-flight responses may run on after a shutdown is asked.
 pub const DRAIN: Duration = Duration::from_secs(10);
+/// After [`DRAIN`], how long event streams have to write their final error event.
+const CUTOFF_GRACE: Duration = Duration::from_secs(2);
 /// How long a refresh already sent may take to store its answer before the proxy exits anyway
 /// (the refresh budget is 30 s).
 pub const REFRESH_WAIT: Duration = Duration::from_secs(40);
+
+/// Default cap on open client connections (SPEC §7).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// How the proxy is set up.
 #[derive(Debug, Clone)]
 pub struct ProxyOptions {
     /// The key clients must present; `None` lets anyone who can connect in.
     pub client_key: Option<SecretString>,
+    /// True when `client_key` is the profile's stored key: a key rotated by another process is
+    /// then followed (a one-time key of `exec --proxy` is not).
+    pub key_in_vault: bool,
+    /// At most this many client connections are open at once; past it a new connection is
+    /// accepted and closed at once (upstream connections do not count).
+    pub max_connections: usize,
+    /// The timeouts.
+    pub limits: Limits,
+}
+
+impl Default for ProxyOptions {
+    fn default() -> Self {
+        ProxyOptions {
+            client_key: None,
+            key_in_vault: false,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The proxy's timeouts (SPEC §7).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A connection idle, or still sending a request's headers, this long is closed.
+    pub idle: Duration,
+    /// A request body that sends nothing for this long is dropped.
+    pub body_stall: Duration,
+    /// Kimi must send a response's headers within this long after the request was sent.
+    pub upstream_headers: Duration,
+    /// How often the stored credential is looked at (a logout, a new login, a rotated client
+    /// key made by another process).
+    pub watch: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let limits = Limits {
+            idle: Duration::from_secs(30),
+            body_stall: Duration::from_secs(60),
+            upstream_headers: Duration::from_secs(300),
+            watch: Duration::from_secs(2),
+        };
+        test_limits(limits)
+    }
+}
+
+/// Test builds only (the `testing` feature): `KIMI_VAULT_TEST_PROXY_LIMITS_MS=idle,body,upstream`
+/// shortens the timeouts so that tests of them take seconds.
+#[cfg(feature = "testing")]
+fn test_limits(mut limits: Limits) -> Limits {
+    if let Ok(v) = std::env::var("KIMI_VAULT_TEST_PROXY_LIMITS_MS") {
+        let ms: Vec<u64> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+        if let [idle, body, upstream] = ms[..] {
+            limits.idle = Duration::from_millis(idle);
+            limits.body_stall = Duration::from_millis(body);
+            limits.upstream_headers = Duration::from_millis(upstream);
+        }
+    }
+    limits
+}
+
+#[cfg(not(feature = "testing"))]
+fn test_limits(limits: Limits) -> Limits {
+    limits
 }
 
 /// What every request handler shares.
 pub(crate) struct Shared {
     session: Session,
     upstream: Http,
-    /// The API base (parsed once: every request only swaps its path and query).
-    base: reqwest::Url,
-    auth: ClientAuth,
+    /// The API base (parsed once per region: every request only swaps its path and query);
+    /// replaced when another process logs the profile in to another region.
+    base: RwLock<(String, reqwest::Url)>,
+    auth: RwLock<ClientAuth>,
+    /// The client key is the profile's stored one: follow a rotation made by another process.
+    key_in_vault: bool,
     /// Listening on loopback only: the `Host` of a request must name loopback too.
     loopback: bool,
+    limits: Limits,
     started: Instant,
     requests: AtomicU64,
+    /// The encoded forms of the token last injected (computed once per token).
+    forms: std::sync::Mutex<Option<Arc<TokenForms>>>,
+    /// Set when in-flight responses had their time after a shutdown: event streams then end
+    /// with a final error event.
+    cutoff: tokio::sync::watch::Sender<bool>,
+    cutoff_rx: tokio::sync::watch::Receiver<bool>,
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {
     fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
+
+    /// The API base of the region the profile is logged in to.
+    pub(crate) fn base(&self) -> reqwest::Url {
+        read(&self.base).1.clone()
+    }
+
+    /// The forms of `token` a response header must not carry: made when the token changes,
+    /// shared by every request meanwhile.
+    pub(crate) fn forms_for(&self, token: &SecretString) -> Arc<TokenForms> {
+        let mut cached = self.forms.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(forms) = cached.as_ref()
+            && forms.is_for(token)
+        {
+            return forms.clone();
+        }
+        let forms = Arc::new(TokenForms::new(token));
+        *cached = Some(forms.clone());
+        forms
+    }
 }
 
 /// A bound proxy, ready to serve.
 pub struct Proxy {
-    listener: TcpListener,
+    /// 127.0.0.1 and [::1] on the same port (or the one address asked for).
+    listeners: Vec<TcpListener>,
     shared: Arc<Shared>,
+    max_connections: usize,
 }
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
-            .field("addr", &self.listener.local_addr().ok())
-            .field("base", &self.shared.base.as_str())
+            .field(
+                "addrs",
+                &self
+                    .listeners
+                    .iter()
+                    .map(|l| l.local_addr().ok())
+                    .collect::<Vec<_>>(),
+            )
+            .field("base", &self.shared.base().as_str())
             .finish()
     }
 }
 
+/// Binds `addr`; for 127.0.0.1 or ::1, the other loopback address too, on the same port (so no
+/// other process can take `localhost`'s other address). A machine without IPv6 (or IPv4)
+/// loopback skips it; an address taken by another process refuses the start.
+async fn bind_loopback_pair(addr: SocketAddr) -> Result<Vec<TcpListener>> {
+    let bind = |a: SocketAddr| async move {
+        TcpListener::bind(a)
+            .await
+            .map_err(|e| Error::io(format!("cannot listen on {a}"), e))
+    };
+    let twin = |ip: IpAddr| -> Option<IpAddr> {
+        match ip {
+            IpAddr::V4(v4) if v4 == Ipv4Addr::LOCALHOST => Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            IpAddr::V6(v6) if v6 == Ipv6Addr::LOCALHOST => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            _ => None,
+        }
+    };
+    let Some(other) = twin(addr.ip()) else {
+        return Ok(vec![bind(addr).await?]);
+    };
+    // With port 0 the first address picks the port; the other may have it taken already by
+    // someone else: try a few ports.
+    let attempts = if addr.port() == 0 { 5 } else { 1 };
+    let mut last = None;
+    for _ in 0..attempts {
+        let first = bind(addr).await?;
+        let port = first
+            .local_addr()
+            .map_err(|e| Error::io("cannot read the proxy's address", e))?
+            .port();
+        let second_addr = SocketAddr::new(other, port);
+        match TcpListener::bind(second_addr).await {
+            Ok(second) => return Ok(vec![first, second]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported
+                ) || e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+            {
+                tracing::info!(
+                    "{other} is not available on this machine: listening on {addr} only"
+                );
+                return Ok(vec![first]);
+            }
+            Err(e) => {
+                last = Some(Error::io(
+                    format!(
+                        "cannot listen on {second_addr} beside {}: another process holds it (it would receive what clients send to localhost)",
+                        SocketAddr::new(addr.ip(), port)
+                    ),
+                    e,
+                ));
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Config("cannot listen".into())))
+}
+
 impl Proxy {
     /// Binds `addr` for `session`'s profile, whose stored credential (its region) names the
-    /// API base. Call inside a tokio runtime.
+    /// API base, and reads the profile's token once (so that the proxy is ready when this
+    /// returns: a `/health` right after never sees a start-up state). Call inside a tokio
+    /// runtime.
     pub async fn bind(session: Session, addr: SocketAddr, options: ProxyOptions) -> Result<Proxy> {
         let cred = session
             .stored()?
@@ -108,86 +287,153 @@ impl Proxy {
                 "a proxy client key must be at least 16 characters".into(),
             ));
         }
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::io(format!("cannot listen on {addr}"), e))?;
+        if options.max_connections == 0 {
+            return Err(Error::Config(
+                "the proxy needs room for at least one connection".into(),
+            ));
+        }
+        let listeners = bind_loopback_pair(addr).await?;
+        // The first read (a refresh when the stored token has run out): its outcome is what
+        // /health and the first request see, never a read still under way.
+        if let Err(e) = session.token_async(forward::MIN_VALID).await {
+            tracing::warn!("no token yet: {e}");
+        }
+        let (cutoff, cutoff_rx) = tokio::sync::watch::channel(false);
         let shared = Shared {
             upstream: Http::new(&device, Purpose::Upstream),
-            base: endpoints.api_base.clone(),
-            auth: match options.client_key {
+            base: RwLock::new((cred.region.clone(), endpoints.api_base.clone())),
+            auth: RwLock::new(match options.client_key {
                 Some(k) => ClientAuth::Key(k),
                 None => ClientAuth::Open,
-            },
+            }),
+            key_in_vault: options.key_in_vault,
             loopback: addr.ip().is_loopback(),
+            limits: options.limits,
             session,
             started: Instant::now(),
             requests: AtomicU64::new(0),
+            forms: std::sync::Mutex::new(None),
+            cutoff,
+            cutoff_rx,
         };
         Ok(Proxy {
-            listener,
+            listeners,
             shared: Arc::new(shared),
+            max_connections: options.max_connections,
         })
     }
 
-    /// The address actually bound (the port, when 0 was asked).
+    /// The address actually bound (the port, when 0 was asked); the first when there are two.
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        self.listener
+        self.listeners
+            .first()
+            .ok_or_else(|| Error::Config("the proxy listens nowhere".into()))?
             .local_addr()
             .map_err(|e| Error::io("cannot read the proxy's address", e))
+    }
+
+    /// Every address bound (127.0.0.1 and [::1] when both were taken).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     /// Serves until `shutdown` completes; then stops accepting, lets in-flight responses finish
     /// for up to [`DRAIN`], and lets a token refresh already sent store its answer (up to
     /// [`REFRESH_WAIT`]): Kimi rotates the refresh token as it answers, so leaving before it is
     /// stored would log the user out.
+    ///
+    /// At most `max_connections` client connections are served at once (a semaphore permit
+    /// per connection); past it a new connection is accepted and closed at once, so that the
+    /// backlog does not fill and the connections already open keep being answered. A
+    /// connection idle, or sending its headers, for [`Limits::idle`] is closed (hyper's header
+    /// read timeout, which also runs between keep-alive requests).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let refresher = tokio::spawn(refresher::run(self.shared.session.clone()));
+        let watcher = tokio::spawn(watch::run(self.shared.clone()));
         let graceful = GracefulShutdown::new();
+        let permits = Arc::new(Semaphore::new(self.max_connections));
         let mut shutdown = std::pin::pin!(shutdown);
+        let mut refused_since_warning = 0u64;
+        let mut last_warning: Option<Instant> = None;
+        let second = async |l: Option<&TcpListener>| match l {
+            Some(l) => l.accept().await,
+            None => std::future::pending().await,
+        };
         loop {
-            tokio::select! {
-                accepted = self.listener.accept() => {
-                    let (stream, _) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of file descriptors, a connection reset before accept: the
-                            // proxy stays up and tries again shortly.
-                            tracing::warn!("cannot accept a connection: {e}");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let shared = self.shared.clone();
-                    let service = service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(handle(&shared, req).await) }
-                    });
-                    let connection = http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service);
-                    let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!("a client connection ended with an error: {e}");
-                        }
-                    });
-                }
+            let accepted = tokio::select! {
+                a = self.listeners[0].accept() => a,
+                a = second(self.listeners.get(1)) => a,
                 () = &mut shutdown => break,
-            }
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, a connection reset before accept: the
+                    // proxy stays up and tries again shortly.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                // Full: closed at once, so the descriptor is back now.
+                drop(stream);
+                refused_since_warning += 1;
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                    tracing::warn!(
+                        "{} client connections are open (--max-connections): refused {refused_since_warning} new one(s)",
+                        self.max_connections
+                    );
+                    refused_since_warning = 0;
+                    last_warning = Some(Instant::now());
+                }
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let shared = self.shared.clone();
+            let service = service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+            });
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .keep_alive(true)
+                .header_read_timeout(self.shared.limits.idle)
+                .serve_connection(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!("a client connection ended with an error: {e}");
+                }
+                drop(permit);
+            });
         }
-        drop(self.listener);
+        drop(self.listeners);
         refresher.abort();
+        watcher.abort();
         tracing::info!("stopped accepting; letting in-flight responses finish");
-        if tokio::time::timeout(DRAIN, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "in-flight responses did not finish within {} s; stopping anyway",
-                DRAIN.as_secs()
-            );
+        let mut drained = std::pin::pin!(graceful.shutdown());
+        if tokio::time::timeout(DRAIN, &mut drained).await.is_err() {
+            // Event streams still running end with a final SSE error event (the client learns
+            // the stream was cut); a second to write it, then the rest is cut.
+            let _ = self.shared.cutoff.send(true);
+            if tokio::time::timeout(CUTOFF_GRACE, &mut drained)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "in-flight responses did not finish within {} s; stopping anyway",
+                    DRAIN.as_secs()
+                );
+            } else {
+                tracing::warn!(
+                    "event streams still running after {} s were ended with an error event",
+                    DRAIN.as_secs()
+                );
+            }
         }
         self.shared.session.stop_refreshing();
         let waited = tokio::task::spawn_blocking(|| {
@@ -210,6 +456,16 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBo
     let path = request.uri().path().to_owned();
     let mut log = RequestLog::new(request.method(), &path);
     if path == "/health" {
+        // No client key, so only for local programs: a DNS-rebinding page names its own Host.
+        if !auth::names_loopback_host(request.headers()) {
+            log.status = 403;
+            log.finished = true;
+            return respond::error(
+                403,
+                "permission_error",
+                "kimi-vault proxy: /health answers only a loopback Host (127.0.0.1, localhost, [::1])",
+            );
+        }
         let response = health::respond(shared).await;
         log.status = response.status().as_u16();
         log.finished = true;
@@ -229,7 +485,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBo
         log.finished = true;
         return respond::error(403, "permission_error", &format!("kimi-vault proxy: {why}"));
     }
-    if !shared.auth.allows(request.headers()) {
+    if !read(&shared.auth).allows(request.headers()) {
         log.status = 401;
         log.finished = true;
         return respond::error(
@@ -237,6 +493,25 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBo
             "authentication_error",
             "kimi-vault proxy: missing or wrong client key (send the key kimi-vault proxy printed, as x-api-key or Authorization: Bearer)",
         );
+    }
+    // SPEC §7: the key first (401), then the method; nothing else goes upstream (TRACE would
+    // reflect the injected token, others have no use here).
+    if !matches!(
+        *request.method(),
+        hyper::Method::GET | hyper::Method::POST | hyper::Method::HEAD
+    ) {
+        log.status = 405;
+        log.finished = true;
+        let mut response = respond::error(
+            405,
+            "invalid_request_error",
+            "kimi-vault proxy: only GET, POST and HEAD are forwarded",
+        );
+        response.headers_mut().insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static("GET, POST, HEAD"),
+        );
+        return response;
     }
     let rest = rest.to_owned();
     forward::forward(shared, request, &rest, log).await

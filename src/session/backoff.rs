@@ -34,6 +34,27 @@ pub(crate) struct Recorded {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Records {
     profiles: BTreeMap<String, Recorded>,
+    /// When a refresh last produced a token, per profile (Unix milliseconds; kept
+    /// [`REJECTED_AGAIN_GUARD`]): a token that fresh being rejected by the API is not refreshed
+    /// again by any process (SPEC §5).
+    #[serde(default)]
+    refreshed: BTreeMap<String, i64>,
+}
+
+/// A token a refresh produced less than this long ago is not refreshed again after an API 401.
+pub(crate) const REJECTED_AGAIN_GUARD: Duration = Duration::from_secs(30);
+
+impl Records {
+    fn is_empty(&self) -> bool {
+        self.profiles.is_empty() && self.refreshed.is_empty()
+    }
+
+    fn prune(&mut self, now: i64) {
+        self.profiles.retain(|_, r| r.until_ms > now);
+        let guard = REJECTED_AGAIN_GUARD.as_millis() as i64;
+        self.refreshed
+            .retain(|_, at| *at <= now && now - *at < guard);
+    }
 }
 
 fn read(paths: &VaultPaths) -> Records {
@@ -48,7 +69,7 @@ fn read(paths: &VaultPaths) -> Records {
 }
 
 fn write(paths: &VaultPaths, records: &Records) {
-    let result = if records.profiles.is_empty() {
+    let result = if records.is_empty() {
         match std::fs::remove_file(paths.backoff()) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
             _ => Ok(()),
@@ -84,7 +105,7 @@ pub(crate) fn record(
     let now = now_unix_ms();
     let wait = retry_after.unwrap_or(DEFAULT_BACKOFF).min(MAX_BACKOFF);
     let mut records = read(paths);
-    records.profiles.retain(|_, r| r.until_ms > now);
+    records.prune(now);
     records.profiles.insert(
         profile.to_owned(),
         Recorded {
@@ -96,17 +117,28 @@ pub(crate) fn record(
     write(paths, &records);
 }
 
-/// Forgets `profile`'s failure (after a successful refresh).
-pub(crate) fn clear(paths: &VaultPaths, profile: &str, _lock: &VaultLock) {
-    if std::fs::symlink_metadata(paths.backoff()).is_err() {
-        return;
-    }
+/// After a successful refresh: forgets `profile`'s failure and notes when the token was
+/// produced (for [`refreshed_within_guard`]).
+pub(crate) fn refreshed(paths: &VaultPaths, profile: &str, _lock: &VaultLock) {
     let mut records = read(paths);
     let now = now_unix_ms();
-    let before = records.profiles.len();
     records.profiles.remove(profile);
-    records.profiles.retain(|_, r| r.until_ms > now);
-    if records.profiles.len() != before || records.profiles.is_empty() {
-        write(paths, &records);
-    }
+    records.prune(now);
+    records.refreshed.insert(profile.to_owned(), now);
+    write(paths, &records);
+}
+
+/// How long ago a refresh produced `profile`'s token, when less than [`REJECTED_AGAIN_GUARD`].
+pub(crate) fn refreshed_within_guard(
+    paths: &VaultPaths,
+    profile: &str,
+    _lock: &VaultLock,
+) -> Option<Duration> {
+    let now = now_unix_ms();
+    let mut records = read(paths);
+    records.prune(now);
+    records
+        .refreshed
+        .get(profile)
+        .map(|at| Duration::from_millis((now - at) as u64))
 }

@@ -98,6 +98,25 @@ struct Inner {
     last_forced: Mutex<Option<(Instant, SecretString)>>,
     /// Set by [`Session::stop_refreshing`]: no new refresh request is sent.
     stopping: std::sync::atomic::AtomicBool,
+    /// What [`Session::resync`] last found in the vault: [`USABLE`], [`LOGGED_OUT`] or
+    /// [`NEEDS_LOGIN`]. The async methods answer at once while it is not usable (a logout made
+    /// by another process stops a running proxy from handing out the token it held).
+    found: std::sync::atomic::AtomicU8,
+}
+
+const USABLE: u8 = 0;
+const LOGGED_OUT: u8 = 1;
+const NEEDS_LOGIN: u8 = 2;
+
+/// What [`Session::resync`] found.
+#[derive(Debug)]
+pub(crate) enum Found {
+    /// A usable credential (now the one served from memory).
+    Usable(Credential),
+    /// Nothing stored: logged out.
+    LoggedOut,
+    /// Stored, but its refresh token was rejected.
+    NeedsLogin,
 }
 
 /// After a failed refresh, the async methods do not try again for this long while the token
@@ -123,6 +142,7 @@ impl Session {
                 last_failure: Mutex::new(None),
                 last_forced: Mutex::new(None),
                 stopping: std::sync::atomic::AtomicBool::new(false),
+                found: std::sync::atomic::AtomicU8::new(USABLE),
             }),
         })
     }
@@ -194,6 +214,7 @@ impl Session {
     /// rejected login still leaves it the token it holds while that is valid (with a warning),
     /// and the next attempt waits a few seconds.
     pub async fn token_async(&self, min_valid: i64) -> Result<Credential> {
+        self.check_found()?;
         let need = Need::MinValid(min_valid);
         if let Some(c) = self.cached(&need) {
             return Ok(c);
@@ -211,11 +232,17 @@ impl Session {
         match self.ensure_on_blocking_thread(need).await {
             Ok(c) => Ok(c),
             Err(e) => {
-                *guard(&self.inner.last_failure) = Some(Instant::now());
                 let login_problem =
                     matches!(e, Error::NotLoggedIn { .. } | Error::LoginRequired { .. });
+                if login_problem {
+                    // Logged out or rejected: the token held in memory is never handed out
+                    // again (it was the shortcut that kept a logged-out proxy serving).
+                    *guard(&self.inner.cache) = None;
+                    return Err(e);
+                }
+                *guard(&self.inner.last_failure) = Some(Instant::now());
                 match self.cached(&Need::MinValid(0)) {
-                    Some(c) if !login_problem => {
+                    Some(c) => {
                         tracing::warn!(
                             "{e}; using the access token held in memory, still valid for {} s",
                             c.expires_in(now_unix())
@@ -232,6 +259,7 @@ impl Session {
     /// forced refresh of this process produced less than 30 s ago is not refreshed again when
     /// it is rejected too (the 401 has another cause): that is an error.
     pub async fn force_refresh(&self, rejected: &SecretString) -> Result<Credential> {
+        self.check_found()?;
         let need = Need::Replace(rejected.clone());
         let _gate = self.inner.gate.lock().await;
         if let Some(c) = self.cached(&need) {
@@ -249,6 +277,65 @@ impl Session {
         let fresh = self.ensure_on_blocking_thread(need).await?;
         *guard(&self.inner.last_forced) = Some((Instant::now(), fresh.access_token.clone()));
         Ok(fresh)
+    }
+
+    /// The error for a profile [`resync`](Self::resync) found logged out or rejected.
+    fn check_found(&self) -> Result<()> {
+        match self.inner.found.load(std::sync::atomic::Ordering::Acquire) {
+            LOGGED_OUT => Err(self.not_logged_in()),
+            NEEDS_LOGIN => {
+                Err(self.login_required("the refresh token was rejected earlier".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// For a long-lived process: reads the stored credential again and makes it the one
+    /// served when another process changed it (a new login, another region or account, a
+    /// refresh, a rotated proxy client key); a logout or a rejected refresh token makes the
+    /// async methods fail at once until a usable credential is stored again. Waits for a
+    /// refresh of this process under way (so that its answer is not overwritten by the older
+    /// credential read meanwhile).
+    pub(crate) async fn resync(&self) -> Result<Found> {
+        use std::sync::atomic::Ordering;
+        let _gate = self.inner.gate.lock().await;
+        let this = self.clone();
+        // Silent: this runs every few seconds, and the caller reports what changed (the
+        // store's own notes would fill a -v log with one line per look).
+        let stored = tokio::task::spawn_blocking(move || {
+            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+                this.stored()
+            })
+        })
+        .await
+        .map_err(|e| Error::io("the vault read failed", std::io::Error::other(e)))??;
+        let found = match stored.map(|l| l.cred) {
+            None => Found::LoggedOut,
+            Some(c) if c.needs_login => Found::NeedsLogin,
+            Some(c) => Found::Usable(c),
+        };
+        match &found {
+            Found::Usable(c) => {
+                let changed = guard(&self.inner.cache).as_ref().is_none_or(|held| {
+                    !held.access_token.ct_eq(&c.access_token) || held.region != c.region
+                });
+                if changed {
+                    self.remember(c);
+                    *guard(&self.inner.last_failure) = None;
+                }
+                self.inner.found.store(USABLE, Ordering::Release);
+            }
+            Found::LoggedOut | Found::NeedsLogin => {
+                *guard(&self.inner.cache) = None;
+                let state = if matches!(found, Found::LoggedOut) {
+                    LOGGED_OUT
+                } else {
+                    NEEDS_LOGIN
+                };
+                self.inner.found.store(state, Ordering::Release);
+            }
+        }
+        Ok(found)
     }
 
     /// Asks this session (and its clones) to send no new refresh request: for a long-running
@@ -331,6 +418,22 @@ impl Session {
             tracing::info!("another process refreshed the token meanwhile");
             return Ok(cred);
         }
+        // SPEC §5: a token a refresh (of any process) produced less than 30 s ago, rejected by
+        // the API too: the 401 has another cause; refreshing again would only rotate the
+        // refresh token on every run.
+        if let Need::Replace(_) = need
+            && let Some(age) =
+                backoff::refreshed_within_guard(vault.paths(), &self.inner.profile, &lock)
+        {
+            return Err(Error::ApiUnauthorized {
+                profile: self.inner.profile.clone(),
+                detail: format!(
+                    "the access token a refresh produced {} s ago was rejected too; no refresh is made again within {} s",
+                    age.as_secs(),
+                    backoff::REJECTED_AGAIN_GUARD.as_secs()
+                ),
+            });
+        }
         if let Some(rec) = backoff::active(vault.paths(), &self.inner.profile, &lock) {
             let age = (crate::clock::now_unix_ms() - rec.at_ms) / 1000;
             let left = (rec.until_ms - crate::clock::now_unix_ms()).max(0) / 1000 + 1;
@@ -375,7 +478,7 @@ impl Session {
             Ok(grant) => {
                 let fresh = refresh::apply_grant(&cred, grant);
                 let backend = vault.save(profile, &fresh, lock, false)?;
-                backoff::clear(vault.paths(), profile, lock);
+                backoff::refreshed(vault.paths(), profile, lock);
                 tracing::info!("refreshed the access token ({} backend)", backend.as_str());
                 self.remember(&fresh);
                 Ok(fresh)

@@ -52,9 +52,9 @@ fn directory_refused(dir: &Path, why: String) -> Error {
 /// Checks the vault directory without creating anything; `Ok(false)` when it does not exist.
 ///
 /// Refused: not a directory, owned by someone else, writable by group or others, or sticky
-/// (a shared directory such as /tmp: others could plant or swap files in it). Merely readable
-/// by group or others (and ours) is repaired to 0700 with a warning. Only the directory's own
-/// mode is ever changed, and only then.
+/// (a shared directory such as /tmp: others could plant or swap files in it). Its mode is never
+/// changed (SPEC §4: a directory the tool did not create keeps the mode its owner gave it;
+/// merely readable by group or others is allowed: the files in it are 0600).
 pub(crate) fn check_dir(dir: &Path) -> Result<bool> {
     let meta = match fs::metadata(dir) {
         Ok(meta) => meta,
@@ -94,16 +94,6 @@ pub(crate) fn check_dir(dir: &Path) -> Result<bool> {
                     "it is writable by group or others (mode {mode:o}), who could replace the vault's files"
                 ),
             ));
-        }
-        if mode & 0o077 != 0 {
-            let repaired = mode & !0o077;
-            fs::set_permissions(dir, mode_permissions(repaired)).map_err(|e| {
-                Error::io(format!("cannot repair permissions of {}", dir.display()), e)
-            })?;
-            tracing::warn!(
-                "{} had mode {mode:o} (readable by others); repaired to {repaired:o}",
-                dir.display()
-            );
         }
     }
     Ok(true)

@@ -1,8 +1,9 @@
 //! What `doctor` looks at in the vault directory, read-only: the directory and each file (kind,
 //! mode, owner, and what is wrong with them), whether the encrypted file backend can write here
 //! (a throwaway temp file written, read back and deleted), and whether `vault.key` opens
-//! `vault.enc` on this machine. Nothing is created; the only change any of this makes is the
-//! mode repair every command makes on a too-open vault file.
+//! `vault.enc` on this machine. Nothing is created; the only changes any of this makes are the
+//! mode repair every command makes on a too-open vault file, and removing probe files a killed
+//! `doctor` left (exactly `.doctor-probe.XXXXXX.tmp`, ours, older than a minute).
 
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
@@ -262,12 +263,14 @@ impl Vault {
             }
             Err(e) => return FileProbe::Fails(format!("cannot inspect {}: {e}", home.display())),
         }
+        sweep_stale_probes(home);
         let started = Instant::now();
         let payload = [0x5au8; 2048];
         let result = (|| -> std::io::Result<()> {
             let mut tmp = tempfile::Builder::new()
-                .prefix(".doctor-probe.")
-                .suffix(".tmp")
+                .prefix(PROBE_PREFIX)
+                .rand_bytes(PROBE_RANDOM)
+                .suffix(PROBE_SUFFIX)
                 .tempfile_in(home)?;
             tmp.write_all(&payload)?;
             tmp.as_file().sync_all()?;
@@ -315,6 +318,62 @@ impl Vault {
                 .then(MachineBinding::machine_id_source)
                 .flatten(),
             uid: b.uid,
+        }
+    }
+}
+
+/// The probe's temp files: `.doctor-probe.XXXXXX.tmp`.
+const PROBE_PREFIX: &str = ".doctor-probe.";
+const PROBE_SUFFIX: &str = ".tmp";
+const PROBE_RANDOM: usize = 6;
+/// A probe file older than this was left by a doctor that was killed (a probe takes
+/// milliseconds).
+const PROBE_STALE: Duration = Duration::from_secs(60);
+
+/// True for a name of exactly the probe's pattern.
+fn is_probe_name(name: &str) -> bool {
+    name.strip_prefix(PROBE_PREFIX)
+        .and_then(|rest| rest.strip_suffix(PROBE_SUFFIX))
+        .is_some_and(|random| {
+            random.len() == PROBE_RANDOM && random.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+/// Removes probe files a killed `doctor` left: only regular files (never through a link) of
+/// exactly the probe's name pattern, owned by this user, older than a minute.
+fn sweep_stale_probes(home: &Path) {
+    let Ok(entries) = std::fs::read_dir(home) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(is_probe_name) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        #[cfg(unix)]
+        let ours = {
+            use std::os::unix::fs::MetadataExt;
+            meta.uid() == current_uid()
+        };
+        #[cfg(not(unix))]
+        let ours = true;
+        let stale = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age >= PROBE_STALE);
+        if meta.is_file() && ours && stale {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(
+                    "removed {}, left by a doctor that was stopped",
+                    path.display()
+                ),
+                Err(e) => tracing::debug!("cannot remove {}: {e}", path.display()),
+            }
         }
     }
 }

@@ -69,6 +69,9 @@ pub struct State {
     pub models_body: String,
     /// `Authorization` header of every API request, in order (`path`, value).
     pub api_auth: Vec<(String, String)>,
+    /// Replaces the device authorization's `user_code` and `verification_uri` (a hostile
+    /// server's text).
+    pub device_text: Option<(String, String)>,
 }
 
 /// `GET /usages` as Kimi answers it: numbers as decimal strings, the 5-hour window in
@@ -127,6 +130,7 @@ impl FakeKimi {
             usages_body: USAGES_BODY.to_owned(),
             models_body: MODELS_BODY.to_owned(),
             api_auth: Vec::new(),
+            device_text: None,
         }));
         let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (s, st, stop) = (server.clone(), state.clone(), stopping.clone());
@@ -273,6 +277,11 @@ fn handle(
             });
             if let Some(i) = st.interval {
                 v["interval"] = i.into();
+            }
+            if let Some((code, uri)) = &st.device_text {
+                v["user_code"] = code.as_str().into();
+                v["verification_uri"] = uri.as_str().into();
+                v["verification_uri_complete"] = serde_json::Value::Null;
             }
             (200, v.to_string(), vec![])
         }

