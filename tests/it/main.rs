@@ -18,6 +18,7 @@ mod common;
 mod adversarial;
 mod api;
 mod cli;
+mod cli_snapshots;
 mod clients;
 mod completions;
 mod configuration;
