@@ -8,7 +8,7 @@
 # the tests ignored in a plain `cargo test` need the Secret Service this script provides, or
 # root (the chown and tmpfs tests; left out, by name, when this script does not run as root).
 # Arguments are cargo's (e.g. `scripts/test.sh --test it`). The last line counts every suite:
-# `all suites: N passed, N failed, N ignored`; the exit code is cargo test's.
+# `suites: N passed, N failed, N skipped` (skipped: tests still ignored, e.g. root-only ones when not root); the exit code is cargo test's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,7 +71,7 @@ fi
 # A suite that could not run at all (it crashed, or did not build) has no "test result:" line;
 # cargo's exit code still says so. One closing line over every suite, last.
 awk '/^test result:/ { p += $4; f += $6; i += $8 }
-     END { printf "all suites: %d passed, %d failed, %d ignored\n", p, f, i }' "$log" \
+     END { printf "suites: %d passed, %d failed, %d skipped\n", p, f, i }' "$log" \
     | tee "$target_dir/test-summary.txt"
 rm -f "$log"
 exit "$rc"
