@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
+use crate::migrate::Reason;
 use crate::migrate::parse::Tool;
 use crate::oauth::endpoints::{
     API_BASE_CN, API_BASE_GLOBAL, OAUTH_HOST_CN, OAUTH_HOST_GLOBAL, Region,
@@ -206,17 +207,22 @@ pub struct SourceFile {
     pub was_readable_by_others: bool,
 }
 
-/// Reads a source file, refusing what must not be trusted or followed. `Err` is a reason.
-pub fn read_source(path: &Path) -> Result<SourceFile, String> {
+/// Reads a source file, refusing what must not be trusted or followed. `Err` is the reason.
+pub fn read_source(path: &Path) -> Result<SourceFile, Reason> {
     let file = fsutil::open_nofollow(path, false).map_err(|e| {
         if fsutil::is_symlink_error(&e) {
-            "it is a symbolic link: not followed".to_owned()
+            Reason::Unusable("it is a symbolic link: not followed".to_owned())
         } else if e.kind() == std::io::ErrorKind::NotFound {
-            "no such file".to_owned()
+            Reason::NoSuchFile
         } else {
-            format!("cannot open it: {e}")
+            Reason::Unusable(format!("cannot open it: {e}"))
         }
     })?;
+    read_opened(file).map_err(Reason::Unusable)
+}
+
+/// Reads the opened source file, within the size limit, if it is one of ours.
+fn read_opened(file: File) -> Result<SourceFile, String> {
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot inspect it: {e}"))?;
@@ -369,6 +375,18 @@ fn same_file(aside: &Path, identity: (u64, u64), read: &[u8]) -> Result<File, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_source_is_a_typed_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = read_source(&dir.path().join("absent.json")).err();
+        assert_eq!(missing, Some(Reason::NoSuchFile));
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        assert!(matches!(
+            read_source(&dir.path().join("d")).err(),
+            Some(Reason::Unusable(_))
+        ));
+    }
 
     #[test]
     fn kimi_code_slots_give_the_region() {

@@ -47,19 +47,19 @@ pub(crate) async fn start(http: &Http, endpoints: &Endpoints) -> Result<DeviceAu
         .await
         .map_err(|e| service(endpoints, &e))?;
     match reply.status {
-        200..=299 => parse_device_authorization(&reply.body).map_err(|e| {
-            Error::Protocol(format!(
-                "Kimi's auth server sent an unusable device authorization ({e})"
-            ))
+        200..=299 => parse_device_authorization(&reply.body).map_err(|e| Error::UnusableAnswer {
+            server: "Kimi's auth server",
+            what: "device authorization",
+            why: e,
         }),
         429 | 500..=599 => Err(service(
             endpoints,
             &format!("HTTP {}: {}", reply.status, redact_body(&reply.body)),
         )),
-        s => Err(Error::Protocol(format!(
-            "Kimi's auth server refused the login request (HTTP {s}: {})",
-            redact_body(&reply.body)
-        ))),
+        status => Err(Error::DeviceAuthorizationRefused {
+            status,
+            detail: redact_body(&reply.body),
+        }),
     }
 }
 
@@ -112,9 +112,7 @@ pub(crate) async fn poll(
                 }
             }
             TokenOutcome::Rejected(why) | TokenOutcome::Malformed(why) => {
-                return Err(Error::Protocol(format!(
-                    "Kimi's auth server refused the login ({why})"
-                )));
+                return Err(Error::LoginRefused { detail: why });
             }
         }
     }
