@@ -45,7 +45,7 @@ pub(crate) async fn start(http: &Http, endpoints: &Endpoints) -> Result<DeviceAu
             REQUEST_TIMEOUT,
         )
         .await
-        .map_err(|e| service(endpoints, &e))?;
+        .map_err(|e| service(endpoints, &e.to_string()))?;
     match reply.status {
         200..=299 => parse_device_authorization(&reply.body).map_err(|e| Error::UnusableAnswer {
             server: "Kimi's auth server",
