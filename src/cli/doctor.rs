@@ -125,7 +125,7 @@ fn clock_problems(ctx: &Ctx, files: &[PathCheck]) -> Vec<String> {
             problems.push(format!(
                 "{} was modified {} in the future: the clock went back",
                 c.path.display(),
-                output::words((m - now) as u64)
+                output::span((m - now) as u64)
             ));
         }
     }
@@ -135,7 +135,7 @@ fn clock_problems(ctx: &Ctx, files: &[PathCheck]) -> Vec<String> {
             problems.push(format!(
                 "profile '{}' was stored {} in the future: the clock went back",
                 ctx.profile(),
-                output::words((written - now) as u64)
+                output::span((written - now) as u64)
             ));
         }
     }
