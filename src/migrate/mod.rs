@@ -465,124 +465,108 @@ fn remove_keyring_entry(
     }
 }
 
-/// Runs the migration.
-pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
-    let keyring = vault.keyring();
-    let profile = opts.profile.as_str();
-    let mut report = Report {
-        dry_run: opts.dry_run,
-        ..Report::default()
-    };
-    let forced = opts.region;
-    let mut candidates = candidates(vault, opts)?;
-    // A kimi-code slot of unknown hosts is neither locked nor read (unless --region says).
+impl Valid {
+    /// Its line of the report, with its expiry.
+    fn entry(&self, profile: &str, reason: Reason) -> Entry {
+        Entry {
+            expires_at: Some(rfc3339(self.parsed.expires_at)),
+            ..entry(
+                &self.location,
+                Some(self.tool),
+                Some(self.region),
+                profile,
+                reason,
+            )
+        }
+    }
+}
+
+/// Leaves out (and lists) the kimi-code slots of unknown hosts: they are neither locked nor
+/// read (unless `--region` says which region they are).
+fn skip_unknown_regions(candidates: &mut Vec<Candidate>, report: &mut Report, opts: &Options) {
     candidates.retain(|c| match c.tool {
-        Some(tool) => match source_region(tool, &c.location, forced) {
+        Some(tool) => match source_region(tool, &c.location, opts.region) {
             Ok(_) => true,
             Err(reason) => {
                 report
                     .skipped
-                    .push(entry(&c.location, Some(tool), None, profile, reason));
+                    .push(entry(&c.location, Some(tool), None, &opts.profile, reason));
                 false
             }
         },
         None => true,
     });
-    // Sources are removed after the import: hold their tools' locks from before they are read.
-    let _held = if opts.dry_run || opts.keep {
-        Vec::new()
-    } else {
-        match take_locks(&candidates) {
-            Ok(held) => held,
-            Err(busy) => {
-                report_busy(&mut report, &candidates, busy, profile, forced);
-                return Ok(report);
-            }
-        }
-    };
+}
+
+/// Reads and parses every candidate; those that cannot be used are listed with the reason.
+fn read_all(
+    keyring: &KeyringBackend,
+    candidates: Vec<Candidate>,
+    opts: &Options,
+    report: &mut Report,
+) -> Vec<Valid> {
     let mut valid: Vec<Valid> = Vec::new();
     for c in candidates {
-        match read_candidate(keyring, &c, !opts.from.is_empty(), forced) {
+        match read_candidate(keyring, &c, !opts.from.is_empty(), opts.region) {
             Ok(Some(v)) => valid.push(v),
             Ok(None) => {}
             Err((tool, reason)) => {
                 if reason == Reason::NoSuchFile {
                     report.missing_explicit = true;
                 }
-                let region = tool.and_then(|t| source_region(t, &c.location, forced).ok());
+                let region = tool.and_then(|t| source_region(t, &c.location, opts.region).ok());
                 report
                     .skipped
-                    .push(entry(&c.location, tool, region, profile, reason));
+                    .push(entry(&c.location, tool, region, &opts.profile, reason));
             }
         }
     }
-    // Freshest first.
-    valid.sort_by_key(|v| std::cmp::Reverse(v.parsed.expires_at));
-    let mut valid = valid.into_iter();
-    let Some(chosen) = valid.next() else {
-        return Ok(report);
-    };
-    for other in valid {
+    valid
+}
+
+/// Lists the valid credentials that were not chosen, each with the profile it could go to.
+fn list_others(
+    report: &mut Report,
+    chosen: &Valid,
+    others: impl Iterator<Item = Valid>,
+    opts: &Options,
+) {
+    for other in others {
         let own_profile = match other.region {
             Region::Cn => other.tool.name().to_owned(),
             region => format!("{}-{}", other.tool.name(), region.as_str()),
         };
-        let region = match (other.tool, forced) {
+        let region = match (other.tool, opts.region) {
             (Tool::KimiCode, Some(r)) => Some(r),
             _ => None,
         };
-        let mut e = entry(
-            &other.location,
-            Some(other.tool),
-            Some(other.region),
-            profile,
+        report.skipped.push(other.entry(
+            &opts.profile,
             Reason::NotChosen {
                 chosen: chosen.location.display(),
                 own_profile,
                 region,
             },
-        );
-        e.expires_at = Some(rfc3339(other.parsed.expires_at));
-        report.skipped.push(e);
+        ));
     }
-    let chosen_entry = |reason| Entry {
-        expires_at: Some(rfc3339(chosen.parsed.expires_at)),
-        ..entry(
-            &chosen.location,
-            Some(chosen.tool),
-            Some(chosen.region),
-            profile,
-            reason,
-        )
-    };
+}
 
-    if let Some(existing) = vault.load(profile)?
-        && !opts.force
-        && !existing.cred.needs_login
-    {
-        report.skipped.push(chosen_entry(Reason::ProfileTaken));
-        return Ok(report);
-    }
-    if opts.dry_run {
-        if !opts.keep {
-            report.removed.push(chosen_entry(Reason::WouldRemove {
-                keyring: chosen.location == Location::Keyring,
-            }));
-        }
-        report.imported.push(chosen_entry(Reason::WouldImport));
-        return Ok(report);
-    }
+/// True when the profile holds a credential that works (one that needs a login may be
+/// replaced without `--force`).
+fn profile_taken(vault: &Vault, profile: &str) -> Result<bool> {
+    Ok(vault
+        .load(profile)?
+        .is_some_and(|existing| !existing.cred.needs_login))
+}
 
+/// Writes the chosen credential under the vault lock and reads it back. `Ok(None)` when the
+/// profile got a credential meanwhile (and `--force` was not given): nothing was written.
+fn import(vault: &Vault, chosen: &Valid, opts: &Options) -> Result<Option<BackendKind>> {
+    let profile = opts.profile.as_str();
     let cred = to_credential(&chosen.parsed, chosen.region);
     let lock = vault.lock()?;
-    if !opts.force
-        && let Some(existing) = vault.load(profile)?
-        && !existing.cred.needs_login
-    {
-        report
-            .skipped
-            .push(chosen_entry(Reason::ProfileTakenMeanwhile));
-        return Ok(report);
+    if !opts.force && profile_taken(vault, profile)? {
+        return Ok(None);
     }
     let backend = vault.save(profile, &cred, &lock, false)?;
     let back = vault.load(profile)?;
@@ -591,12 +575,91 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
             location: chosen.location.display(),
         });
     }
-    drop(lock);
+    Ok(Some(backend))
+}
+
+/// Removes the very source that was imported (and opencode-kimi-auth's key beside it). `Err`
+/// is why it could not be.
+fn remove_source(keyring: &KeyringBackend, chosen: &Valid) -> std::result::Result<(), String> {
+    match (&chosen.location, &chosen.read) {
+        _ if fault("source-removal") => Err("injected fault (source-removal)".to_owned()),
+        (Location::File(path), Some(file)) => {
+            sources::remove_imported(path, file.identity, &file.bytes).and_then(|()| match &chosen
+                .key_file
+            {
+                Some((key, k)) => sources::remove_imported(key, k.identity, &k.bytes),
+                None => Ok(()),
+            })
+        }
+        _ => remove_keyring_entry(keyring, chosen.entry.as_ref().map(|e| e.as_str())),
+    }
+}
+
+/// Runs the migration.
+pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
+    let keyring = vault.keyring();
+    let profile = opts.profile.as_str();
+    let mut report = Report {
+        dry_run: opts.dry_run,
+        ..Report::default()
+    };
+    let mut candidates = candidates(vault, opts)?;
+    skip_unknown_regions(&mut candidates, &mut report, opts);
+    // Sources are removed after the import: hold their tools' locks from before they are read.
+    let _held = if opts.dry_run || opts.keep {
+        Vec::new()
+    } else {
+        match take_locks(&candidates) {
+            Ok(held) => held,
+            Err(busy) => {
+                report_busy(&mut report, &candidates, busy, profile, opts.region);
+                return Ok(report);
+            }
+        }
+    };
+    let mut valid = read_all(keyring, candidates, opts, &mut report);
+    // Freshest first.
+    valid.sort_by_key(|v| std::cmp::Reverse(v.parsed.expires_at));
+    let mut valid = valid.into_iter();
+    let Some(chosen) = valid.next() else {
+        return Ok(report);
+    };
+    list_others(&mut report, &chosen, valid, opts);
+
+    // Read even with --force: a vault that cannot be read is an error, not overwritten.
+    if profile_taken(vault, profile)? && !opts.force {
+        report
+            .skipped
+            .push(chosen.entry(profile, Reason::ProfileTaken));
+        return Ok(report);
+    }
+    let keyring_source = chosen.location == Location::Keyring;
+    if opts.dry_run {
+        if !opts.keep {
+            report.removed.push(chosen.entry(
+                profile,
+                Reason::WouldRemove {
+                    keyring: keyring_source,
+                },
+            ));
+        }
+        report
+            .imported
+            .push(chosen.entry(profile, Reason::WouldImport));
+        return Ok(report);
+    }
+
+    let Some(backend) = import(vault, &chosen, opts)? else {
+        report
+            .skipped
+            .push(chosen.entry(profile, Reason::ProfileTakenMeanwhile));
+        return Ok(report);
+    };
     report.backend = Some(backend);
     report.moved_tools.push(chosen.tool);
     report
         .imported
-        .push(chosen_entry(Reason::Imported { backend }));
+        .push(chosen.entry(profile, Reason::Imported { backend }));
     if fault("slow-import") {
         // Test-only: a slow import (a keyring that takes its time), to show that kimi-cli's
         // flock is not held past its limit.
@@ -611,22 +674,13 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
         );
         return Ok(report);
     }
-    let removal = match (&chosen.location, &chosen.read) {
-        _ if fault("source-removal") => Err("injected fault (source-removal)".to_owned()),
-        (Location::File(path), Some(file)) => {
-            sources::remove_imported(path, file.identity, &file.bytes).and_then(|()| match &chosen
-                .key_file
-            {
-                Some((key, k)) => sources::remove_imported(key, k.identity, &k.bytes),
-                None => Ok(()),
-            })
-        }
-        _ => remove_keyring_entry(keyring, chosen.entry.as_ref().map(|e| e.as_str())),
-    };
-    match removal {
-        Ok(()) => report.removed.push(chosen_entry(Reason::Removed {
-            keyring: chosen.location == Location::Keyring,
-        })),
+    match remove_source(keyring, &chosen) {
+        Ok(()) => report.removed.push(chosen.entry(
+            profile,
+            Reason::Removed {
+                keyring: keyring_source,
+            },
+        )),
         Err(why) => {
             tracing::warn!(
                 "imported {}, but could not remove it ({why}). Delete it yourself: refresh tokens rotate, and a copy left behind breaks whichever install refreshes second",
@@ -634,7 +688,7 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
             );
             report
                 .not_removed
-                .push(chosen_entry(Reason::NotRemoved(why)));
+                .push(chosen.entry(profile, Reason::NotRemoved(why)));
         }
     }
     Ok(report)
