@@ -15,15 +15,15 @@ use crate::oauth::endpoints::{
 use crate::store::fsutil;
 
 /// Largest source file read.
-pub const MAX_SOURCE_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_SOURCE_BYTES: u64 = 64 * 1024;
 /// `--from` value naming kimi-cli's old keyring entry.
-pub const KEYRING_SOURCE: &str = "keyring:kimi-code";
+pub(crate) const KEYRING_SOURCE: &str = "keyring:kimi-code";
 /// kimi-cli's old keyring entry.
-pub const KIMI_CLI_KEYRING: (&str, &str) = ("kimi-code", "oauth/kimi-code");
+pub(crate) const KIMI_CLI_KEYRING: (&str, &str) = ("kimi-code", "oauth/kimi-code");
 
 /// Where a credential comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
+pub(crate) enum Location {
     /// A file.
     File(PathBuf),
     /// kimi-cli's old keyring entry.
@@ -41,15 +41,15 @@ impl Location {
 }
 
 /// kimi-code's slot of the default (cn) hosts: `credentials/kimi-code.json`.
-pub const KIMI_CODE_DEFAULT_SLOT: &str = "kimi-code";
+pub(crate) const KIMI_CODE_DEFAULT_SLOT: &str = "kimi-code";
 /// The prefix of kimi-code's other slots: `kimi-code-env-<16 hex digits>`.
-pub const KIMI_CODE_ENV_SLOT_PREFIX: &str = "kimi-code-env-";
+pub(crate) const KIMI_CODE_ENV_SLOT_PREFIX: &str = "kimi-code-env-";
 
 /// The slot kimi-code keeps a login of these hosts in (its `resolveKimiCodeOAuthKey`): the
 /// default hosts share `kimi-code`; any other pair is `kimi-code-env-` and the first 16 hex
 /// digits of SHA-256 of `{"oauthHost":"<host>","baseUrl":"<base>"}` (JSON, no spaces, trailing
 /// slashes removed).
-pub fn kimi_code_slot(oauth_host: &str, api_base: &str) -> String {
+pub(crate) fn kimi_code_slot(oauth_host: &str, api_base: &str) -> String {
     let (host, base) = (
         oauth_host.trim().trim_end_matches('/'),
         api_base.trim().trim_end_matches('/'),
@@ -77,7 +77,7 @@ fn env_slot(host: &str, base: &str) -> String {
 
 /// The region of a kimi-code slot, when the slot is that of a known region's hosts (`None`:
 /// other hosts, or no slot name at all; a region is never guessed).
-pub fn kimi_code_slot_region(slot: &str) -> Option<Region> {
+pub(crate) fn kimi_code_slot_region(slot: &str) -> Option<Region> {
     [
         (Region::Cn, OAUTH_HOST_CN, API_BASE_CN),
         (Region::Global, OAUTH_HOST_GLOBAL, API_BASE_GLOBAL),
@@ -88,13 +88,13 @@ pub fn kimi_code_slot_region(slot: &str) -> Option<Region> {
 }
 
 /// The slot of a kimi-code credential file: its name without `.json`.
-pub fn slot_of(path: &Path) -> Option<&str> {
+pub(crate) fn slot_of(path: &Path) -> Option<&str> {
     path.file_name()?.to_str()?.strip_suffix(".json")
 }
 
 /// A place to look, with the tool it belongs to (`None`: guess from the content).
 #[derive(Debug, Clone)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     /// Where.
     pub location: Location,
     /// Whose format.
@@ -174,7 +174,7 @@ pub(crate) fn discover(dirs: &SourceDirs) -> Vec<Candidate> {
 }
 
 /// The tool a `--from` path belongs to, from where it is (or `None`: sniff the content).
-pub fn tool_for_path(path: &Path) -> Option<Tool> {
+pub(crate) fn tool_for_path(path: &Path) -> Option<Tool> {
     let name = path.file_name()?.to_str()?;
     let parent = path
         .parent()
@@ -198,7 +198,7 @@ pub fn tool_for_path(path: &Path) -> Option<Tool> {
 }
 
 /// A source file read and checked; `identity` pins the file for the later removal.
-pub struct SourceFile {
+pub(crate) struct SourceFile {
     /// The bytes, wiped on drop.
     pub bytes: Zeroizing<Vec<u8>>,
     /// (device, inode) of what was read.
@@ -208,7 +208,7 @@ pub struct SourceFile {
 }
 
 /// Reads a source file, refusing what must not be trusted or followed. `Err` is the reason.
-pub fn read_source(path: &Path) -> Result<SourceFile, Reason> {
+pub(crate) fn read_source(path: &Path) -> Result<SourceFile, Reason> {
     let file = fsutil::open_nofollow(path, false).map_err(|e| {
         if fsutil::is_symlink_error(&e) {
             Reason::Unusable("it is a symbolic link: not followed".to_owned())
@@ -278,7 +278,7 @@ fn check_source(meta: &fs::Metadata) -> Result<((u64, u64), bool), String> {
 }
 
 /// opencode-kimi-auth's `.key` beside `oauth.json`, read with the same care, and its path.
-pub fn opencode_key(path: &Path) -> Option<(PathBuf, SourceFile)> {
+pub(crate) fn opencode_key(path: &Path) -> Option<(PathBuf, SourceFile)> {
     let key = path.with_file_name(".key");
     read_source(&key).ok().map(|file| (key, file))
 }
@@ -289,7 +289,11 @@ pub fn opencode_key(path: &Path) -> Option<(PathBuf, SourceFile)> {
 /// is it overwritten with zeros, fsynced, deleted, and its directory fsynced. Anything else
 /// (another tool rewrote the file meanwhile) is put back where it was, or, when a newer file
 /// took that place in the meantime, kept beside it under the aside name. `Err` is the reason.
-pub fn remove_imported(path: &Path, identity: (u64, u64), read: &[u8]) -> Result<(), String> {
+pub(crate) fn remove_imported(
+    path: &Path,
+    identity: (u64, u64),
+    read: &[u8],
+) -> Result<(), String> {
     use std::io::Write;
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err("it has no directory".into());

@@ -13,7 +13,7 @@ use crate::oauth::response::{
 use crate::redact::redact_body;
 
 /// Extra seconds added to the interval on `slow_down` (RFC 8628 §3.5).
-pub const SLOW_DOWN_STEP: u64 = 5;
+pub(crate) const SLOW_DOWN_STEP: u64 = 5;
 /// Consecutive transient failures tolerated while polling.
 const MAX_POLL_FAILURES: u32 = 5;
 /// How long one request may take.
