@@ -34,7 +34,25 @@ fn reason(e: &Entry) -> String {
         Reason::NoSuchFile => "no such file".to_owned(),
         Reason::NoKeyringEntry => "there is no such keyring entry".to_owned(),
         Reason::Keyring(k) => k.to_string(),
-        Reason::Unusable(why) | Reason::ToolBusy(why) => why.clone(),
+        Reason::Unusable(why) | Reason::LockFailed(why) => why.clone(),
+        Reason::ToolBusy {
+            tool,
+            lock,
+            waited_seconds,
+            kept_fresh,
+        } => {
+            let name = tool.name();
+            let lock = lock.display();
+            if *kept_fresh {
+                format!(
+                    "{name} is using it: its lock {lock} was held, and kept fresh, for the {waited_seconds} s migrate waits, so the file was left untouched; run migrate again when {name} is done"
+                )
+            } else {
+                format!(
+                    "{name} is using it: it held its lock {lock} for the {waited_seconds} s migrate waits, so the file was left untouched; run migrate again when {name} is done"
+                )
+            }
+        }
         Reason::OtherToolBusy => "not imported, and left untouched: another tool is refreshing its credential right now (see above); run migrate again".to_owned(),
         Reason::NotChosen {
             chosen,

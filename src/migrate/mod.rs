@@ -73,9 +73,21 @@ pub enum Reason {
     /// The source cannot be used as it is (refused, unreadable, not a Kimi credential,
     /// revoked): what is wrong, in words, never a value from it.
     Unusable(String),
-    /// The source's tool held its lock for longer than `migrate` waits (or it could not be
-    /// taken): left untouched. Which lock and why, in words.
-    ToolBusy(String),
+    /// The source's tool held its lock for as long as `migrate` waits: it is using the
+    /// credential right now. Left untouched.
+    ToolBusy {
+        /// The tool.
+        tool: Tool,
+        /// Its lock.
+        lock: PathBuf,
+        /// How long it was waited for, in seconds.
+        waited_seconds: u64,
+        /// True for a lock directory that its holder kept fresh meanwhile (kimi-code), false
+        /// for a `flock` (kimi-cli: the kernel releases it when its holder ends).
+        kept_fresh: bool,
+    },
+    /// The source's tool's lock could not be taken: left untouched. What happened, in words.
+    LockFailed(String),
     /// Another source's tool held its lock: nothing was imported, this one left untouched.
     OtherToolBusy,
     /// A fresher valid credential (at `chosen`) was imported instead; this one can go into
@@ -399,7 +411,18 @@ fn take_locks(
                 held.push(h);
                 taken.push(lock);
             }
-            Err(reason) => busy.push((c.clone(), Reason::ToolBusy(reason))),
+            Err(locks::LockError::Busy { lock, waited }) => busy.push((
+                c.clone(),
+                Reason::ToolBusy {
+                    tool,
+                    kept_fresh: matches!(lock, locks::ToolLock::LockDir(_)),
+                    lock: lock.path().to_path_buf(),
+                    waited_seconds: waited.as_secs(),
+                },
+            )),
+            Err(locks::LockError::Cannot(why)) => {
+                busy.push((c.clone(), Reason::LockFailed(why)));
+            }
         }
     }
     if busy.is_empty() { Ok(held) } else { Err(busy) }
