@@ -35,6 +35,9 @@ fn reason(e: &Entry) -> String {
         Reason::NoKeyringEntry => "there is no such keyring entry".to_owned(),
         Reason::Keyring(k) => k.to_string(),
         Reason::Unusable(why) | Reason::LockFailed(why) => why.clone(),
+        Reason::Writable { mode } => format!(
+            "it is writable by group or others (mode {mode:o}), so it could have been planted; chmod 600 it and run migrate again"
+        ),
         Reason::ToolBusy {
             tool,
             lock,

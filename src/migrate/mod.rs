@@ -73,6 +73,11 @@ pub enum Reason {
     /// The source cannot be used as it is (refused, unreadable, not a Kimi credential,
     /// revoked): what is wrong, in words, never a value from it.
     Unusable(String),
+    /// Group or others can write the source file, so it could have been planted: not read.
+    Writable {
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The source's tool held its lock for as long as `migrate` waits: it is using the
     /// credential right now. Left untouched.
     ToolBusy {

@@ -218,27 +218,49 @@ pub(crate) fn read_source(path: &Path) -> Result<SourceFile, Reason> {
             Reason::Unusable(format!("cannot open it: {e}"))
         }
     })?;
-    read_opened(file).map_err(Reason::Unusable)
+    read_opened(file).map_err(|refused| match refused {
+        Refusal::Writable { mode } => Reason::Writable { mode },
+        Refusal::Other(why) => Reason::Unusable(why),
+    })
+}
+
+/// Why a source file is not read (or not removed).
+enum Refusal {
+    /// Group or others can write it: it could have been planted.
+    Writable {
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Anything else, in words.
+    Other(String),
+}
+
+impl From<String> for Refusal {
+    fn from(why: String) -> Self {
+        Refusal::Other(why)
+    }
 }
 
 /// Reads the opened source file, within the size limit, if it is one of ours.
-fn read_opened(file: File) -> Result<SourceFile, String> {
+fn read_opened(file: File) -> Result<SourceFile, Refusal> {
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot inspect it: {e}"))?;
     let (identity, readable) = check_source(&meta)?;
     if meta.len() > MAX_SOURCE_BYTES {
-        return Err(format!(
+        return Err(Refusal::Other(format!(
             "it is {} bytes, far larger than a credential file",
             meta.len()
-        ));
+        )));
     }
     let mut bytes = Zeroizing::new(Vec::new());
     file.take(MAX_SOURCE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read it: {e}"))?;
     if bytes.len() as u64 > MAX_SOURCE_BYTES {
-        return Err("it grew past the size limit while being read".into());
+        return Err(Refusal::Other(
+            "it grew past the size limit while being read".into(),
+        ));
     }
     Ok(SourceFile {
         bytes,
@@ -248,31 +270,30 @@ fn read_opened(file: File) -> Result<SourceFile, String> {
 }
 
 #[cfg(unix)]
-fn check_source(meta: &fs::Metadata) -> Result<((u64, u64), bool), String> {
+fn check_source(meta: &fs::Metadata) -> Result<((u64, u64), bool), Refusal> {
     use std::os::unix::fs::MetadataExt;
     if !meta.is_file() {
-        return Err("it is not a regular file".into());
+        return Err(Refusal::Other("it is not a regular file".into()));
     }
     let uid = fsutil::current_uid();
     if meta.uid() != uid {
-        return Err(format!(
+        return Err(Refusal::Other(format!(
             "it is owned by uid {}, not by you (uid {uid})",
             meta.uid()
-        ));
+        )));
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "it is writable by group or others (mode {:o}), so it could have been planted; chmod 600 it and run migrate again",
-            meta.mode() & 0o777
-        ));
+        return Err(Refusal::Writable {
+            mode: meta.mode() & 0o777,
+        });
     }
     Ok(((meta.dev(), meta.ino()), meta.mode() & 0o044 != 0))
 }
 
 #[cfg(not(unix))]
-fn check_source(meta: &fs::Metadata) -> Result<((u64, u64), bool), String> {
+fn check_source(meta: &fs::Metadata) -> Result<((u64, u64), bool), Refusal> {
     if !meta.is_file() {
-        return Err("it is not a regular file".into());
+        return Err(Refusal::Other("it is not a regular file".into()));
     }
     Ok(((0, 0), false))
 }
@@ -360,7 +381,12 @@ fn same_file(aside: &Path, identity: (u64, u64), read: &[u8]) -> Result<File, St
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot inspect it: {e}"))?;
-    let (now, _) = check_source(&meta)?;
+    let (now, _) = check_source(&meta).map_err(|refused| match refused {
+        Refusal::Writable { mode } => format!(
+            "it is writable by group or others (mode {mode:o}), so it could have been planted"
+        ),
+        Refusal::Other(why) => why,
+    })?;
     if now != identity {
         return Err("it was replaced by another file since it was read".into());
     }
@@ -390,6 +416,20 @@ mod tests {
             read_source(&dir.path().join("d")).err(),
             Some(Reason::Unusable(_))
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_source_others_can_write_is_a_typed_reason() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kimi-code.json");
+        std::fs::write(&path, b"{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o622)).unwrap();
+        assert_eq!(
+            read_source(&path).err(),
+            Some(Reason::Writable { mode: 0o622 })
+        );
     }
 
     #[test]
