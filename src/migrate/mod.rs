@@ -661,13 +661,12 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
             .push(chosen.entry(profile, Reason::ProfileTaken));
         return Ok(report);
     }
-    let keyring_source = chosen.location == Location::Keyring;
     if opts.dry_run {
         if !opts.keep {
             report.removed.push(chosen.entry(
                 profile,
                 Reason::WouldRemove {
-                    keyring: keyring_source,
+                    keyring: chosen.location == Location::Keyring,
                 },
             ));
         }
@@ -702,11 +701,17 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
         );
         return Ok(report);
     }
-    match remove_source(keyring, &chosen) {
+    report_removal(&mut report, keyring, &chosen, profile);
+    Ok(report)
+}
+
+/// Removes the imported source and lists it as removed, or as still there with the reason.
+fn report_removal(report: &mut Report, keyring: &KeyringBackend, chosen: &Valid, profile: &str) {
+    match remove_source(keyring, chosen) {
         Ok(()) => report.removed.push(chosen.entry(
             profile,
             Reason::Removed {
-                keyring: keyring_source,
+                keyring: chosen.location == Location::Keyring,
             },
         )),
         Err(why) => {
@@ -719,5 +724,4 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
                 .push(chosen.entry(profile, Reason::NotRemoved(why)));
         }
     }
-    Ok(report)
 }
