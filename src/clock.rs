@@ -28,7 +28,7 @@ pub fn now_unix() -> i64 {
 }
 
 /// Milliseconds since the Unix epoch, now.
-pub fn now_unix_ms() -> i64 {
+pub(crate) fn now_unix_ms() -> i64 {
     if let Some(fixed) = fixed_now_ms() {
         return fixed;
     }
@@ -50,7 +50,7 @@ pub fn rfc3339(unix: i64) -> String {
 }
 
 /// Parses an RFC 3339 timestamp (fractional seconds allowed) into Unix seconds.
-pub fn parse_rfc3339(text: &str) -> Option<i64> {
+pub(crate) fn parse_rfc3339(text: &str) -> Option<i64> {
     time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
         .ok()
         .map(|t| t.unix_timestamp())

@@ -160,9 +160,91 @@ pub enum Error {
     /// Kimi's service could not be reached, or kept failing after retries.
     #[error("{0}")]
     Service(String),
-    /// The OAuth or API server answered something this tool cannot use (not transient).
+    /// Kept only for `proxy::check_health` (src/proxy/mod.rs, being changed on another branch):
+    /// a `/health` answer that is not a kimi-vault proxy's. Use the specific variants below;
+    /// this one goes when that call moves to [`Error::NotAProxy`].
     #[error("{0}")]
     Protocol(String),
+    /// Kimi's auth server refused to start a device login (a status that is neither success
+    /// nor transient). Not transient: retrying gives the same answer.
+    #[error("Kimi's auth server refused the login request (HTTP {status}: {detail})")]
+    DeviceAuthorizationRefused {
+        /// The HTTP status.
+        status: u16,
+        /// What the server said, redacted.
+        detail: String,
+    },
+    /// Kimi's auth server refused a device login while it was being polled (neither pending,
+    /// denied nor expired), or answered the poll with something unusable.
+    #[error("Kimi's auth server refused the login ({detail})")]
+    LoginRefused {
+        /// What the server said or what was wrong with it, redacted.
+        detail: String,
+    },
+    /// Kimi's auth server answered a refresh with a success this tool cannot use. The stored
+    /// credential is unchanged.
+    #[error(
+        "Kimi's auth server sent an unusable refresh response ({why}); your credential is unchanged, try again later"
+    )]
+    RefreshUnusable {
+        /// What is wrong with the answer (never a value from it).
+        why: String,
+    },
+    /// Kimi's auth server answered a refresh with a device-flow answer (pending, slow down,
+    /// expired, denied) that makes no sense there. The stored credential is unchanged.
+    #[error("Kimi's auth server answered the refresh with {answer}; your credential is unchanged")]
+    RefreshUnexpected {
+        /// The kind of answer.
+        answer: String,
+    },
+    /// A Kimi server answered with a success whose body this tool cannot use.
+    #[error("{server} sent an unusable {what} ({why})")]
+    UnusableAnswer {
+        /// Which server: "Kimi's auth server" or "Kimi's API".
+        server: &'static str,
+        /// Which answer: "device authorization", "account", "usage answer", "model list".
+        what: &'static str,
+        /// What is wrong with it (never a value from it).
+        why: String,
+    },
+    /// Kimi's API refused a request with a status that is neither an auth problem nor
+    /// transient (HTTP 400, 404, ...).
+    #[error("Kimi's API refused GET {url} ({detail})")]
+    ApiRefused {
+        /// The URL asked.
+        url: String,
+        /// What the API said, redacted.
+        detail: String,
+    },
+    /// The access token that a forced refresh of this process produced a short while ago was
+    /// rejected too: the 401 has another cause, and refreshing again so soon would not help
+    /// (SPEC §5). Nothing was refreshed.
+    #[error(
+        "the access token a refresh produced {seconds_ago} s ago was rejected too: not refreshing again so soon"
+    )]
+    RejectedAgain {
+        /// Seconds since that refresh.
+        seconds_ago: u64,
+    },
+    /// `migrate`: the vault copy of a source did not read back identically after it was
+    /// written, so the source was left in place.
+    #[error(
+        "the vault copy of {location} did not read back identically, so the source was left in place"
+    )]
+    ReadBackMismatch {
+        /// The source (a path, or `keyring:kimi-code`).
+        location: String,
+    },
+    /// What answered at an address asked for a proxy's `/health` is not a kimi-vault proxy.
+    #[error(
+        "{addr} answered /health with something that is not a kimi-vault proxy's JSON (HTTP {status})"
+    )]
+    NotAProxy {
+        /// The address asked.
+        addr: String,
+        /// The HTTP status of its answer.
+        status: u16,
+    },
     /// An endpoint violates the endpoint rule; nothing was sent.
     #[error(
         "refusing endpoint {url}: {why}. An OAuth host or API base must be https on kimi.com, kimi.ai or a subdomain, or a loopback address (127.0.0.0/8, ::1, localhost) over http or https"
@@ -194,10 +276,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Waiting for the vault lock took too long.
-    #[error(
-        "another kimi-vault process has held {path} for more than {seconds} s; try again, or look for a stuck kimi-vault process"
-    )]
+    /// Waiting for the vault lock took too long: another process holds it.
+    #[error("another kimi-vault process has held {path} for more than {seconds} s")]
     LockTimeout {
         /// The lock file.
         path: PathBuf,

@@ -35,6 +35,48 @@ pub(crate) struct Reply {
     pub body: Zeroizing<String>,
 }
 
+/// Why a request got no usable answer. The texts are redacted descriptions (never a secret:
+/// a foreign error's root cause goes through the redactor before it is kept here).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum HttpError {
+    /// The request (or reading its answer) took longer than its timeout.
+    #[error("the request timed out")]
+    Timeout,
+    /// No connection could be made: the root cause, redacted.
+    #[error("cannot connect ({0})")]
+    Connect(String),
+    /// The request failed in another way: the root cause, redacted.
+    #[error("the request failed ({0})")]
+    Failed(String),
+    /// The answer's headers came, its body broke off.
+    #[error("reading the response failed: {0}")]
+    Reading(Box<HttpError>),
+    /// The body is larger than [`MAX_BODY`].
+    #[error("the response is larger than {MAX_BODY} bytes")]
+    TooLarge,
+    /// The access token holds bytes a header cannot carry; nothing was sent.
+    #[error("the stored access token cannot be sent in a header")]
+    TokenNotAHeader,
+}
+
+impl From<&reqwest::Error> for HttpError {
+    fn from(e: &reqwest::Error) -> Self {
+        if e.is_timeout() {
+            return HttpError::Timeout;
+        }
+        let mut root: &dyn std::error::Error = e;
+        while let Some(s) = root.source() {
+            root = s;
+        }
+        let root = redact_text(&root.to_string());
+        if e.is_connect() {
+            HttpError::Connect(root)
+        } else {
+            HttpError::Failed(root)
+        }
+    }
+}
+
 /// The client, with the device headers. Cheap to clone (the connection pool is shared).
 #[derive(Clone)]
 pub(crate) struct Http {
@@ -87,6 +129,16 @@ pub(crate) fn device_headers(device_id: &str) -> HeaderMap {
 /// loading the system's CA certificates costs milliseconds that a process which never opens
 /// an https connection (a loopback endpoint) need not pay. Signatures are checked with the
 /// provider's algorithms, as the platform verifier itself does.
+///
+/// Why this wrapper and not the crate alone (checked against rustls-platform-verifier 0.7.1,
+/// `src/verification/others.rs`, the Linux/BSD verifier): `Verifier::new` reads the trust
+/// store at once (`rustls_native_certs::load_native_certs` in `new_inner`), and so does
+/// `BuilderVerifierExt::with_platform_verifier`, which calls it; the crate has no lazy
+/// constructor. The verifier must be in the `rustls::ClientConfig` when the reqwest client is
+/// built, and the client is built before anyone knows whether it will speak https, so
+/// "build the crate's verifier lazily at the first TLS use" is exactly this `OnceLock`. The
+/// `.dangerous()` call below is the same one `with_platform_verifier` makes: a custom
+/// verifier is installed through it in rustls 0.23 whoever writes it.
 #[derive(Debug)]
 struct LazyPlatformVerifier {
     provider: Arc<CryptoProvider>,
@@ -222,14 +274,14 @@ impl Http {
         &self.client
     }
 
-    /// POSTs a form and reads the answer. `Err` is a redacted description of a network
-    /// failure (never a secret: the form's values are remembered secrets, and scrubbed).
+    /// POSTs a form and reads the answer. `Err` is a network failure (never a secret: the
+    /// form's values are remembered secrets, and scrubbed).
     pub(crate) async fn post_form(
         &self,
         url: &Url,
         form: &[(&str, &str)],
         timeout: Duration,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, HttpError> {
         let size: usize = form.iter().map(|(k, v)| k.len() + v.len() * 3 + 2).sum();
         let mut body = Zeroizing::new(String::with_capacity(size));
         {
@@ -249,19 +301,17 @@ impl Http {
     }
 
     /// GETs `url` with `Authorization: Bearer <token>` (marked sensitive, built in a buffer
-    /// wiped on drop) and reads the answer. `Err` is a redacted description of a network
-    /// failure.
+    /// wiped on drop) and reads the answer. `Err` is a network failure.
     pub(crate) async fn get_bearer(
         &self,
         url: &Url,
         token: &SecretString,
         timeout: Duration,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, HttpError> {
         let mut bearer = Zeroizing::new(String::with_capacity(7 + token.expose().len()));
         bearer.push_str("Bearer ");
         bearer.push_str(token.expose());
-        let mut auth = HeaderValue::from_str(&bearer)
-            .map_err(|_| "the stored access token cannot be sent in a header".to_owned())?;
+        let mut auth = HeaderValue::from_str(&bearer).map_err(|_| HttpError::TokenNotAHeader)?;
         auth.set_sensitive(true);
         let request = self
             .client
@@ -293,23 +343,13 @@ pub(crate) fn local_client(timeout: Duration) -> reqwest::Client {
 
 /// A network failure in words, with its root cause, redacted.
 pub(crate) fn describe_error(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "the request timed out".into();
-    }
-    let mut root: &dyn std::error::Error = e;
-    while let Some(s) = root.source() {
-        root = s;
-    }
-    let what = if e.is_connect() {
-        "cannot connect"
-    } else {
-        "the request failed"
-    };
-    redact_text(&format!("{what} ({root})"))
+    HttpError::from(e).to_string()
 }
 
-async fn read_reply(response: Result<reqwest::Response, reqwest::Error>) -> Result<Reply, String> {
-    let mut response = response.map_err(|e| describe_error(&e))?;
+async fn read_reply(
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> Result<Reply, HttpError> {
+    let mut response = response.map_err(|e| HttpError::from(&e))?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -325,10 +365,10 @@ async fn read_reply(response: Result<reqwest::Response, reqwest::Error>) -> Resu
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("reading the response failed: {}", describe_error(&e)))?
+        .map_err(|e| HttpError::Reading(Box::new(HttpError::from(&e))))?
     {
         if body.len() + chunk.len() > MAX_BODY {
-            return Err(format!("the response is larger than {MAX_BODY} bytes"));
+            return Err(HttpError::TooLarge);
         }
         append_wiped(&mut body, &chunk);
     }
@@ -411,6 +451,22 @@ mod tests {
         assert!(v.inner.get().is_none());
         assert!(!v.supported_verify_schemes().is_empty());
         assert!(v.inner.get().is_none());
+    }
+
+    #[test]
+    fn a_refused_connection_is_a_typed_error() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let url = Url::parse("http://127.0.0.1:1/api/oauth/token").unwrap();
+        let http = Http::new("x", Purpose::Calls);
+        let err = runtime
+            .block_on(http.post_form(&url, &[("a", "b")], Duration::from_secs(5)))
+            .err()
+            .expect("nothing listens on port 1");
+        assert!(matches!(err, HttpError::Connect(_)), "{err}");
+        assert!(err.to_string().starts_with("cannot connect ("));
     }
 
     #[test]

@@ -15,11 +15,11 @@ use crate::clock::parse_rfc3339;
 use crate::redact::redact_body;
 
 /// Path of the quota endpoint under the API base.
-pub const USAGES_PATH: &str = "usages";
+pub(crate) const USAGES_PATH: &str = "usages";
 /// Path of the model list under the API base.
-pub const MODELS_PATH: &str = "models";
+pub(crate) const MODELS_PATH: &str = "models";
 /// Path of the account under the API base.
-pub const ME_PATH: &str = "me";
+pub(crate) const ME_PATH: &str = "me";
 
 /// One quota: used, limit, remaining and when it resets. Any part may be missing; `used` and
 /// `remaining` are derived from the other two when only one of them is sent.

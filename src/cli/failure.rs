@@ -146,6 +146,10 @@ impl Failure {
                     )
                 }
                 Error::LoginFailed(LoginFailure::Expired) => format!("{e}: run `{login}` again"),
+                Error::LockTimeout { .. } => {
+                    format!("{e}; try again, or look for a stuck kimi-vault process")
+                }
+                Error::ReadBackMismatch { .. } => format!("{e}; migrate it again with --force"),
                 Error::VaultDirNotWritable { blocked, .. } => format!(
                     "{e}. Point KIMI_VAULT_HOME (or --vault-home) at a directory you can write (the vault directory is created there, mode 700), or make {} writable; `kimi-vault doctor` checks it",
                     blocked.display()

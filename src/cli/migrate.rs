@@ -3,13 +3,147 @@
 
 use std::path::PathBuf;
 
-use kimi_vault::migrate::{self, Entry, Options, SourceDirs, Tool};
+use kimi_vault::migrate::{self, Entry, Options, Reason, Report, SourceDirs, Tool};
 use kimi_vault::oauth::Region;
 use kimi_vault::sanitize::for_terminal;
 
 use crate::cli::failure::{CmdResult, Failure, exit};
 use crate::cli::output::resln;
 use crate::cli::{Ctx, output};
+
+/// Quotes a path for a shell command line when it needs it.
+fn shell_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-:@+=,".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The entry's reason in words, with the command to run next where there is one.
+fn reason(e: &Entry) -> String {
+    let profile = &e.profile;
+    let region = e.region.unwrap_or("?");
+    match &e.reason {
+        Reason::UnknownRegion { slot, global_slot } => format!(
+            "left untouched: kimi-code slot '{slot}' belongs to hosts of no known region (cn is `kimi-code`, global `{global_slot}`), and a credential refreshed at the wrong region's host is lost; if you know its region, run `kimi-vault migrate --from {} --region cn` (or `--region global`)",
+            shell_quote(&e.path)
+        ),
+        Reason::NoSuchFile => "no such file".to_owned(),
+        Reason::NoKeyringEntry => "there is no such keyring entry".to_owned(),
+        Reason::Keyring(k) => k.to_string(),
+        Reason::Unusable(why) | Reason::LockFailed(why) => why.clone(),
+        Reason::Writable { mode } => format!(
+            "it is writable by group or others (mode {mode:o}), so it could have been planted; chmod 600 it and run migrate again"
+        ),
+        Reason::ToolBusy {
+            tool,
+            lock,
+            waited_seconds,
+            kept_fresh,
+        } => {
+            let name = tool.name();
+            let lock = lock.display();
+            if *kept_fresh {
+                format!(
+                    "{name} is using it: its lock {lock} was held, and kept fresh, for the {waited_seconds} s migrate waits, so the file was left untouched; run migrate again when {name} is done"
+                )
+            } else {
+                format!(
+                    "{name} is using it: it held its lock {lock} for the {waited_seconds} s migrate waits, so the file was left untouched; run migrate again when {name} is done"
+                )
+            }
+        }
+        Reason::OtherToolBusy => "not imported, and left untouched: another tool is refreshing its credential right now (see above); run migrate again".to_owned(),
+        Reason::NotChosen {
+            chosen,
+            own_profile,
+            region,
+        } => format!(
+            "another valid credential ({chosen}) was chosen; to import this one into its own profile: kimi-vault migrate --from {}{} --profile {own_profile}",
+            shell_quote(&e.path),
+            region
+                .map(|r| format!(" --region {}", r.as_str()))
+                .unwrap_or_default()
+        ),
+        Reason::ProfileTaken => format!(
+            "profile '{profile}' already has a credential: use --force to replace it, or --profile NAME"
+        ),
+        Reason::ProfileTakenMeanwhile => {
+            format!("profile '{profile}' got a credential meanwhile: use --force")
+        }
+        Reason::WouldImport => format!("into profile '{profile}' ({region} region)"),
+        Reason::WouldRemove { keyring: true } => {
+            "deleted from the keyring once the vault copy is verified".to_owned()
+        }
+        Reason::WouldRemove { keyring: false } => {
+            "overwritten with zeros and deleted once the vault copy is verified".to_owned()
+        }
+        Reason::Imported { backend } => format!(
+            "imported into profile '{profile}' ({} backend, {region} region)",
+            backend.as_str()
+        ),
+        Reason::Removed { keyring: true } => {
+            "deleted from the keyring after a verified import".to_owned()
+        }
+        Reason::Removed { keyring: false } => {
+            "overwritten with zeros and deleted after a verified import".to_owned()
+        }
+        Reason::NotRemoved(why) => {
+            format!("still there: it could not be removed ({why}); delete it yourself")
+        }
+        _ => "see above".to_owned(),
+    }
+}
+
+/// One entry of `migrate --json` (SPEC §3: `path`, `tool`, `profile`, `region`, `reason`).
+#[derive(serde::Serialize)]
+struct EntryJson<'a> {
+    path: &'a str,
+    tool: &'static str,
+    profile: &'a str,
+    region: Option<&'static str>,
+    reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<&'a str>,
+}
+
+/// `migrate --json`.
+#[derive(serde::Serialize)]
+struct ReportJson<'a> {
+    imported: Vec<EntryJson<'a>>,
+    skipped: Vec<EntryJson<'a>>,
+    removed: Vec<EntryJson<'a>>,
+    not_removed: Vec<EntryJson<'a>>,
+    dry_run: bool,
+}
+
+impl<'a> ReportJson<'a> {
+    fn new(report: &'a Report) -> Self {
+        let list = |entries: &'a [Entry]| {
+            entries
+                .iter()
+                .map(|e| EntryJson {
+                    path: &e.path,
+                    tool: e.tool,
+                    profile: &e.profile,
+                    region: e.region,
+                    reason: reason(e),
+                    expires_at: e.expires_at.as_deref(),
+                })
+                .collect()
+        };
+        ReportJson {
+            imported: list(&report.imported),
+            skipped: list(&report.skipped),
+            removed: list(&report.removed),
+            not_removed: list(&report.not_removed),
+            dry_run: report.dry_run,
+        }
+    }
+}
 
 fn show(json: bool, title: &str, entries: &[Entry]) {
     if entries.is_empty() {
@@ -29,16 +163,12 @@ fn show(json: bool, title: &str, entries: &[Entry]) {
         // Other tools' file names (and what was read from them) are outside text.
         let path = for_terminal(&e.path);
         let expiry = for_terminal(&expiry);
-        if e.reason.is_empty() {
-            resln!(json, "  {path} ({}{region}{expiry})", e.tool);
-        } else {
-            resln!(
-                json,
-                "  {path} ({}{region}{expiry})\n      {}",
-                e.tool,
-                for_terminal(&e.reason)
-            );
-        }
+        resln!(
+            json,
+            "  {path} ({}{region}{expiry})\n      {}",
+            e.tool,
+            for_terminal(&reason(e))
+        );
     }
 }
 
@@ -110,8 +240,23 @@ pub(crate) fn run(
     let report = migrate::run(ctx.session.vault(), &opts)?;
     let json = ctx.json;
     if json {
-        output::json_line(&serde_json::to_value(&report).expect("report serializes"));
+        output::json_line(
+            &serde_json::to_value(ReportJson::new(&report)).expect("report serializes"),
+        );
     }
+    show_report(json, dry_run, &report);
+    Ok(
+        if report.missing_explicit || report.lock_busy || !report.not_removed.is_empty() {
+            exit::FAILURE
+        } else {
+            exit::OK
+        },
+    )
+}
+
+/// The report for people: each list, what changes for the tools whose credential moved, and
+/// what went wrong.
+fn show_report(json: bool, dry_run: bool, report: &Report) {
     if report.imported.is_empty() && report.skipped.is_empty() {
         resln!(
             json,
@@ -150,11 +295,4 @@ pub(crate) fn run(
             "\nkimi-vault: error: the plaintext source above is still there. Refresh tokens rotate: a copy left behind breaks whichever install refreshes second. Delete it yourself (the vault copy was verified)."
         );
     }
-    Ok(
-        if report.missing_explicit || report.lock_busy || !report.not_removed.is_empty() {
-            exit::FAILURE
-        } else {
-            exit::OK
-        },
-    )
 }

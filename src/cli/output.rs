@@ -112,7 +112,8 @@ pub(crate) fn json_line(value: &serde_json::Value) {
     }
 }
 
-/// "14m 3s", "2h 5m", "3d 4h".
+/// "14m 3s", "2h 5m", "3d 4h": the one format of a duration for people, everywhere (expiry,
+/// uptime, the usage windows' reset, the clock's drift).
 pub(crate) fn span(secs: u64) -> String {
     let s = secs;
     if s >= 86_400 {
@@ -133,24 +134,6 @@ pub(crate) fn relative(secs: i64) -> String {
         format!("{text} ago")
     } else {
         format!("in {text}")
-    }
-}
-
-/// "3 h 12 min", "4 d 5 h", "12 min", "45 s": durations in words, for reset times.
-pub(crate) fn words(secs: u64) -> String {
-    let (d, h, m, s) = (
-        secs / 86_400,
-        (secs % 86_400) / 3600,
-        (secs % 3600) / 60,
-        secs % 60,
-    );
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s} s"),
-        (0, 0, _) => format!("{m} min"),
-        (0, _, 0) => format!("{h} h"),
-        (0, _, _) => format!("{h} h {m} min"),
-        (_, 0, _) => format!("{d} d"),
-        _ => format!("{d} d {h} h"),
     }
 }
 

@@ -168,12 +168,12 @@ fn print_quota(label: &str, q: Option<&Quota>, now: i64, offset: time::UtcOffset
     match q.resets_at {
         Some(t) if t > now => outln!(
             "{indent}resets in {} ({})",
-            output::words((t - now) as u64),
+            output::span((t - now) as u64),
             output::local_time(t, offset)
         ),
         Some(t) => outln!(
             "{indent}reset time passed {} ago ({})",
-            output::words((now - t) as u64),
+            output::span((now - t) as u64),
             output::local_time(t, offset)
         ),
         None => outln!("{indent}reset time not reported"),

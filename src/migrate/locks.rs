@@ -123,9 +123,22 @@ impl Drop for Held {
     }
 }
 
-/// Takes `lock`, waiting at most `wait` for the tool to release it. `Err` is the reason for
-/// the report (the source is then left untouched).
-pub(crate) fn acquire(lock: &ToolLock, tool: Tool, wait: Duration) -> Result<Held, String> {
+/// Why a tool's lock was not taken (the source is then left untouched).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LockError {
+    /// The tool held it (and, for a lock directory, kept it fresh) for all of `waited`.
+    Busy {
+        /// The lock.
+        lock: ToolLock,
+        /// How long it was waited for.
+        waited: Duration,
+    },
+    /// It could not be taken for another reason: what happened, in words.
+    Cannot(String),
+}
+
+/// Takes `lock`, waiting at most `wait` for the tool to release it.
+pub(crate) fn acquire(lock: &ToolLock, tool: Tool, wait: Duration) -> Result<Held, LockError> {
     let start = Instant::now();
     let held = match lock {
         ToolLock::Flock(_) => flock(lock, tool, start, wait)?,
@@ -143,20 +156,10 @@ pub(crate) fn acquire(lock: &ToolLock, tool: Tool, wait: Duration) -> Result<Hel
     Ok(held)
 }
 
-fn busy(lock: &ToolLock, tool: Tool, wait: Duration) -> String {
-    let name = tool.name();
-    match lock {
-        // The kernel releases a flock when its holder ends: it is a running kimi-cli.
-        ToolLock::Flock(path) => format!(
-            "{name} is using it: it held its lock {} for the {} s migrate waits, so the file was left untouched; run migrate again when {name} is done",
-            path.display(),
-            wait.as_secs()
-        ),
-        ToolLock::LockDir(path) => format!(
-            "{name} is using it: its lock {} was held, and kept fresh, for the {} s migrate waits, so the file was left untouched; run migrate again when {name} is done",
-            path.display(),
-            wait.as_secs()
-        ),
+fn busy(lock: &ToolLock, wait: Duration) -> LockError {
+    LockError::Busy {
+        lock: lock.clone(),
+        waited: wait,
     }
 }
 
@@ -183,15 +186,15 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
     }
 }
 
-fn cannot(tool: Tool, path: &Path, e: impl std::fmt::Display) -> String {
-    format!(
+fn cannot(tool: Tool, path: &Path, e: impl std::fmt::Display) -> LockError {
+    LockError::Cannot(format!(
         "cannot take {}'s lock {} ({e}), so it was left untouched",
         tool.name(),
         path.display()
-    )
+    ))
 }
 
-fn flock(lock: &ToolLock, tool: Tool, start: Instant, wait: Duration) -> Result<Held, String> {
+fn flock(lock: &ToolLock, tool: Tool, start: Instant, wait: Duration) -> Result<Held, LockError> {
     let path = lock.path();
     let file = open_lock_file(path).map_err(|e| cannot(tool, path, e))?;
     loop {
@@ -200,7 +203,7 @@ fn flock(lock: &ToolLock, tool: Tool, start: Instant, wait: Duration) -> Result<
             Err(TryLockError::WouldBlock) if start.elapsed() < wait => {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            Err(TryLockError::WouldBlock) => return Err(busy(lock, tool, wait)),
+            Err(TryLockError::WouldBlock) => return Err(busy(lock, wait)),
             Err(TryLockError::Error(e)) => return Err(cannot(tool, path, e)),
         }
     }
@@ -271,7 +274,12 @@ fn sentinel(lock_dir: &Path) -> std::io::Result<()> {
     options.open(target).map(drop)
 }
 
-fn lock_dir(lock: &ToolLock, tool: Tool, start: Instant, wait: Duration) -> Result<Held, String> {
+fn lock_dir(
+    lock: &ToolLock,
+    tool: Tool,
+    start: Instant,
+    wait: Duration,
+) -> Result<Held, LockError> {
     let path = lock.path();
     sentinel(path).map_err(|e| cannot(tool, path, e))?;
     loop {
@@ -295,7 +303,7 @@ fn lock_dir(lock: &ToolLock, tool: Tool, start: Instant, wait: Duration) -> Resu
                     }
                 }
                 if start.elapsed() >= wait {
-                    return Err(busy(lock, tool, wait));
+                    return Err(busy(lock, wait));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -383,8 +391,7 @@ mod tests {
         assert!(dir.path().join("oauth/kimi-code").is_file(), "sentinel");
         let busy = acquire(&lock, Tool::KimiCode, Duration::from_millis(100));
         let why = busy.unwrap_err();
-        assert!(why.contains("is using it"), "{why}");
-        assert!(!why.contains("crashed"), "{why}");
+        assert!(matches!(why, LockError::Busy { .. }), "{why:?}");
         drop(held);
         assert!(!lock.path().exists());
         assert!(
@@ -430,9 +437,6 @@ mod tests {
         // Busy: no word of a crashed holder (the kernel releases a flock).
         other.lock().unwrap();
         let why = acquire(&lock, Tool::KimiCli, Duration::from_millis(100)).unwrap_err();
-        assert!(
-            why.contains("is using it") && !why.contains("crashed"),
-            "{why}"
-        );
+        assert!(matches!(why, LockError::Busy { .. }), "{why:?}");
     }
 }

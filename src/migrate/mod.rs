@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use zeroize::Zeroizing;
 
 use crate::clock::rfc3339;
-use crate::error::{Error, Result};
+use crate::error::{Error, KeyringError, Result};
 use crate::oauth::endpoints::Region;
 use crate::store::keyring::KeyringBackend;
 use crate::store::{BackendKind, BackendMode, Credential, Vault};
@@ -50,8 +50,90 @@ pub struct Options {
     pub region: Option<Region>,
 }
 
+/// Why a source is in its list of the report: the library's decision, with the data the
+/// command line needs to word it (and to name the command to run next). Never a secret, never
+/// a value read from a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reason {
+    /// A kimi-code slot whose name matches no known region: left untouched, since a credential
+    /// refreshed at the wrong region's host is lost ([`Options::region`] says which it is).
+    UnknownRegion {
+        /// The slot's name.
+        slot: String,
+        /// The global region's slot name (the cn region's is `kimi-code`).
+        global_slot: String,
+    },
+    /// A source given with `--from` does not exist.
+    NoSuchFile,
+    /// The old keyring entry was asked for explicitly and is not there.
+    NoKeyringEntry,
+    /// The old keyring entry was asked for explicitly and the keyring failed.
+    Keyring(KeyringError),
+    /// The source cannot be used as it is (refused, unreadable, not a Kimi credential,
+    /// revoked): what is wrong, in words, never a value from it.
+    Unusable(String),
+    /// Group or others can write the source file, so it could have been planted: not read.
+    Writable {
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The source's tool held its lock for as long as `migrate` waits: it is using the
+    /// credential right now. Left untouched.
+    ToolBusy {
+        /// The tool.
+        tool: Tool,
+        /// Its lock.
+        lock: PathBuf,
+        /// How long it was waited for, in seconds.
+        waited_seconds: u64,
+        /// True for a lock directory that its holder kept fresh meanwhile (kimi-code), false
+        /// for a `flock` (kimi-cli: the kernel releases it when its holder ends).
+        kept_fresh: bool,
+    },
+    /// The source's tool's lock could not be taken: left untouched. What happened, in words.
+    LockFailed(String),
+    /// Another source's tool held its lock: nothing was imported, this one left untouched.
+    OtherToolBusy,
+    /// A fresher valid credential (at `chosen`) was imported instead; this one can go into
+    /// its own profile, `own_profile`.
+    NotChosen {
+        /// The chosen source's path.
+        chosen: String,
+        /// The profile this one would go to on its own.
+        own_profile: String,
+        /// The `--region` that importing it again needs (a kimi-code slot of unknown hosts).
+        region: Option<Region>,
+    },
+    /// The profile already holds a credential that works, and `force` was not given.
+    ProfileTaken,
+    /// The profile got a credential between the check and the write (`force` not given).
+    ProfileTakenMeanwhile,
+    /// Dry run: it would be imported.
+    WouldImport,
+    /// Dry run: it would be removed once the vault copy is verified.
+    WouldRemove {
+        /// True for the old keyring entry (deleted), false for a file (overwritten with zeros,
+        /// then deleted).
+        keyring: bool,
+    },
+    /// Imported into `backend`.
+    Imported {
+        /// Where it went.
+        backend: BackendKind,
+    },
+    /// Removed after a verified import.
+    Removed {
+        /// True for the old keyring entry (deleted), false for a file (overwritten with zeros,
+        /// then deleted).
+        keyring: bool,
+    },
+    /// Imported, but it could not be removed: why, in words.
+    NotRemoved(String),
+}
+
 /// One line of the report (never a secret).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// Source path (or `keyring:kimi-code`).
     pub path: String,
@@ -61,15 +143,14 @@ pub struct Entry {
     pub profile: String,
     /// The region the credential belongs to (`cn` or `global`); null when it is not known.
     pub region: Option<&'static str>,
-    /// Why, in words.
-    pub reason: String,
+    /// Why it is in its list.
+    pub reason: Reason,
     /// Access-token expiry of the source, RFC 3339, when it was read.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
 }
 
 /// The outcome.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, Default)]
 pub struct Report {
     /// Imported (or, with `--dry-run`, would be).
     pub imported: Vec<Entry>,
@@ -83,17 +164,13 @@ pub struct Report {
     /// True for `--dry-run`.
     pub dry_run: bool,
     /// Backend the import went to.
-    #[serde(skip)]
     pub backend: Option<BackendKind>,
     /// Tools whose credential moved (for the "what changes" hints).
-    #[serde(skip)]
     pub moved_tools: Vec<Tool>,
     /// True when an explicit `--from` source did not exist.
-    #[serde(skip)]
     pub missing_explicit: bool,
     /// True when a tool held its lock for longer than `migrate` waits (or it could not be
     /// taken): nothing was imported or removed, and the sources are listed with the reason.
-    #[serde(skip)]
     pub lock_busy: bool,
 }
 
@@ -122,14 +199,14 @@ fn entry(
     tool: Option<Tool>,
     region: Option<Region>,
     profile: &str,
-    reason: impl Into<String>,
+    reason: Reason,
 ) -> Entry {
     Entry {
         path: location.display(),
         tool: tool.map(Tool::name).unwrap_or("unknown"),
         profile: profile.to_owned(),
         region: region.map(Region::as_str),
-        reason: reason.into(),
+        reason,
         expires_at: None,
     }
 }
@@ -141,7 +218,7 @@ fn source_region(
     tool: Tool,
     location: &Location,
     forced: Option<Region>,
-) -> std::result::Result<Region, String> {
+) -> std::result::Result<Region, Reason> {
     let Tool::KimiCode = tool else {
         return Ok(Region::Cn);
     };
@@ -152,15 +229,13 @@ fn source_region(
     match (slot.and_then(sources::kimi_code_slot_region), forced) {
         (Some(known), _) => Ok(known),
         (None, Some(asked)) => Ok(asked),
-        (None, None) => Err(format!(
-            "left untouched: kimi-code slot '{}' belongs to hosts of no known region (cn is `kimi-code`, global `{}`), and a credential refreshed at the wrong region's host is lost; if you know its region, run `kimi-vault migrate --from {} --region cn` (or `--region global`)",
-            slot.unwrap_or("?"),
-            sources::kimi_code_slot(
+        (None, None) => Err(Reason::UnknownRegion {
+            slot: slot.unwrap_or("?").to_owned(),
+            global_slot: sources::kimi_code_slot(
                 crate::oauth::endpoints::OAUTH_HOST_GLOBAL,
-                crate::oauth::endpoints::API_BASE_GLOBAL
+                crate::oauth::endpoints::API_BASE_GLOBAL,
             ),
-            shell_quote(&location.display())
-        )),
+        }),
     }
 }
 
@@ -200,21 +275,21 @@ fn read_candidate(
     c: &Candidate,
     explicit: bool,
     forced: Option<Region>,
-) -> std::result::Result<Option<Valid>, (Option<Tool>, String)> {
+) -> std::result::Result<Option<Valid>, (Option<Tool>, Reason)> {
     match &c.location {
         Location::Keyring => {
             let (service, user) = sources::KIMI_CLI_KEYRING;
             let value = match keyring.read_any(service, user) {
                 Ok(Some(v)) => v,
                 Ok(None) if explicit => {
-                    return Err((c.tool, "there is no such keyring entry".into()));
+                    return Err((c.tool, Reason::NoKeyringEntry));
                 }
                 Ok(None) => return Ok(None),
-                Err(e) if explicit => return Err((c.tool, e.to_string())),
+                Err(e) if explicit => return Err((c.tool, Reason::Keyring(e))),
                 Err(_) => return Ok(None),
             };
             let parsed = parse::parse(Tool::KimiCliKeyring, value.as_bytes(), None)
-                .map_err(|e| (c.tool, e.reason()))?;
+                .map_err(|e| (c.tool, Reason::Unusable(e.reason())))?;
             Ok(Some(Valid {
                 location: c.location.clone(),
                 tool: Tool::KimiCliKeyring,
@@ -254,7 +329,7 @@ fn read_candidate(
                 &file.bytes,
                 key.as_ref().map(|(_, k)| k.bytes.as_slice()),
             )
-            .map_err(|e: ParseError| (Some(tool), e.reason()))?;
+            .map_err(|e: ParseError| (Some(tool), Reason::Unusable(e.reason())))?;
             if file.was_readable_by_others {
                 tracing::warn!(
                     "{} was readable by other users: the token in it may have been exposed",
@@ -294,17 +369,6 @@ fn same(a: &Credential, b: &Credential) -> bool {
         && !fault("readback-mismatch")
 }
 
-/// Quotes a path for a shell command line when it needs it.
-fn shell_quote(s: &str) -> String {
-    if s.chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-:@+=,".contains(c))
-    {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
 /// Every plaintext credential file of another Kimi tool that `migrate` would look at and that
 /// is there (for `doctor`): the path and the tool. Nothing is read.
 pub fn discover(dirs: &SourceDirs) -> Vec<(PathBuf, Tool)> {
@@ -323,7 +387,7 @@ pub fn discover(dirs: &SourceDirs) -> Vec<(PathBuf, Tool)> {
 /// lists the candidates whose tool kept its lock, with the reason.
 fn take_locks(
     candidates: &[Candidate],
-) -> std::result::Result<Vec<locks::Held>, Vec<(Candidate, String)>> {
+) -> std::result::Result<Vec<locks::Held>, Vec<(Candidate, Reason)>> {
     let mut held = Vec::new();
     let mut taken: Vec<locks::ToolLock> = Vec::new();
     let mut busy = Vec::new();
@@ -352,7 +416,18 @@ fn take_locks(
                 held.push(h);
                 taken.push(lock);
             }
-            Err(reason) => busy.push((c.clone(), reason)),
+            Err(locks::LockError::Busy { lock, waited }) => busy.push((
+                c.clone(),
+                Reason::ToolBusy {
+                    tool,
+                    kept_fresh: matches!(lock, locks::ToolLock::LockDir(_)),
+                    lock: lock.path().to_path_buf(),
+                    waited_seconds: waited.as_secs(),
+                },
+            )),
+            Err(locks::LockError::Cannot(why)) => {
+                busy.push((c.clone(), Reason::LockFailed(why)));
+            }
         }
     }
     if busy.is_empty() { Ok(held) } else { Err(busy) }
@@ -368,7 +443,7 @@ fn region_of(c: &Candidate, forced: Option<Region>) -> Option<Region> {
 fn report_busy(
     report: &mut Report,
     candidates: &[Candidate],
-    busy: Vec<(Candidate, String)>,
+    busy: Vec<(Candidate, Reason)>,
     profile: &str,
     forced: Option<Region>,
 ) {
@@ -387,7 +462,7 @@ fn report_busy(
             c.tool,
             region_of(c, forced),
             profile,
-            "not imported, and left untouched: another tool is refreshing its credential right now (see above); run migrate again",
+            Reason::OtherToolBusy,
         ));
     }
     for (c, reason) in busy {
@@ -418,6 +493,136 @@ fn remove_keyring_entry(
     }
 }
 
+impl Valid {
+    /// Its line of the report, with its expiry.
+    fn entry(&self, profile: &str, reason: Reason) -> Entry {
+        Entry {
+            expires_at: Some(rfc3339(self.parsed.expires_at)),
+            ..entry(
+                &self.location,
+                Some(self.tool),
+                Some(self.region),
+                profile,
+                reason,
+            )
+        }
+    }
+}
+
+/// Leaves out (and lists) the kimi-code slots of unknown hosts: they are neither locked nor
+/// read (unless `--region` says which region they are).
+fn skip_unknown_regions(candidates: &mut Vec<Candidate>, report: &mut Report, opts: &Options) {
+    candidates.retain(|c| match c.tool {
+        Some(tool) => match source_region(tool, &c.location, opts.region) {
+            Ok(_) => true,
+            Err(reason) => {
+                report
+                    .skipped
+                    .push(entry(&c.location, Some(tool), None, &opts.profile, reason));
+                false
+            }
+        },
+        None => true,
+    });
+}
+
+/// Reads and parses every candidate; those that cannot be used are listed with the reason.
+fn read_all(
+    keyring: &KeyringBackend,
+    candidates: Vec<Candidate>,
+    opts: &Options,
+    report: &mut Report,
+) -> Vec<Valid> {
+    let mut valid: Vec<Valid> = Vec::new();
+    for c in candidates {
+        match read_candidate(keyring, &c, !opts.from.is_empty(), opts.region) {
+            Ok(Some(v)) => valid.push(v),
+            Ok(None) => {}
+            Err((tool, reason)) => {
+                if reason == Reason::NoSuchFile {
+                    report.missing_explicit = true;
+                }
+                let region = tool.and_then(|t| source_region(t, &c.location, opts.region).ok());
+                report
+                    .skipped
+                    .push(entry(&c.location, tool, region, &opts.profile, reason));
+            }
+        }
+    }
+    valid
+}
+
+/// Lists the valid credentials that were not chosen, each with the profile it could go to.
+fn list_others(
+    report: &mut Report,
+    chosen: &Valid,
+    others: impl Iterator<Item = Valid>,
+    opts: &Options,
+) {
+    for other in others {
+        let own_profile = match other.region {
+            Region::Cn => other.tool.name().to_owned(),
+            region => format!("{}-{}", other.tool.name(), region.as_str()),
+        };
+        let region = match (other.tool, opts.region) {
+            (Tool::KimiCode, Some(r)) => Some(r),
+            _ => None,
+        };
+        report.skipped.push(other.entry(
+            &opts.profile,
+            Reason::NotChosen {
+                chosen: chosen.location.display(),
+                own_profile,
+                region,
+            },
+        ));
+    }
+}
+
+/// True when the profile holds a credential that works (one that needs a login may be
+/// replaced without `--force`).
+fn profile_taken(vault: &Vault, profile: &str) -> Result<bool> {
+    Ok(vault
+        .load(profile)?
+        .is_some_and(|existing| !existing.cred.needs_login))
+}
+
+/// Writes the chosen credential under the vault lock and reads it back. `Ok(None)` when the
+/// profile got a credential meanwhile (and `--force` was not given): nothing was written.
+fn import(vault: &Vault, chosen: &Valid, opts: &Options) -> Result<Option<BackendKind>> {
+    let profile = opts.profile.as_str();
+    let cred = to_credential(&chosen.parsed, chosen.region);
+    let lock = vault.lock()?;
+    if !opts.force && profile_taken(vault, profile)? {
+        return Ok(None);
+    }
+    let backend = vault.save(profile, &cred, &lock, false)?;
+    let back = vault.load(profile)?;
+    if !back.is_some_and(|b| same(&b.cred, &cred)) {
+        return Err(Error::ReadBackMismatch {
+            location: chosen.location.display(),
+        });
+    }
+    Ok(Some(backend))
+}
+
+/// Removes the very source that was imported (and opencode-kimi-auth's key beside it). `Err`
+/// is why it could not be.
+fn remove_source(keyring: &KeyringBackend, chosen: &Valid) -> std::result::Result<(), String> {
+    match (&chosen.location, &chosen.read) {
+        _ if fault("source-removal") => Err("injected fault (source-removal)".to_owned()),
+        (Location::File(path), Some(file)) => {
+            sources::remove_imported(path, file.identity, &file.bytes).and_then(|()| match &chosen
+                .key_file
+            {
+                Some((key, k)) => sources::remove_imported(key, k.identity, &k.bytes),
+                None => Ok(()),
+            })
+        }
+        _ => remove_keyring_entry(keyring, chosen.entry.as_ref().map(|e| e.as_str())),
+    }
+}
+
 /// Runs the migration.
 pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
     let keyring = vault.keyring();
@@ -426,21 +631,8 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
         dry_run: opts.dry_run,
         ..Report::default()
     };
-    let forced = opts.region;
     let mut candidates = candidates(vault, opts)?;
-    // A kimi-code slot of unknown hosts is neither locked nor read (unless --region says).
-    candidates.retain(|c| match c.tool {
-        Some(tool) => match source_region(tool, &c.location, forced) {
-            Ok(_) => true,
-            Err(reason) => {
-                report
-                    .skipped
-                    .push(entry(&c.location, Some(tool), None, profile, reason));
-                false
-            }
-        },
-        None => true,
-    });
+    skip_unknown_regions(&mut candidates, &mut report, opts);
     // Sources are removed after the import: hold their tools' locks from before they are read.
     let _held = if opts.dry_run || opts.keep {
         Vec::new()
@@ -448,124 +640,53 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
         match take_locks(&candidates) {
             Ok(held) => held,
             Err(busy) => {
-                report_busy(&mut report, &candidates, busy, profile, forced);
+                report_busy(&mut report, &candidates, busy, profile, opts.region);
                 return Ok(report);
             }
         }
     };
-    let mut valid: Vec<Valid> = Vec::new();
-    for c in candidates {
-        match read_candidate(keyring, &c, !opts.from.is_empty(), forced) {
-            Ok(Some(v)) => valid.push(v),
-            Ok(None) => {}
-            Err((tool, reason)) => {
-                if reason == "no such file" {
-                    report.missing_explicit = true;
-                }
-                let region = tool.and_then(|t| source_region(t, &c.location, forced).ok());
-                report
-                    .skipped
-                    .push(entry(&c.location, tool, region, profile, reason));
-            }
-        }
-    }
+    let mut valid = read_all(keyring, candidates, opts, &mut report);
     // Freshest first.
     valid.sort_by_key(|v| std::cmp::Reverse(v.parsed.expires_at));
     let mut valid = valid.into_iter();
     let Some(chosen) = valid.next() else {
         return Ok(report);
     };
-    for other in valid {
-        let own_profile = match other.region {
-            Region::Cn => other.tool.name().to_owned(),
-            region => format!("{}-{}", other.tool.name(), region.as_str()),
-        };
-        let region_flag = match (other.tool, forced) {
-            (Tool::KimiCode, Some(r)) => format!(" --region {}", r.as_str()),
-            _ => String::new(),
-        };
-        let suggestion = format!(
-            "another valid credential ({}) was chosen; to import this one into its own profile: kimi-vault migrate --from {}{region_flag} --profile {own_profile}",
-            chosen.location.display(),
-            shell_quote(&other.location.display()),
-        );
-        let mut e = entry(
-            &other.location,
-            Some(other.tool),
-            Some(other.region),
-            profile,
-            suggestion,
-        );
-        e.expires_at = Some(rfc3339(other.parsed.expires_at));
-        report.skipped.push(e);
-    }
-    let mut chosen_entry = entry(
-        &chosen.location,
-        Some(chosen.tool),
-        Some(chosen.region),
-        profile,
-        "",
-    );
-    chosen_entry.expires_at = Some(rfc3339(chosen.parsed.expires_at));
+    list_others(&mut report, &chosen, valid, opts);
 
-    if let Some(existing) = vault.load(profile)?
-        && !opts.force
-        && !existing.cred.needs_login
-    {
-        chosen_entry.reason = format!(
-            "profile '{profile}' already has a credential: use --force to replace it, or --profile NAME"
-        );
-        report.skipped.push(chosen_entry);
+    // Read even with --force: a vault that cannot be read is an error, not overwritten.
+    if profile_taken(vault, profile)? && !opts.force {
+        report
+            .skipped
+            .push(chosen.entry(profile, Reason::ProfileTaken));
         return Ok(report);
     }
     if opts.dry_run {
-        chosen_entry.reason = format!(
-            "into profile '{profile}' ({} region)",
-            chosen.region.as_str()
-        );
         if !opts.keep {
-            let mut removed = chosen_entry.clone();
-            removed.reason = match chosen.location {
-                Location::Keyring => "deleted from the keyring once the vault copy is verified",
-                Location::File(_) => {
-                    "overwritten with zeros and deleted once the vault copy is verified"
-                }
-            }
-            .into();
-            report.removed.push(removed);
+            report.removed.push(chosen.entry(
+                profile,
+                Reason::WouldRemove {
+                    keyring: chosen.location == Location::Keyring,
+                },
+            ));
         }
-        report.imported.push(chosen_entry);
+        report
+            .imported
+            .push(chosen.entry(profile, Reason::WouldImport));
         return Ok(report);
     }
 
-    let cred = to_credential(&chosen.parsed, chosen.region);
-    let lock = vault.lock()?;
-    if !opts.force
-        && let Some(existing) = vault.load(profile)?
-        && !existing.cred.needs_login
-    {
-        chosen_entry.reason =
-            format!("profile '{profile}' got a credential meanwhile: use --force");
-        report.skipped.push(chosen_entry);
+    let Some(backend) = import(vault, &chosen, opts)? else {
+        report
+            .skipped
+            .push(chosen.entry(profile, Reason::ProfileTakenMeanwhile));
         return Ok(report);
-    }
-    let backend = vault.save(profile, &cred, &lock, false)?;
-    let back = vault.load(profile)?;
-    if !back.is_some_and(|b| same(&b.cred, &cred)) {
-        return Err(Error::Protocol(format!(
-            "the vault copy of {} did not read back identically, so the source was left in place; migrate it again with --force",
-            chosen.location.display()
-        )));
-    }
-    drop(lock);
+    };
     report.backend = Some(backend);
     report.moved_tools.push(chosen.tool);
-    chosen_entry.reason = format!(
-        "imported into profile '{profile}' ({} backend, {} region)",
-        backend.as_str(),
-        chosen.region.as_str()
-    );
-    report.imported.push(chosen_entry.clone());
+    report
+        .imported
+        .push(chosen.entry(profile, Reason::Imported { backend }));
     if fault("slow-import") {
         // Test-only: a slow import (a keyring that takes its time), to show that kimi-cli's
         // flock is not held past its limit.
@@ -580,37 +701,27 @@ pub fn run(vault: &Vault, opts: &Options) -> Result<Report> {
         );
         return Ok(report);
     }
-    let removal = match (&chosen.location, &chosen.read) {
-        _ if fault("source-removal") => Err("injected fault (source-removal)".to_owned()),
-        (Location::File(path), Some(file)) => {
-            sources::remove_imported(path, file.identity, &file.bytes).and_then(|()| match &chosen
-                .key_file
-            {
-                Some((key, k)) => sources::remove_imported(key, k.identity, &k.bytes),
-                None => Ok(()),
-            })
-        }
-        _ => remove_keyring_entry(keyring, chosen.entry.as_ref().map(|e| e.as_str())),
-    };
-    match removal {
-        Ok(()) => {
-            let mut removed = chosen_entry;
-            removed.reason = match chosen.location {
-                Location::Keyring => "deleted from the keyring after a verified import",
-                Location::File(_) => "overwritten with zeros and deleted after a verified import",
-            }
-            .into();
-            report.removed.push(removed);
-        }
+    report_removal(&mut report, keyring, &chosen, profile);
+    Ok(report)
+}
+
+/// Removes the imported source and lists it as removed, or as still there with the reason.
+fn report_removal(report: &mut Report, keyring: &KeyringBackend, chosen: &Valid, profile: &str) {
+    match remove_source(keyring, chosen) {
+        Ok(()) => report.removed.push(chosen.entry(
+            profile,
+            Reason::Removed {
+                keyring: chosen.location == Location::Keyring,
+            },
+        )),
         Err(why) => {
             tracing::warn!(
                 "imported {}, but could not remove it ({why}). Delete it yourself: refresh tokens rotate, and a copy left behind breaks whichever install refreshes second",
                 chosen.location.display()
             );
-            let mut e = chosen_entry;
-            e.reason = format!("still there: it could not be removed ({why}); delete it yourself");
-            report.not_removed.push(e);
+            report
+                .not_removed
+                .push(chosen.entry(profile, Reason::NotRemoved(why)));
         }
     }
-    Ok(report)
 }

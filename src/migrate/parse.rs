@@ -223,7 +223,7 @@ pub fn parse(tool: Tool, bytes: &[u8], key: Option<&[u8]>) -> Result<Parsed, Par
 
 /// Decrypts opencode-kimi-auth's envelope: base64(iv 16 ‖ tag 16 ‖ ciphertext), AES-256-GCM
 /// with a 16-byte nonce and no associated data.
-pub fn decrypt_opencode(b64: &str, key: &[u8]) -> Result<Zeroizing<Vec<u8>>, ParseError> {
+pub(crate) fn decrypt_opencode(b64: &str, key: &[u8]) -> Result<Zeroizing<Vec<u8>>, ParseError> {
     let key: &[u8; 32] = key
         .try_into()
         .map_err(|_| invalid("the .key file beside it is not 32 bytes"))?;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
+use crate::migrate::Reason;
 use crate::migrate::parse::Tool;
 use crate::oauth::endpoints::{
     API_BASE_CN, API_BASE_GLOBAL, OAUTH_HOST_CN, OAUTH_HOST_GLOBAL, Region,
@@ -14,15 +15,15 @@ use crate::oauth::endpoints::{
 use crate::store::fsutil;
 
 /// Largest source file read.
-pub const MAX_SOURCE_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_SOURCE_BYTES: u64 = 64 * 1024;
 /// `--from` value naming kimi-cli's old keyring entry.
-pub const KEYRING_SOURCE: &str = "keyring:kimi-code";
+pub(crate) const KEYRING_SOURCE: &str = "keyring:kimi-code";
 /// kimi-cli's old keyring entry.
-pub const KIMI_CLI_KEYRING: (&str, &str) = ("kimi-code", "oauth/kimi-code");
+pub(crate) const KIMI_CLI_KEYRING: (&str, &str) = ("kimi-code", "oauth/kimi-code");
 
 /// Where a credential comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
+pub(crate) enum Location {
     /// A file.
     File(PathBuf),
     /// kimi-cli's old keyring entry.
@@ -40,15 +41,15 @@ impl Location {
 }
 
 /// kimi-code's slot of the default (cn) hosts: `credentials/kimi-code.json`.
-pub const KIMI_CODE_DEFAULT_SLOT: &str = "kimi-code";
+pub(crate) const KIMI_CODE_DEFAULT_SLOT: &str = "kimi-code";
 /// The prefix of kimi-code's other slots: `kimi-code-env-<16 hex digits>`.
-pub const KIMI_CODE_ENV_SLOT_PREFIX: &str = "kimi-code-env-";
+pub(crate) const KIMI_CODE_ENV_SLOT_PREFIX: &str = "kimi-code-env-";
 
 /// The slot kimi-code keeps a login of these hosts in (its `resolveKimiCodeOAuthKey`): the
 /// default hosts share `kimi-code`; any other pair is `kimi-code-env-` and the first 16 hex
 /// digits of SHA-256 of `{"oauthHost":"<host>","baseUrl":"<base>"}` (JSON, no spaces, trailing
 /// slashes removed).
-pub fn kimi_code_slot(oauth_host: &str, api_base: &str) -> String {
+pub(crate) fn kimi_code_slot(oauth_host: &str, api_base: &str) -> String {
     let (host, base) = (
         oauth_host.trim().trim_end_matches('/'),
         api_base.trim().trim_end_matches('/'),
@@ -76,7 +77,7 @@ fn env_slot(host: &str, base: &str) -> String {
 
 /// The region of a kimi-code slot, when the slot is that of a known region's hosts (`None`:
 /// other hosts, or no slot name at all; a region is never guessed).
-pub fn kimi_code_slot_region(slot: &str) -> Option<Region> {
+pub(crate) fn kimi_code_slot_region(slot: &str) -> Option<Region> {
     [
         (Region::Cn, OAUTH_HOST_CN, API_BASE_CN),
         (Region::Global, OAUTH_HOST_GLOBAL, API_BASE_GLOBAL),
@@ -87,13 +88,13 @@ pub fn kimi_code_slot_region(slot: &str) -> Option<Region> {
 }
 
 /// The slot of a kimi-code credential file: its name without `.json`.
-pub fn slot_of(path: &Path) -> Option<&str> {
+pub(crate) fn slot_of(path: &Path) -> Option<&str> {
     path.file_name()?.to_str()?.strip_suffix(".json")
 }
 
 /// A place to look, with the tool it belongs to (`None`: guess from the content).
 #[derive(Debug, Clone)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     /// Where.
     pub location: Location,
     /// Whose format.
@@ -173,7 +174,7 @@ pub(crate) fn discover(dirs: &SourceDirs) -> Vec<Candidate> {
 }
 
 /// The tool a `--from` path belongs to, from where it is (or `None`: sniff the content).
-pub fn tool_for_path(path: &Path) -> Option<Tool> {
+pub(crate) fn tool_for_path(path: &Path) -> Option<Tool> {
     let name = path.file_name()?.to_str()?;
     let parent = path
         .parent()
@@ -197,7 +198,7 @@ pub fn tool_for_path(path: &Path) -> Option<Tool> {
 }
 
 /// A source file read and checked; `identity` pins the file for the later removal.
-pub struct SourceFile {
+pub(crate) struct SourceFile {
     /// The bytes, wiped on drop.
     pub bytes: Zeroizing<Vec<u8>>,
     /// (device, inode) of what was read.
@@ -206,33 +207,60 @@ pub struct SourceFile {
     pub was_readable_by_others: bool,
 }
 
-/// Reads a source file, refusing what must not be trusted or followed. `Err` is a reason.
-pub fn read_source(path: &Path) -> Result<SourceFile, String> {
+/// Reads a source file, refusing what must not be trusted or followed. `Err` is the reason.
+pub(crate) fn read_source(path: &Path) -> Result<SourceFile, Reason> {
     let file = fsutil::open_nofollow(path, false).map_err(|e| {
         if fsutil::is_symlink_error(&e) {
-            "it is a symbolic link: not followed".to_owned()
+            Reason::Unusable("it is a symbolic link: not followed".to_owned())
         } else if e.kind() == std::io::ErrorKind::NotFound {
-            "no such file".to_owned()
+            Reason::NoSuchFile
         } else {
-            format!("cannot open it: {e}")
+            Reason::Unusable(format!("cannot open it: {e}"))
         }
     })?;
+    read_opened(file).map_err(|refused| match refused {
+        Refusal::Writable { mode } => Reason::Writable { mode },
+        Refusal::Other(why) => Reason::Unusable(why),
+    })
+}
+
+/// Why a source file is not read (or not removed).
+enum Refusal {
+    /// Group or others can write it: it could have been planted.
+    Writable {
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Anything else, in words.
+    Other(String),
+}
+
+impl From<String> for Refusal {
+    fn from(why: String) -> Self {
+        Refusal::Other(why)
+    }
+}
+
+/// Reads the opened source file, within the size limit, if it is one of ours.
+fn read_opened(file: File) -> Result<SourceFile, Refusal> {
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot inspect it: {e}"))?;
     let (identity, readable) = check_source(&meta)?;
     if meta.len() > MAX_SOURCE_BYTES {
-        return Err(format!(
+        return Err(Refusal::Other(format!(
             "it is {} bytes, far larger than a credential file",
             meta.len()
-        ));
+        )));
     }
     let mut bytes = Zeroizing::new(Vec::new());
     file.take(MAX_SOURCE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read it: {e}"))?;
     if bytes.len() as u64 > MAX_SOURCE_BYTES {
-        return Err("it grew past the size limit while being read".into());
+        return Err(Refusal::Other(
+            "it grew past the size limit while being read".into(),
+        ));
     }
     Ok(SourceFile {
         bytes,
@@ -242,37 +270,36 @@ pub fn read_source(path: &Path) -> Result<SourceFile, String> {
 }
 
 #[cfg(unix)]
-fn check_source(meta: &fs::Metadata) -> Result<((u64, u64), bool), String> {
+fn check_source(meta: &fs::Metadata) -> Result<((u64, u64), bool), Refusal> {
     use std::os::unix::fs::MetadataExt;
     if !meta.is_file() {
-        return Err("it is not a regular file".into());
+        return Err(Refusal::Other("it is not a regular file".into()));
     }
     let uid = fsutil::current_uid();
     if meta.uid() != uid {
-        return Err(format!(
+        return Err(Refusal::Other(format!(
             "it is owned by uid {}, not by you (uid {uid})",
             meta.uid()
-        ));
+        )));
     }
     if meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "it is writable by group or others (mode {:o}), so it could have been planted; chmod 600 it and run migrate again",
-            meta.mode() & 0o777
-        ));
+        return Err(Refusal::Writable {
+            mode: meta.mode() & 0o777,
+        });
     }
     Ok(((meta.dev(), meta.ino()), meta.mode() & 0o044 != 0))
 }
 
 #[cfg(not(unix))]
-fn check_source(meta: &fs::Metadata) -> Result<((u64, u64), bool), String> {
+fn check_source(meta: &fs::Metadata) -> Result<((u64, u64), bool), Refusal> {
     if !meta.is_file() {
-        return Err("it is not a regular file".into());
+        return Err(Refusal::Other("it is not a regular file".into()));
     }
     Ok(((0, 0), false))
 }
 
 /// opencode-kimi-auth's `.key` beside `oauth.json`, read with the same care, and its path.
-pub fn opencode_key(path: &Path) -> Option<(PathBuf, SourceFile)> {
+pub(crate) fn opencode_key(path: &Path) -> Option<(PathBuf, SourceFile)> {
     let key = path.with_file_name(".key");
     read_source(&key).ok().map(|file| (key, file))
 }
@@ -283,7 +310,11 @@ pub fn opencode_key(path: &Path) -> Option<(PathBuf, SourceFile)> {
 /// is it overwritten with zeros, fsynced, deleted, and its directory fsynced. Anything else
 /// (another tool rewrote the file meanwhile) is put back where it was, or, when a newer file
 /// took that place in the meantime, kept beside it under the aside name. `Err` is the reason.
-pub fn remove_imported(path: &Path, identity: (u64, u64), read: &[u8]) -> Result<(), String> {
+pub(crate) fn remove_imported(
+    path: &Path,
+    identity: (u64, u64),
+    read: &[u8],
+) -> Result<(), String> {
     use std::io::Write;
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err("it has no directory".into());
@@ -350,7 +381,12 @@ fn same_file(aside: &Path, identity: (u64, u64), read: &[u8]) -> Result<File, St
     let meta = file
         .metadata()
         .map_err(|e| format!("cannot inspect it: {e}"))?;
-    let (now, _) = check_source(&meta)?;
+    let (now, _) = check_source(&meta).map_err(|refused| match refused {
+        Refusal::Writable { mode } => format!(
+            "it is writable by group or others (mode {mode:o}), so it could have been planted"
+        ),
+        Refusal::Other(why) => why,
+    })?;
     if now != identity {
         return Err("it was replaced by another file since it was read".into());
     }
@@ -369,6 +405,32 @@ fn same_file(aside: &Path, identity: (u64, u64), read: &[u8]) -> Result<File, St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_source_is_a_typed_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = read_source(&dir.path().join("absent.json")).err();
+        assert_eq!(missing, Some(Reason::NoSuchFile));
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        assert!(matches!(
+            read_source(&dir.path().join("d")).err(),
+            Some(Reason::Unusable(_))
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_source_others_can_write_is_a_typed_reason() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kimi-code.json");
+        std::fs::write(&path, b"{}").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o622)).unwrap();
+        assert_eq!(
+            read_source(&path).err(),
+            Some(Reason::Writable { mode: 0o622 })
+        );
+    }
 
     #[test]
     fn kimi_code_slots_give_the_region() {

@@ -13,7 +13,7 @@ use crate::oauth::response::{
 use crate::redact::redact_body;
 
 /// Extra seconds added to the interval on `slow_down` (RFC 8628 §3.5).
-pub const SLOW_DOWN_STEP: u64 = 5;
+pub(crate) const SLOW_DOWN_STEP: u64 = 5;
 /// Consecutive transient failures tolerated while polling.
 const MAX_POLL_FAILURES: u32 = 5;
 /// How long one request may take.
@@ -45,21 +45,21 @@ pub(crate) async fn start(http: &Http, endpoints: &Endpoints) -> Result<DeviceAu
             REQUEST_TIMEOUT,
         )
         .await
-        .map_err(|e| service(endpoints, &e))?;
+        .map_err(|e| service(endpoints, &e.to_string()))?;
     match reply.status {
-        200..=299 => parse_device_authorization(&reply.body).map_err(|e| {
-            Error::Protocol(format!(
-                "Kimi's auth server sent an unusable device authorization ({e})"
-            ))
+        200..=299 => parse_device_authorization(&reply.body).map_err(|e| Error::UnusableAnswer {
+            server: "Kimi's auth server",
+            what: "device authorization",
+            why: e,
         }),
         429 | 500..=599 => Err(service(
             endpoints,
             &format!("HTTP {}: {}", reply.status, redact_body(&reply.body)),
         )),
-        s => Err(Error::Protocol(format!(
-            "Kimi's auth server refused the login request (HTTP {s}: {})",
-            redact_body(&reply.body)
-        ))),
+        status => Err(Error::DeviceAuthorizationRefused {
+            status,
+            detail: redact_body(&reply.body),
+        }),
     }
 }
 
@@ -112,9 +112,7 @@ pub(crate) async fn poll(
                 }
             }
             TokenOutcome::Rejected(why) | TokenOutcome::Malformed(why) => {
-                return Err(Error::Protocol(format!(
-                    "Kimi's auth server refused the login ({why})"
-                )));
+                return Err(Error::LoginRefused { detail: why });
             }
         }
     }

@@ -8,15 +8,15 @@ use url::{Host, Url};
 use crate::error::{Error, Result};
 
 /// The default (cn) OAuth host.
-pub const OAUTH_HOST_CN: &str = "https://auth.kimi.com";
+pub(crate) const OAUTH_HOST_CN: &str = "https://auth.kimi.com";
 /// The global OAuth host.
-pub const OAUTH_HOST_GLOBAL: &str = "https://auth.kimi.ai";
+pub(crate) const OAUTH_HOST_GLOBAL: &str = "https://auth.kimi.ai";
 /// The default (cn) API base.
-pub const API_BASE_CN: &str = "https://api.kimi.com/coding/v1";
+pub(crate) const API_BASE_CN: &str = "https://api.kimi.com/coding/v1";
 /// The global API base.
-pub const API_BASE_GLOBAL: &str = "https://api.kimi.ai/coding/v1";
+pub(crate) const API_BASE_GLOBAL: &str = "https://api.kimi.ai/coding/v1";
 /// Kimi Code's public OAuth client id.
-pub const CLIENT_ID: &str = "17e5f671-d194-4dfb-9706-5516cb48c098";
+pub(crate) const CLIENT_ID: &str = "17e5f671-d194-4dfb-9706-5516cb48c098";
 
 /// Kimi's two regions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,7 +78,7 @@ fn nonempty(v: &Option<String>) -> Option<&str> {
 impl Endpoints {
     /// Resolves the endpoints of `region` with `overrides` applied; both URLs are checked
     /// against the endpoint rule before anything is sent.
-    pub fn resolve(region: Region, overrides: &EndpointOverrides) -> Result<Self> {
+    pub(crate) fn resolve(region: Region, overrides: &EndpointOverrides) -> Result<Self> {
         let (host, base) = match region {
             Region::Cn => (OAUTH_HOST_CN, API_BASE_CN),
             Region::Global => (OAUTH_HOST_GLOBAL, API_BASE_GLOBAL),
@@ -108,17 +108,17 @@ impl Endpoints {
     }
 
     /// `POST {host}/api/oauth/device_authorization`.
-    pub fn device_authorization_url(&self) -> Url {
+    pub(crate) fn device_authorization_url(&self) -> Url {
         self.oauth_url("/api/oauth/device_authorization")
     }
 
     /// `POST {host}/api/oauth/token`.
-    pub fn token_url(&self) -> Url {
+    pub(crate) fn token_url(&self) -> Url {
         self.oauth_url("/api/oauth/token")
     }
 
     /// `{API base}/PATH` (`usages`, `models`).
-    pub fn api_url(&self, path: &str) -> Url {
+    pub(crate) fn api_url(&self, path: &str) -> Url {
         let mut s = self.api_base.as_str().trim_end_matches('/').to_owned();
         s.push('/');
         s.push_str(path.trim_start_matches('/'));
@@ -143,7 +143,7 @@ pub fn checked_url(raw: &str) -> Result<Url> {
 }
 
 /// The endpoint rule.
-pub fn check_endpoint(url: &Url) -> Result<()> {
+pub(crate) fn check_endpoint(url: &Url) -> Result<()> {
     let shown = {
         let mut u = url.clone();
         let _ = u.set_username("");

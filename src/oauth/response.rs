@@ -84,7 +84,7 @@ struct ErrorBody {
 }
 
 /// The OAuth `error` code of a body, if any.
-pub fn error_code(body: &str) -> Option<String> {
+pub(crate) fn error_code(body: &str) -> Option<String> {
     serde_json::from_str::<ErrorBody>(body).ok()?.error
 }
 

@@ -45,16 +45,20 @@ impl Session {
     /// The account's quota (`GET {base}/usages`). Blocking.
     pub fn usage(&self) -> Result<Usage> {
         let body = self.api_get(api::USAGES_PATH)?;
-        api::parse_usages(&body).map_err(|why| {
-            Error::Protocol(format!("Kimi's API sent an unusable usage answer ({why})"))
+        api::parse_usages(&body).map_err(|why| Error::UnusableAnswer {
+            server: "Kimi's API",
+            what: "usage answer",
+            why,
         })
     }
 
     /// The models the account can use (`GET {base}/models`). Blocking.
     pub fn models(&self) -> Result<Vec<Model>> {
         let body = self.api_get(api::MODELS_PATH)?;
-        api::parse_models(&body).map_err(|why| {
-            Error::Protocol(format!("Kimi's API sent an unusable model list ({why})"))
+        api::parse_models(&body).map_err(|why| Error::UnusableAnswer {
+            server: "Kimi's API",
+            what: "model list",
+            why,
         })
     }
 
@@ -96,9 +100,10 @@ impl Session {
                     )));
                 }
                 ApiReply::Failed(detail) => {
-                    return Err(Error::Protocol(format!(
-                        "Kimi's API refused GET {url} ({detail})"
-                    )));
+                    return Err(Error::ApiRefused {
+                        url: url.to_string(),
+                        detail,
+                    });
                 }
                 ApiReply::AccessTerminated(detail) => {
                     return Err(Error::ClientNotAccepted { detail });

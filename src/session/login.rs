@@ -123,13 +123,16 @@ impl PendingLogin {
             ApiReply::Unauthorized(detail)
             | ApiReply::PaymentRequired(detail)
             | ApiReply::Failed(detail) => {
-                return Err(Error::Protocol(format!(
-                    "Kimi's API refused GET {url} ({detail})"
-                )));
+                return Err(Error::ApiRefused {
+                    url: url.to_string(),
+                    detail,
+                });
             }
         };
-        let me = crate::api::parse_me(&body).map_err(|why| {
-            Error::Protocol(format!("Kimi's API sent an unusable account ({why})"))
+        let me = crate::api::parse_me(&body).map_err(|why| Error::UnusableAnswer {
+            server: "Kimi's API",
+            what: "account",
+            why,
         })?;
         Ok(Account {
             user_id: me.user_id,

@@ -278,10 +278,9 @@ impl Session {
             && at.elapsed() < FORCED_AGAIN_AFTER
             && token.ct_eq(rejected)
         {
-            return Err(Error::Protocol(format!(
-                "the access token a refresh produced {} s ago was rejected too: not refreshing again so soon",
-                at.elapsed().as_secs()
-            )));
+            return Err(Error::RejectedAgain {
+                seconds_ago: at.elapsed().as_secs(),
+            });
         }
         let fresh = self.ensure_on_blocking_thread(need).await?;
         *guard(&self.inner.last_forced) = Some((Instant::now(), fresh.access_token.clone()));

@@ -52,18 +52,17 @@ pub(crate) async fn exchange(
         backoff: BACKOFF_BASE,
     };
     let outcome = retry::run(&policy, "refresh", async |timeout| {
-        match refresh::request(http, endpoints, refresh_token, timeout).await {
+        let answer = refresh::request(http, endpoints, refresh_token, timeout).await;
+        match answer {
             TokenOutcome::Granted(g) => Attempt::Done(Ok(g)),
             TokenOutcome::Rejected(why) => Attempt::Done(Err(Failure::Rejected(why))),
             TokenOutcome::Transient(why, ra) => Attempt::Transient(why, ra),
-            TokenOutcome::Malformed(why) => Attempt::Done(Err(Failure::Failed(Error::Protocol(
-                format!(
-                    "Kimi's auth server sent an unusable refresh response ({why}); your credential is unchanged, try again later"
-                ),
-            )))),
-            other => Attempt::Done(Err(Failure::Failed(Error::Protocol(format!(
-                "Kimi's auth server answered the refresh with {other:?}; your credential is unchanged"
-            ))))),
+            TokenOutcome::Malformed(why) => {
+                Attempt::Done(Err(Failure::Failed(Error::RefreshUnusable { why })))
+            }
+            other => Attempt::Done(Err(Failure::Failed(Error::RefreshUnexpected {
+                answer: format!("{other:?}"),
+            }))),
         }
     })
     .await;

@@ -21,11 +21,11 @@ use crate::error::{Result, random_fill};
 use crate::secret::SecretBytes;
 
 /// File magic.
-pub const MAGIC: &[u8; 4] = b"KVLT";
+pub(crate) const MAGIC: &[u8; 4] = b"KVLT";
 /// Current format version.
 pub const VERSION: u8 = 1;
 /// Header length (magic, version, key id, nonce).
-pub const HEADER_LEN: usize = 4 + 1 + 8 + 12;
+pub(crate) const HEADER_LEN: usize = 4 + 1 + 8 + 12;
 const TAG_LEN: usize = 16;
 
 /// An AES-256 key with its public identifier. Wiped on drop.
@@ -73,7 +73,7 @@ pub enum EnvelopeError {
 }
 
 /// Hex of a byte string (for key ids in messages).
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -15,7 +15,7 @@ use crate::store::lock::VaultLock;
 use crate::store::paths::{KEY_FILE, KEY_NEXT_FILE, VaultPaths};
 
 /// Size of the key material in `vault.key`.
-pub const KEY_LEN: usize = 32;
+pub(crate) const KEY_LEN: usize = 32;
 
 /// The stable machine metadata mixed into the key.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use crate::store::paths::VaultPaths;
 /// How long a process waits for the lock before giving up with a clear message: three times the
 /// longest a refresh may take under the lock, so that a waiter never fails merely because
 /// another process's refresh was slow.
-pub const LOCK_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const LOCK_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Proof that this process holds the vault lock; released on drop.
 #[derive(Debug)]
@@ -22,7 +22,7 @@ pub struct VaultLock {
 
 impl VaultLock {
     /// Takes the exclusive lock, creating the vault directory and `vault.lock` if needed.
-    pub fn acquire(paths: &VaultPaths) -> Result<Self> {
+    pub(crate) fn acquire(paths: &VaultPaths) -> Result<Self> {
         Self::acquire_within(paths, LOCK_TIMEOUT)
     }
 

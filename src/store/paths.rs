@@ -5,30 +5,30 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// Name of the key material file.
-pub const KEY_FILE: &str = "vault.key";
+pub(crate) const KEY_FILE: &str = "vault.key";
 /// Name of the replacement key written while an exposed key is being replaced.
-pub const KEY_NEXT_FILE: &str = "vault.key.next";
+pub(crate) const KEY_NEXT_FILE: &str = "vault.key.next";
 /// Name of the marker that says `vault.key` was found readable by others and is to be
 /// replaced at the next write.
-pub const KEY_EXPOSED_FILE: &str = "vault.key.exposed";
+pub(crate) const KEY_EXPOSED_FILE: &str = "vault.key.exposed";
 /// Name of the encrypted vault.
-pub const VAULT_FILE: &str = "vault.enc";
+pub(crate) const VAULT_FILE: &str = "vault.enc";
 /// Largest `vault.enc` read (a vault of many profiles is a few KiB).
 pub(crate) const MAX_VAULT_BYTES: u64 = 4 * 1024 * 1024;
 /// Name of the lock file.
-pub const LOCK_FILE: &str = "vault.lock";
+pub(crate) const LOCK_FILE: &str = "vault.lock";
 /// Name of the persistent device id file.
-pub const DEVICE_ID_FILE: &str = "device-id";
+pub(crate) const DEVICE_ID_FILE: &str = "device-id";
 /// Name of the non-secret index of which backend holds each profile.
-pub const INDEX_FILE: &str = "vault.index";
+pub(crate) const INDEX_FILE: &str = "vault.index";
 /// Name of the record of a keyring that did not answer in time (not asked again for a while).
-pub const KEYRING_TIMEOUT_FILE: &str = "keyring.timeout";
+pub(crate) const KEYRING_TIMEOUT_FILE: &str = "keyring.timeout";
 /// Name of the file that holds the default profile (`profiles use NAME`): the name and a
 /// newline.
-pub const DEFAULT_PROFILE_FILE: &str = "default-profile";
+pub(crate) const DEFAULT_PROFILE_FILE: &str = "default-profile";
 /// Name of the file that records a recent transient refresh failure (a short back-off shared by
 /// every process using the vault).
-pub const BACKOFF_FILE: &str = "refresh.backoff";
+pub(crate) const BACKOFF_FILE: &str = "refresh.backoff";
 
 /// The vault directory and its files.
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ impl VaultPaths {
         self.home.join(KEY_FILE)
     }
     /// `vault.key.next` (a replacement key, during its installation).
-    pub fn key_next(&self) -> PathBuf {
+    pub(crate) fn key_next(&self) -> PathBuf {
         self.home.join(KEY_NEXT_FILE)
     }
     /// `vault.key.exposed` (the key was found readable by others).
@@ -78,7 +78,7 @@ impl VaultPaths {
         self.home.join(LOCK_FILE)
     }
     /// `device-id`.
-    pub fn device_id(&self) -> PathBuf {
+    pub(crate) fn device_id(&self) -> PathBuf {
         self.home.join(DEVICE_ID_FILE)
     }
     /// `vault.index`.
@@ -86,7 +86,7 @@ impl VaultPaths {
         self.home.join(INDEX_FILE)
     }
     /// `keyring.timeout`.
-    pub fn keyring_timeout(&self) -> PathBuf {
+    pub(crate) fn keyring_timeout(&self) -> PathBuf {
         self.home.join(KEYRING_TIMEOUT_FILE)
     }
     /// `default-profile`.
