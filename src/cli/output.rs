@@ -92,7 +92,13 @@ pub(crate) fn write_line(args: std::fmt::Arguments<'_>) {
         Some(s) => std::borrow::Cow::Borrowed(s),
         None => std::borrow::Cow::Owned(args.to_string()),
     };
-    let shown = kimi_vault::sanitize::for_terminal_multiline(&text);
+    write_styled_line(&kimi_vault::sanitize::for_terminal_multiline(&text));
+}
+
+/// Writes one line that carries this program's own colour ([`paint`]) on stdout, unescaped; the
+/// caller has escaped every piece of outside text in it (`sanitize::for_terminal`). Remembers a
+/// failure.
+pub(crate) fn write_styled_line(shown: &str) {
     let mut out = std::io::stdout().lock();
     if writeln!(out, "{shown}").is_err() {
         STDOUT_FAILED.store(true, Ordering::Relaxed);

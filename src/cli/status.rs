@@ -241,7 +241,8 @@ fn login_state(ctx: &Ctx, found: &Found<'_>, login: &str) -> String {
         ),
         None => match ctx.session.vault().keyring_trouble() {
             Some(k) => format!(
-                "no credential found here (the OS keyring could not be read: {k}); if you logged in with it, fix that and retry, or run `{login}`"
+                "no credential found here (the OS keyring could not be read: {}); if you logged in with it, fix that and retry, or run `{login}`",
+                kimi_vault::sanitize::for_terminal(&k.to_string())
             ),
             None => format!("no: run `{login}`"),
         },
@@ -286,7 +287,8 @@ fn print_human(ctx: &Ctx, default_profile: &str, found: &Found<'_>, took: std::t
     let vault = ctx.session.vault();
     let login = format!("kimi-vault login{}", profile_flag(profile));
     outln!("profile:    {}", profile_line(profile, default_profile));
-    outln!("logged in:  {}", login_state(ctx, found, &login));
+    // The only line with colour of ours in it; its outside text is escaped in `login_state`.
+    output::write_styled_line(&format!("logged in:  {}", login_state(ctx, found, &login)));
     outln!("backend:    {} ({})", found.backend.as_str(), found.reason);
     print_credential(found);
     print_paths(vault.paths(), found.key_exposed.then_some(login.as_str()));

@@ -1658,7 +1658,12 @@ fn proxy_check_escapes_what_the_port_holder_wrote() {
         .output()
         .unwrap();
     server.join().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    // The result line is on stdout (SPEC §3 streams), diagnostics on stderr: neither raw.
+    let err = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     for bad in ['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}', '\u{7f}'] {
         assert!(!err.contains(bad), "{bad:?} reached the terminal: {err:?}");
     }
