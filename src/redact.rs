@@ -467,8 +467,13 @@ pub fn scrub(text: &str) -> String {
 
 /// True for names (JSON keys, form fields, headers) whose values are credentials.
 pub fn is_sensitive_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    SENSITIVE.iter().any(|w| k.contains(w))
+    // Compared in place, without a lower-cased copy (the name-aware pass asks at every `=`
+    // and `:` of a body).
+    let k = key.as_bytes();
+    SENSITIVE.iter().any(|w| {
+        k.windows(w.len())
+            .any(|window| window.eq_ignore_ascii_case(w.as_bytes()))
+    })
 }
 
 /// Redacts an HTTP body (or any foreign text) for use in a message: by name (and by JSON
@@ -777,6 +782,17 @@ fn field_pass(text: &str) -> (String, Vec<(usize, usize)>) {
     // Where the last redacted span ended.
     let mut floor = 0;
     while i < text.len() {
+        // Only a separator, the start of a marker or of "bearer" can begin anything below:
+        // the text up to the next one is copied as it is, in one go.
+        let plain = text.as_bytes()[i..]
+            .iter()
+            .position(|b| matches!(b, b'=' | b':' | b'[' | b'b' | b'B'))
+            .unwrap_or(text.len() - i);
+        if plain > 0 {
+            out.push_str(&text[i..i + plain]);
+            i += plain;
+            continue;
+        }
         let rest = &text[i..];
         if rest.starts_with(REDACTED) {
             out.push_str(REDACTED);
