@@ -240,6 +240,20 @@ impl Index {
         if t.len() < WINDOW {
             return;
         }
+        // The span covered by the hits pushed so far (merged): a hit inside it adds nothing, and
+        // a text that repeats a secret's characters would otherwise push one per window.
+        let mut cover = (0usize, 0usize);
+        let mut push = |hits: &mut Vec<(usize, usize)>, (s, e): (usize, usize)| {
+            if s >= cover.0 && e <= cover.1 {
+                return;
+            }
+            cover = if s <= cover.1 && e >= cover.0 {
+                (s.min(cover.0), e.max(cover.1))
+            } else {
+                (s, e)
+            };
+            hits.push((s, e));
+        };
         for at in 0..=t.len() - WINDOW {
             let h = self.fingerprint(&t[at..]);
             if bits[usize::from(h >> 6)] & (1 << (h & 63)) == 0 {
@@ -253,7 +267,7 @@ impl Index {
                 let offset = e.offset as usize;
                 if !e.piece {
                     if t[at..].starts_with(form) {
-                        hits.push((at, at + form.len()));
+                        push(hits, (at, at + form.len()));
                     }
                     continue;
                 }
@@ -282,7 +296,7 @@ impl Index {
                 while !text.is_char_boundary(end) {
                     end += 1;
                 }
-                hits.push((start, end));
+                push(hits, (start, end));
             }
         }
     }
