@@ -240,6 +240,20 @@ impl Index {
         if t.len() < WINDOW {
             return;
         }
+        // The span covered by the hits pushed so far (merged): a hit inside it adds nothing, and
+        // a text that repeats a secret's characters would otherwise push one per window.
+        let mut cover = (0usize, 0usize);
+        let mut push = |hits: &mut Vec<(usize, usize)>, (s, e): (usize, usize)| {
+            if s >= cover.0 && e <= cover.1 {
+                return;
+            }
+            cover = if s <= cover.1 && e >= cover.0 {
+                (s.min(cover.0), e.max(cover.1))
+            } else {
+                (s, e)
+            };
+            hits.push((s, e));
+        };
         for at in 0..=t.len() - WINDOW {
             let h = self.fingerprint(&t[at..]);
             if bits[usize::from(h >> 6)] & (1 << (h & 63)) == 0 {
@@ -253,7 +267,7 @@ impl Index {
                 let offset = e.offset as usize;
                 if !e.piece {
                     if t[at..].starts_with(form) {
-                        hits.push((at, at + form.len()));
+                        push(hits, (at, at + form.len()));
                     }
                     continue;
                 }
@@ -282,7 +296,7 @@ impl Index {
                 while !text.is_char_boundary(end) {
                     end += 1;
                 }
-                hits.push((start, end));
+                push(hits, (start, end));
             }
         }
     }
@@ -467,8 +481,13 @@ pub fn scrub(text: &str) -> String {
 
 /// True for names (JSON keys, form fields, headers) whose values are credentials.
 pub fn is_sensitive_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    SENSITIVE.iter().any(|w| k.contains(w))
+    // Compared in place, without a lower-cased copy (the name-aware pass asks at every `=`
+    // and `:` of a body).
+    let k = key.as_bytes();
+    SENSITIVE.iter().any(|w| {
+        k.windows(w.len())
+            .any(|window| window.eq_ignore_ascii_case(w.as_bytes()))
+    })
 }
 
 /// Redacts an HTTP body (or any foreign text) for use in a message: by name (and by JSON
@@ -777,6 +796,17 @@ fn field_pass(text: &str) -> (String, Vec<(usize, usize)>) {
     // Where the last redacted span ended.
     let mut floor = 0;
     while i < text.len() {
+        // Only a separator, the start of a marker or of "bearer" can begin anything below:
+        // the text up to the next one is copied as it is, in one go.
+        let plain = text.as_bytes()[i..]
+            .iter()
+            .position(|b| matches!(b, b'=' | b':' | b'[' | b'b' | b'B'))
+            .unwrap_or(text.len() - i);
+        if plain > 0 {
+            out.push_str(&text[i..i + plain]);
+            i += plain;
+            continue;
+        }
         let rest = &text[i..];
         if rest.starts_with(REDACTED) {
             out.push_str(REDACTED);
