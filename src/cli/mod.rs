@@ -40,6 +40,7 @@ Examples:
   kimi-vault token                        print a fresh access token (Claude Code's apiKeyHelper)
   kimi-vault exec -- claude               run a program with the token in its environment
   kimi-vault exec --proxy -- claude       ... with a private proxy: fresh tokens for long sessions
+  kimi-vault setup claude                 make Claude Code take its key from the vault
   kimi-vault proxy                        a local proxy for any Anthropic/OpenAI-style client
   kimi-vault usage                        weekly and 5-hour quota
   kimi-vault --profile work login --region global
