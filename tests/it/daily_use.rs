@@ -219,6 +219,27 @@ fn token_refresh_refreshes_now_whatever_the_age() {
 }
 
 #[test]
+fn token_refresh_twice_in_a_row_refreshes_twice() {
+    // The guard against refreshing a just-refreshed token that the API rejects again (SPEC §5)
+    // is about a 401: nobody rejected anything here, so a second `token --refresh` right after
+    // the first refreshes again (it used to exit 3 with "run `kimi-vault login`").
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    let before = env.server.refresh_requests();
+    let first = env.cmd().args(["token", "--refresh"]).output().unwrap();
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let second = env.cmd().args(["token", "--refresh"]).output().unwrap();
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(env.server.refresh_requests(), before + 2);
+    assert_ne!(text(&first.stdout), text(&second.stdout));
+    assert_eq!(
+        env.stored("default").unwrap().access_token.expose(),
+        text(&second.stdout).trim_end()
+    );
+    assert_no_secret(&second, &[CANARY_ACCESS, CANARY_REFRESH]);
+}
+
+#[test]
 fn exec_env_names_a_credential_variable_or_is_refused() {
     let env = TestEnv::new();
     env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
