@@ -551,7 +551,21 @@ fn run(mut cli: Cli, profile: &mut String) -> CmdResult {
     }
     cli.config.fill_from_env()?;
     let vault = cli.config.vault()?;
-    *profile = config::resolve_profile(cli.profile.take(), vault.paths())?;
+    // An unusable `default-profile` file names `profiles use NAME` as its fix: that command
+    // must still run then (it rewrites the file).
+    *profile = match (
+        config::resolve_profile(cli.profile.take(), vault.paths()),
+        &cli.command,
+    ) {
+        (Ok(p), _) => p,
+        (
+            Err(_),
+            Command::Profiles {
+                action: Some(ProfilesAction::Use { name }),
+            },
+        ) => name.clone(),
+        (Err(e), _) => return Err(e),
+    };
     let session = Session::new(vault, profile, cli.config.overrides())?;
     let ctx = Ctx {
         json: cli.json,

@@ -219,6 +219,34 @@ fn token_refresh_refreshes_now_whatever_the_age() {
 }
 
 #[test]
+fn profiles_use_repairs_an_unusable_default_profile_file() {
+    // The error for a broken `default-profile` names `profiles use NAME` as the fix: it works.
+    let env = TestEnv::new();
+    env.seed("work", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    let file = env.vault_home().join("default-profile");
+    std::fs::write(&file, "not a name/\n").unwrap();
+    let out = env.cmd().arg("token").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("profiles use NAME"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env
+        .cmd()
+        .args(["profiles", "use", "work"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "work\n");
+    env.cmd()
+        .arg("token")
+        .assert()
+        .success()
+        .stdout(format!("{CANARY_ACCESS}\n"));
+}
+
+#[test]
 fn token_refresh_twice_in_a_row_refreshes_twice() {
     // The guard against refreshing a just-refreshed token that the API rejects again (SPEC §5)
     // is about a 401: nobody rejected anything here, so a second `token --refresh` right after
