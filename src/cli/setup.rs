@@ -169,10 +169,17 @@ fn wanted(ctx: &Ctx) -> Result<Vec<(Key, String)>, Failure> {
     let program = program
         .to_str()
         .ok_or_else(|| Failure::Other("this program's path is not UTF-8".into()))?;
+    // The profile is named unless a bare `kimi-vault token` picks it anyway: when `profiles
+    // use` made another profile the default, 'default' is named too.
+    let flag = match kimi_vault::store::read_default_profile(ctx.session.vault().paths()) {
+        Ok(Some(persisted)) if persisted != ctx.profile() => {
+            format!(" --profile {}", ctx.profile())
+        }
+        _ => profile_flag(ctx.profile()),
+    };
     let helper = format!(
-        "{} token --min-valid {HELPER_MIN_VALID}{}",
+        "{} token --min-valid {HELPER_MIN_VALID}{flag}",
         shell_word(program)?,
-        profile_flag(ctx.profile())
     );
     let endpoints = match ctx.session.stored() {
         Ok(Some(loaded)) => ctx.session.endpoints_for(&loaded.cred)?,
