@@ -566,6 +566,7 @@ fn run(mut cli: Cli, profile: &mut String) -> CmdResult {
         ) => name.clone(),
         (Err(e), _) => return Err(e),
     };
+    failure::set_vault_paths(vault.paths());
     let session = Session::new(vault, profile, cli.config.overrides())?;
     let ctx = Ctx {
         json: cli.json,

@@ -247,6 +247,32 @@ fn profiles_use_repairs_an_unusable_default_profile_file() {
 }
 
 #[test]
+fn hints_name_the_profile_when_a_bare_command_would_use_another() {
+    // After `profiles use work`, a bare `kimi-vault login` logs in 'work': the hint for profile
+    // 'default' must name it, and the one for 'work' need not.
+    let env = TestEnv::new();
+    env.cmd()
+        .args(["profiles", "use", "work"])
+        .assert()
+        .success();
+    let out = env
+        .cmd()
+        .args(["--profile", "default", "token"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("run `kimi-vault login --profile default`"),
+        "{err}"
+    );
+    let out = env.cmd().arg("token").output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(err.contains("run `kimi-vault login`"), "{err}");
+}
+
+#[test]
 fn token_refresh_twice_in_a_row_refreshes_twice() {
     // The guard against refreshing a just-refreshed token that the API rejects again (SPEC §5)
     // is about a 401: nobody rejected anything here, so a second `token --refresh` right after
