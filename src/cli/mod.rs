@@ -552,7 +552,9 @@ fn run(mut cli: Cli, profile: &mut String) -> CmdResult {
     cli.config.fill_from_env()?;
     let vault = cli.config.vault()?;
     // An unusable `default-profile` file names `profiles use NAME` as its fix: that command
-    // must still run then (it rewrites the file).
+    // must still run then (it rewrites the file). `status` reports it in its own output (with
+    // `--json`, its object with `error` set), for the profile `default`.
+    let mut unresolved = None;
     *profile = match (
         config::resolve_profile(cli.profile.take(), vault.paths()),
         &cli.command,
@@ -564,6 +566,10 @@ fn run(mut cli: Cli, profile: &mut String) -> CmdResult {
                 action: Some(ProfilesAction::Use { name }),
             },
         ) => name.clone(),
+        (Err(Failure::Lib(e)), Command::Status) => {
+            unresolved = Some(e);
+            kimi_vault::store::DEFAULT_PROFILE.to_owned()
+        }
         (Err(e), _) => return Err(e),
     };
     failure::set_vault_paths(vault.paths());
@@ -582,7 +588,7 @@ fn run(mut cli: Cli, profile: &mut String) -> CmdResult {
     match cli.command {
         Command::Login { no_browser, region } => login::run(&ctx, no_browser, region.into()),
         Command::Logout => logout::run(&ctx),
-        Command::Status => status::run(&ctx),
+        Command::Status => status::run(&ctx, unresolved),
         Command::Token { min_valid, refresh } => token::token(&ctx, min_valid, refresh),
         Command::Exec {
             proxy: true,

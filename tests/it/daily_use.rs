@@ -272,6 +272,42 @@ fn hints_name_the_profile_when_a_bare_command_would_use_another() {
     assert!(err.contains("run `kimi-vault login`"), "{err}");
 }
 
+#[cfg(unix)]
+#[test]
+fn status_json_prints_its_object_when_the_default_profile_file_is_unusable() {
+    // SPEC §3: `status --json` prints its object even when the vault cannot be read.
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    let file = env.vault_home().join("default-profile");
+    std::os::unix::fs::symlink("/etc/hostname", &file).unwrap();
+    let out = env.cmd().args(["status", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["logged_in"], false);
+    assert!(
+        v["error"].as_str().unwrap().contains("default-profile"),
+        "{v}"
+    );
+    for key in [
+        "profile",
+        "needs_login",
+        "backend",
+        "expires_at",
+        "region",
+        "account",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing: {v}");
+    }
+    let out = env.cmd().arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        text(&out.stdout).contains("profile:"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
+}
+
 #[test]
 fn token_refresh_twice_in_a_row_refreshes_twice() {
     // The guard against refreshing a just-refreshed token that the API rejects again (SPEC §5)
