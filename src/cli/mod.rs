@@ -570,6 +570,16 @@ fn run(mut cli: Cli, profile: &mut String) -> CmdResult {
             unresolved = Some(e);
             kimi_vault::store::DEFAULT_PROFILE.to_owned()
         }
+        // `doctor` is where one looks when commands fail: it runs (for `default`), says why,
+        // and lists the file among the vault's.
+        (Err(e), Command::Doctor) => {
+            tracing::warn!(
+                "{}; doctor checks profile '{}' instead",
+                e.message(kimi_vault::store::DEFAULT_PROFILE),
+                kimi_vault::store::DEFAULT_PROFILE
+            );
+            kimi_vault::store::DEFAULT_PROFILE.to_owned()
+        }
         (Err(e), _) => return Err(e),
     };
     failure::set_vault_paths(vault.paths());
