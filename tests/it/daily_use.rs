@@ -308,6 +308,26 @@ fn status_json_prints_its_object_when_the_default_profile_file_is_unusable() {
     assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
 }
 
+#[cfg(unix)]
+#[test]
+fn a_too_open_default_profile_file_is_repaired_without_talking_of_secrets() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    env.seed("work", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    env.cmd()
+        .args(["profiles", "use", "work"])
+        .assert()
+        .success();
+    let file = env.vault_home().join("default-profile");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.cmd().arg("token").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("repaired to 600"), "{err}");
+    assert!(!err.contains("secrets exposed"), "{err}");
+    assert_eq!(mode_of(&file) & 0o777, 0o600);
+}
+
 #[test]
 fn token_refresh_twice_in_a_row_refreshes_twice() {
     // The guard against refreshing a just-refreshed token that the API rejects again (SPEC §5)
