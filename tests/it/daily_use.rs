@@ -710,3 +710,26 @@ fn ctrl_c_on_a_terminal_leaves_no_spinner_frame() {
     assert!(tail.contains("^C\r\x1b[2K"), "{tail:?}");
     assert!(tail.contains("login cancelled (Ctrl-C)"), "{tail:?}");
 }
+
+#[test]
+fn token_json_escapes_server_text_for_the_terminal() {
+    // token_type came from the server: like every --json output, C1 and bidi characters are
+    // JSON escapes, not raw (the value is unchanged).
+    let env = TestEnv::new();
+    let mut cred = credential(CANARY_ACCESS, CANARY_REFRESH, 3600);
+    cred.token_type = "Bearer\u{9b}2J\u{202e}".into();
+    let vault = env.vault();
+    let lock = vault.lock().unwrap();
+    vault.save("default", &cred, &lock, false).unwrap();
+    drop(lock);
+    let out = env.cmd().args(["token", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        !stdout.contains('\u{9b}') && !stdout.contains('\u{202e}'),
+        "{stdout:?}"
+    );
+    let v = json(&out);
+    assert_eq!(v["token_type"], "Bearer\u{9b}2J\u{202e}");
+    assert_eq!(v["access_token"], CANARY_ACCESS);
+}
