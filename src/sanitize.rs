@@ -10,8 +10,8 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
-/// Whether `c` must never reach a terminal raw.
-fn is_unsafe(c: char) -> bool {
+/// Whether `c` must never reach a terminal raw (`--json` output escapes it as `\uXXXX`).
+pub fn is_unsafe(c: char) -> bool {
     matches!(c,
         '\u{0}'..='\u{1f}'        // C0 controls (ESC, BEL, CR, backspace, newline, tab ...)
         | '\u{7f}'..='\u{9f}'     // DEL and the C1 controls (U+009B is a one-character CSI)

@@ -57,9 +57,32 @@ impl From<Error> for Failure {
 /// Result of a command: its exit code.
 pub(crate) type CmdResult = Result<u8, Failure>;
 
-/// ` --profile NAME` for hints, empty for the default profile.
+/// The vault whose `default-profile` file (`profiles use`) says which profile a command
+/// without `--profile` uses; set once the configuration is resolved.
+static VAULT_PATHS: std::sync::OnceLock<kimi_vault::store::VaultPaths> = std::sync::OnceLock::new();
+
+/// Tells [`profile_flag`] which vault's default profile the hints are for.
+pub(crate) fn set_vault_paths(paths: &kimi_vault::store::VaultPaths) {
+    let _ = VAULT_PATHS.set(paths.clone());
+}
+
+/// The profile a command without `--profile` uses (as far as the vault says: `profiles use`'s
+/// file, else `default`). Read only when a hint is written, never on a command's fast path.
+fn persisted_default_profile() -> String {
+    VAULT_PATHS
+        .get()
+        .and_then(|paths| {
+            kimi_vault::store::read_default_profile(paths)
+                .ok()
+                .flatten()
+        })
+        .unwrap_or_else(|| kimi_vault::store::DEFAULT_PROFILE.to_owned())
+}
+
+/// ` --profile NAME` for hints, empty when a command without `--profile` would use that profile
+/// anyway (the default profile, or the one `profiles use` made the default).
 pub(crate) fn profile_flag(profile: &str) -> String {
-    if profile == kimi_vault::store::DEFAULT_PROFILE {
+    if profile == persisted_default_profile() {
         String::new()
     } else {
         format!(" --profile {profile}")

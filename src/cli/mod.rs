@@ -552,7 +552,38 @@ fn run(mut cli: Cli, profile: &mut String) -> CmdResult {
     }
     cli.config.fill_from_env()?;
     let vault = cli.config.vault()?;
-    *profile = config::resolve_profile(cli.profile.take(), vault.paths())?;
+    // An unusable `default-profile` file names `profiles use NAME` as its fix: that command
+    // must still run then (it rewrites the file). `status` reports it in its own output (with
+    // `--json`, its object with `error` set), for the profile `default`.
+    let mut unresolved = None;
+    *profile = match (
+        config::resolve_profile(cli.profile.take(), vault.paths()),
+        &cli.command,
+    ) {
+        (Ok(p), _) => p,
+        (
+            Err(_),
+            Command::Profiles {
+                action: Some(ProfilesAction::Use { name }),
+            },
+        ) => name.clone(),
+        (Err(Failure::Lib(e)), Command::Status) => {
+            unresolved = Some(e);
+            kimi_vault::store::DEFAULT_PROFILE.to_owned()
+        }
+        // `doctor` is where one looks when commands fail: it runs (for `default`), says why,
+        // and lists the file among the vault's.
+        (Err(e), Command::Doctor) => {
+            tracing::warn!(
+                "{}; doctor checks profile '{}' instead",
+                e.message(kimi_vault::store::DEFAULT_PROFILE),
+                kimi_vault::store::DEFAULT_PROFILE
+            );
+            kimi_vault::store::DEFAULT_PROFILE.to_owned()
+        }
+        (Err(e), _) => return Err(e),
+    };
+    failure::set_vault_paths(vault.paths());
     let session = Session::new(vault, profile, cli.config.overrides())?;
     let ctx = Ctx {
         json: cli.json,
@@ -568,7 +599,7 @@ fn run(mut cli: Cli, profile: &mut String) -> CmdResult {
     match cli.command {
         Command::Login { no_browser, region } => login::run(&ctx, no_browser, region.into()),
         Command::Logout => logout::run(&ctx),
-        Command::Status => status::run(&ctx),
+        Command::Status => status::run(&ctx, unresolved),
         Command::Token { min_valid, refresh } => token::token(&ctx, min_valid, refresh),
         Command::Exec {
             proxy: true,

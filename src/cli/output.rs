@@ -110,10 +110,46 @@ pub(crate) fn stdout_failed() -> bool {
     STDOUT_FAILED.load(Ordering::Relaxed)
 }
 
+/// serde_json's compact output, except that the characters a terminal must never get raw
+/// (DEL, C1 controls such as the one-character CSI U+009B, bidi and zero-width characters;
+/// serde_json escapes only C0) are written as `\uXXXX` escapes: the value stays exact, and a
+/// `--json` read on a terminal cannot drive it.
+struct TerminalSafe;
+
+impl serde_json::ser::Formatter for TerminalSafe {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (at, c) in fragment.char_indices() {
+            if kimi_vault::sanitize::is_unsafe(c) {
+                writer.write_all(&fragment.as_bytes()[start..at])?;
+                // Every such character is in the Basic Multilingual Plane: one escape.
+                write!(writer, "\\u{:04x}", c as u32)?;
+                start = at + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// `value` as one line of JSON, terminal-safe ([`TerminalSafe`]).
+pub(crate) fn json_text(value: &serde_json::Value) -> String {
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, TerminalSafe);
+    serde::Serialize::serialize(value, &mut ser).expect("a JSON value serializes");
+    String::from_utf8(out).expect("serde_json writes UTF-8")
+}
+
 /// Prints one JSON value and a newline on stdout, flushed.
 pub(crate) fn json_line(value: &serde_json::Value) {
     let mut out = std::io::stdout().lock();
-    if writeln!(out, "{value}").and_then(|()| out.flush()).is_err() {
+    if writeln!(out, "{}", json_text(value))
+        .and_then(|()| out.flush())
+        .is_err()
+    {
         STDOUT_FAILED.store(true, Ordering::Relaxed);
     }
 }
@@ -251,5 +287,17 @@ pub(crate) fn account_words(a: &kimi_vault::store::Account) -> String {
     match &a.nickname {
         Some(name) => format!("{} ({details})", safe(name)),
         None => details,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_text_escapes_what_a_terminal_must_not_get_raw_and_keeps_the_value() {
+        let value = serde_json::json!({"a": "x\u{9b}31m\u{7f}\u{202e}\u{200b}\u{1b}é✓"});
+        let text = super::json_text(&value);
+        assert_eq!(text, r#"{"a":"x\u009b31m\u007f\u202e\u200b\u001bé✓"}"#);
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, value);
     }
 }

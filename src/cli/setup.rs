@@ -169,10 +169,22 @@ fn wanted(ctx: &Ctx) -> Result<Vec<(Key, String)>, Failure> {
     let program = program
         .to_str()
         .ok_or_else(|| Failure::Other("this program's path is not UTF-8".into()))?;
+    // The profile is named unless it is 'default' and a bare `kimi-vault token` picks it: when
+    // `profiles use` made another profile the default, 'default' is named too. A profile other
+    // than 'default' is always named (a later `profiles use` must not switch Claude Code).
+    let persisted = kimi_vault::store::read_default_profile(ctx.session.vault().paths())
+        .ok()
+        .flatten();
+    let flag = if ctx.profile() == kimi_vault::store::DEFAULT_PROFILE
+        && persisted.as_deref().is_none_or(|p| p == ctx.profile())
+    {
+        String::new()
+    } else {
+        format!(" --profile {}", ctx.profile())
+    };
     let helper = format!(
-        "{} token --min-valid {HELPER_MIN_VALID}{}",
+        "{} token --min-valid {HELPER_MIN_VALID}{flag}",
         shell_word(program)?,
-        profile_flag(ctx.profile())
     );
     let endpoints = match ctx.session.stored() {
         Ok(Some(loaded)) => ctx.session.endpoints_for(&loaded.cred)?,

@@ -74,12 +74,17 @@ fn print_paths(paths: &kimi_vault::store::VaultPaths, key_exposed: Option<&str>)
 }
 
 /// Prints the status; exit 0 when logged in, 3 otherwise, 4 when the vault cannot be read.
-pub(crate) fn run(ctx: &Ctx) -> CmdResult {
+/// `unresolved`: why the profile to report could not be resolved (an unusable
+/// `default-profile` file), reported as the vault's error.
+pub(crate) fn run(ctx: &Ctx, unresolved: Option<kimi_vault::Error>) -> CmdResult {
     let vault = ctx.session.vault();
     let started = Instant::now();
     // The vault directory is checked as every command checks it (issue 10): a shared or
     // writable one is refused here too.
-    let loaded = vault.check_home().and_then(|_| ctx.session.stored());
+    let loaded = vault.check_home().and_then(|_| match unresolved {
+        Some(e) => Err(e),
+        None => ctx.session.stored(),
+    });
     let took = started.elapsed();
     let default_profile = crate::cli::profiles::default_profile(ctx);
     match loaded {

@@ -36,7 +36,7 @@ pub(crate) fn token(ctx: &Ctx, min_valid: u32, refresh: bool) -> CmdResult {
         });
         // The token is spliced into the serialized object, in a buffer wiped on drop, so that
         // no unwiped JSON value ever holds it.
-        let text = value.to_string();
+        let text = crate::cli::output::json_text(&value);
         let token = cred.access_token.expose();
         let mut quoted = zeroize::Zeroizing::new(Vec::with_capacity(token.len() * 6 + 2));
         serde_json::to_writer(&mut *quoted, token)

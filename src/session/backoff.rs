@@ -128,6 +128,18 @@ pub(crate) fn refreshed(paths: &VaultPaths, profile: &str, _lock: &VaultLock) {
     write(paths, &records);
 }
 
+/// After a login: forgets `profile`'s recorded failure and refresh time (they were about the
+/// credential the login replaced; the new token was produced by no refresh).
+pub(crate) fn forget(paths: &VaultPaths, profile: &str, _lock: &VaultLock) {
+    let mut records = read(paths);
+    let failure = records.profiles.remove(profile).is_some();
+    let refreshed = records.refreshed.remove(profile).is_some();
+    if failure || refreshed {
+        records.prune(now_unix_ms());
+        write(paths, &records);
+    }
+}
+
 /// How long ago a refresh produced `profile`'s token, when less than [`REJECTED_AGAIN_GUARD`].
 pub(crate) fn refreshed_within_guard(
     paths: &VaultPaths,

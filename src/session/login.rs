@@ -83,6 +83,7 @@ impl Session {
             );
         }
         let backend = vault.save(self.profile(), &cred, &lock, true)?;
+        super::backoff::forget(vault.paths(), self.profile(), &lock);
         drop(lock);
         self.remember(&cred);
         Ok(LoginStored {

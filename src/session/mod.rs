@@ -55,6 +55,10 @@ enum Need {
     MinValid(i64),
     /// Anything but this token (rejected by the API), still valid.
     Replace(SecretString),
+    /// Anything but this token (which nobody rejected: `token --refresh` asked for a new one),
+    /// still valid. Not subject to the guard against refreshing a just-refreshed token that the
+    /// API rejects too (that guard is about a 401).
+    Renew(SecretString),
 }
 
 impl Need {
@@ -62,7 +66,7 @@ impl Need {
         let left = cred.expires_in(now_unix());
         match self {
             Need::MinValid(min) => left > *min,
-            Need::Replace(rejected) => left > 0 && !cred.access_token.ct_eq(rejected),
+            Need::Replace(old) | Need::Renew(old) => left > 0 && !cred.access_token.ct_eq(old),
         }
     }
 }
@@ -208,7 +212,7 @@ impl Session {
     /// this one holds the lock, that new token is used and no second request is made. Blocking.
     pub fn refresh_now(&self) -> Result<Credential> {
         let current = self.read_usable()?;
-        self.ensure(&Need::Replace(current.access_token.clone()), None)
+        self.ensure(&Need::Renew(current.access_token.clone()), None)
     }
 
     /// After the API rejected `rejected` (HTTP 401): a credential with another valid access

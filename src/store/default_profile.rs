@@ -16,9 +16,16 @@ pub fn read_default_profile(paths: &VaultPaths) -> Result<Option<String>> {
         return Ok(None);
     }
     let path = paths.default_profile();
-    let Some(bytes) = fsutil::read_private(&path, 256)? else {
+    // Repaired like every vault file, but it holds a name, not a secret: the warning says so.
+    let Some((bytes, repaired)) = fsutil::read_private_noting(&path, 256, &|_| {})? else {
         return Ok(None);
     };
+    if let Some(mode) = repaired {
+        tracing::warn!(
+            "{} had mode {mode:o} (readable or writable by others); repaired to 600 (it holds a profile name, no secret)",
+            path.display()
+        );
+    }
     let text = String::from_utf8_lossy(bytes.expose());
     let name = text.trim();
     if name.is_empty() {

@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::store::Vault;
 use crate::store::fsutil::current_uid;
 use crate::store::key::MachineBinding;
-use crate::store::paths::{BACKOFF_FILE, DEVICE_ID_FILE, KEY_FILE, LOCK_FILE, VAULT_FILE};
+use crate::store::paths::{
+    BACKOFF_FILE, DEFAULT_PROFILE_FILE, DEVICE_ID_FILE, KEY_FILE, LOCK_FILE, VAULT_FILE,
+};
 
 /// What a path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +190,7 @@ fn check(path: &Path, want_dir: bool) -> PathCheck {
 
 impl Vault {
     /// The vault directory, its files (`vault.key`, `vault.enc`, `vault.lock`, `device-id`,
-    /// `refresh.backoff`), and any unreadable files kept aside earlier, as found; never
+    /// `refresh.backoff`, `default-profile`), and any unreadable files kept aside earlier, as found; never
     /// following a link, changing nothing.
     pub fn inspect_paths(&self) -> Vec<PathCheck> {
         let paths = self.paths();
@@ -199,6 +201,7 @@ impl Vault {
             LOCK_FILE,
             DEVICE_ID_FILE,
             BACKOFF_FILE,
+            DEFAULT_PROFILE_FILE,
         ] {
             out.push(check(&paths.home().join(name), false));
         }

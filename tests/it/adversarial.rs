@@ -543,4 +543,12 @@ fn a_hostile_user_code_and_verification_uri_are_shown_escaped() {
         .to_owned();
     let v: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(v["user_code"], "ABCD\u{1b}]52;c;aGVsbG8=\u{7}-1234\u{202e}");
+    assert_eq!(
+        v["verification_uri"],
+        "https://www.kimi.com/\u{9b}2J\u{200b}device"
+    );
+    // ... JSON-escaped: the C1 CSI, bidi and zero-width characters never reach a terminal raw
+    // (serde_json itself escapes only C0).
+    assert_escaped(&String::from_utf8_lossy(&out.stdout), "login --json");
+    assert!(first.contains(r"\u009b2J\u200bdevice"), "{first}");
 }

@@ -219,6 +219,137 @@ fn token_refresh_refreshes_now_whatever_the_age() {
 }
 
 #[test]
+fn profiles_use_repairs_an_unusable_default_profile_file() {
+    // The error for a broken `default-profile` names `profiles use NAME` as the fix: it works.
+    let env = TestEnv::new();
+    env.seed("work", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    let file = env.vault_home().join("default-profile");
+    std::fs::write(&file, "not a name/\n").unwrap();
+    let out = env.cmd().arg("token").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("profiles use NAME"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env
+        .cmd()
+        .args(["profiles", "use", "work"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "work\n");
+    env.cmd()
+        .arg("token")
+        .assert()
+        .success()
+        .stdout(format!("{CANARY_ACCESS}\n"));
+}
+
+#[test]
+fn hints_name_the_profile_when_a_bare_command_would_use_another() {
+    // After `profiles use work`, a bare `kimi-vault login` logs in 'work': the hint for profile
+    // 'default' must name it, and the one for 'work' need not.
+    let env = TestEnv::new();
+    env.cmd()
+        .args(["profiles", "use", "work"])
+        .assert()
+        .success();
+    let out = env
+        .cmd()
+        .args(["--profile", "default", "token"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("run `kimi-vault login --profile default`"),
+        "{err}"
+    );
+    let out = env.cmd().arg("token").output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = text(&out.stderr);
+    assert!(err.contains("run `kimi-vault login`"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn status_json_prints_its_object_when_the_default_profile_file_is_unusable() {
+    // SPEC §3: `status --json` prints its object even when the vault cannot be read.
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    let file = env.vault_home().join("default-profile");
+    std::os::unix::fs::symlink("/etc/hostname", &file).unwrap();
+    let out = env.cmd().args(["status", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["logged_in"], false);
+    assert!(
+        v["error"].as_str().unwrap().contains("default-profile"),
+        "{v}"
+    );
+    for key in [
+        "profile",
+        "needs_login",
+        "backend",
+        "expires_at",
+        "region",
+        "account",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing: {v}");
+    }
+    let out = env.cmd().arg("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        text(&out.stdout).contains("profile:"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_no_secret(&out, &[CANARY_ACCESS, CANARY_REFRESH]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_too_open_default_profile_file_is_repaired_without_talking_of_secrets() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    env.seed("work", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    env.cmd()
+        .args(["profiles", "use", "work"])
+        .assert()
+        .success();
+    let file = env.vault_home().join("default-profile");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = env.cmd().arg("token").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("repaired to 600"), "{err}");
+    assert!(!err.contains("secrets exposed"), "{err}");
+    assert_eq!(mode_of(&file) & 0o777, 0o600);
+}
+
+#[test]
+fn token_refresh_twice_in_a_row_refreshes_twice() {
+    // The guard against refreshing a just-refreshed token that the API rejects again (SPEC §5)
+    // is about a 401: nobody rejected anything here, so a second `token --refresh` right after
+    // the first refreshes again (it used to exit 3 with "run `kimi-vault login`").
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    let before = env.server.refresh_requests();
+    let first = env.cmd().args(["token", "--refresh"]).output().unwrap();
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let second = env.cmd().args(["token", "--refresh"]).output().unwrap();
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    assert_eq!(env.server.refresh_requests(), before + 2);
+    assert_ne!(text(&first.stdout), text(&second.stdout));
+    assert_eq!(
+        env.stored("default").unwrap().access_token.expose(),
+        text(&second.stdout).trim_end()
+    );
+    assert_no_secret(&second, &[CANARY_ACCESS, CANARY_REFRESH]);
+}
+
+#[test]
 fn exec_env_names_a_credential_variable_or_is_refused() {
     let env = TestEnv::new();
     env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
@@ -578,4 +709,27 @@ fn ctrl_c_on_a_terminal_leaves_no_spinner_frame() {
     let tail = &raw[raw.rfind("Waiting for approval").unwrap()..];
     assert!(tail.contains("^C\r\x1b[2K"), "{tail:?}");
     assert!(tail.contains("login cancelled (Ctrl-C)"), "{tail:?}");
+}
+
+#[test]
+fn token_json_escapes_server_text_for_the_terminal() {
+    // token_type came from the server: like every --json output, C1 and bidi characters are
+    // JSON escapes, not raw (the value is unchanged).
+    let env = TestEnv::new();
+    let mut cred = credential(CANARY_ACCESS, CANARY_REFRESH, 3600);
+    cred.token_type = "Bearer\u{9b}2J\u{202e}".into();
+    let vault = env.vault();
+    let lock = vault.lock().unwrap();
+    vault.save("default", &cred, &lock, false).unwrap();
+    drop(lock);
+    let out = env.cmd().args(["token", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        !stdout.contains('\u{9b}') && !stdout.contains('\u{202e}'),
+        "{stdout:?}"
+    );
+    let v = json(&out);
+    assert_eq!(v["token_type"], "Bearer\u{9b}2J\u{202e}");
+    assert_eq!(v["access_token"], CANARY_ACCESS);
 }

@@ -481,3 +481,31 @@ fn doctor_tells_kimi_cli_from_kimi_code() {
         assert!(kimi.3.contains("exec --proxy --for kimi"), "{kimi:?}");
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn doctor_runs_and_names_an_unusable_default_profile_file() {
+    // Every other command stops at an unusable `default-profile`; doctor is where one looks
+    // then: it runs, says why, and lists the file among the vault's.
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    let file = env.vault_home().join("default-profile");
+    std::os::unix::fs::symlink("/etc/hostname", &file).unwrap();
+    let (code, v, err) = run_json(&env, &[], &["doctor"]);
+    assert_ne!(code, Some(0));
+    assert_ne!(code, Some(2), "{err}");
+    assert!(err.contains("default-profile"), "{err}");
+    let listed = v["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["path"].as_str().unwrap().ends_with("/default-profile"))
+        .unwrap_or_else(|| panic!("default-profile not listed: {}", v["paths"]));
+    assert!(
+        listed["problem"]
+            .as_str()
+            .unwrap()
+            .contains("symbolic link"),
+        "{listed}"
+    );
+}

@@ -685,3 +685,30 @@ fn an_account_keeps_across_refreshes() {
     assert!(stored.access_token.expose().starts_with("at-gen2"));
     assert_eq!(stored.account.unwrap().user_id, "u_canary_4242");
 }
+
+#[test]
+fn a_login_token_rejected_by_the_api_is_refreshed_once_even_right_after_a_refresh() {
+    // The 30 s guard (SPEC §5) is about a token a refresh produced; a login's token is not one,
+    // even when the credential it replaced was refreshed a moment ago.
+    let env = TestEnv::new();
+    env.seed(
+        "default",
+        "at-old-0123456789abcdef",
+        "rt-old-0123456789abcdef",
+        3600,
+    );
+    env.cmd().args(["token", "--refresh"]).assert().success();
+    env.cmd().args(["login", "--no-browser"]).assert().success();
+    let before = env.server.refresh_requests();
+    env.server.with(|s| {
+        s.usages
+            .push_back(Canned::new(401, r#"{"error":{"message":"rejected"}}"#))
+    });
+    let out = env.cmd().arg("usage").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.server.refresh_requests(), before + 1);
+}

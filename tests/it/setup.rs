@@ -261,6 +261,41 @@ fn a_profile_other_than_default_is_named_and_the_shell_keys_are_warned_about() {
     assert_no_secret(&out, &["CANARYshellkey"]);
 }
 
+#[test]
+fn the_default_profile_is_named_when_profiles_use_made_another_the_default() {
+    // `profiles use work` makes a bare `kimi-vault token` use 'work': a helper for profile
+    // 'default' must then say so, or Claude Code gets the other profile's token.
+    let env = TestEnv::new();
+    env.cmd()
+        .args(["profiles", "use", "work"])
+        .assert()
+        .success();
+    let out = env
+        .cmd()
+        .env("CLAUDE_CONFIG_DIR", claude_dir(&env))
+        .args(["--profile", "default", "setup", "claude"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        settings(&env)["apiKeyHelper"],
+        format!("{} --profile default", helper()).as_str()
+    );
+    // And the persisted default itself is named too (it is still pinned when `profiles use`
+    // changes it later).
+    let out = setup(&env, &["--dry-run"]);
+    assert!(out.status.success());
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        printed["apiKeyHelper"],
+        format!("{} --profile work", helper()).as_str()
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn a_symlinked_settings_file_stays_a_symlink() {
