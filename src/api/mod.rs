@@ -174,11 +174,12 @@ fn boolean(v: &Value) -> Option<bool> {
     }
 }
 
+/// A string field as Kimi sent it (SPEC §3: `--json` carries exact values; human output escapes
+/// them with `sanitize`), bounded in length; blank counts as absent.
 fn text(v: Option<&Value>) -> Option<String> {
     v.and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.chars().filter(|c| !c.is_control()).take(200).collect())
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.chars().take(200).collect())
 }
 
 /// A reset time: RFC 3339, or Unix seconds / milliseconds as a number or a string.

@@ -84,6 +84,19 @@ impl Config {
         }
         if self.api_base.is_none() {
             self.api_base = text_var(API_BASE_VAR)?;
+            // Inside `exec --proxy --for kimi`, KIMI_CODE_BASE_URL is the private proxy's URL,
+            // meant for kimi-cli, not an override of ours.
+            let exec_proxy = var(crate::cli::exec_proxy::EXEC_PROXY_URL_VAR);
+            if self.api_base.is_some()
+                && exec_proxy.is_some_and(|p| {
+                    Some(p.as_os_str()) == self.api_base.as_deref().map(std::ffi::OsStr::new)
+                })
+            {
+                tracing::debug!(
+                    "{API_BASE_VAR} is exec --proxy's URL for kimi-cli: not used as the API base"
+                );
+                self.api_base = None;
+            }
         }
         if self.client_id.is_none() {
             self.client_id = text_var(CLIENT_ID_VAR)?;

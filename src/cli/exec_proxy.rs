@@ -70,6 +70,9 @@ impl ForClient {
                 // kimi-cli.
                 env.set.push(("KIMI_BASE_URL", v1.clone()));
                 env.set.push(("KIMI_CODE_BASE_URL", v1.clone()));
+                // kimi-vault reads KIMI_CODE_BASE_URL too (its API base override): a kimi-vault
+                // run inside CMD ignores the value this marker names (see config.rs).
+                env.set.push((EXEC_PROXY_URL_VAR, v1.clone()));
                 env.set.push(("KIMI_API_KEY", key.to_owned()));
                 // kimi-code (kimi-cli reads KIMI_MODEL_NAME too).
                 if let Some(m) = model {
@@ -215,6 +218,11 @@ impl Signals {
         }
     }
 }
+
+/// Set in CMD's environment by `--for kimi`: the private proxy's URL, which it also puts in
+/// `KIMI_CODE_BASE_URL` for kimi-cli. A kimi-vault started inside CMD does not take that value
+/// as its own API base (it would send the Kimi token to the proxy, which wants its client key).
+pub(crate) const EXEC_PROXY_URL_VAR: &str = "KIMI_VAULT_EXEC_PROXY_URL";
 
 /// Runs CMD with a private proxy; CMD's exit code becomes ours.
 pub(crate) fn run(

@@ -75,14 +75,9 @@ pub(crate) fn login_required_message(e: &Error) -> String {
         }
         _ => crate::store::DEFAULT_PROFILE,
     };
-    format!(
-        "kimi-vault proxy: {e}: run `kimi-vault login{}`",
-        if profile == crate::store::DEFAULT_PROFILE {
-            String::new()
-        } else {
-            format!(" --profile {profile}")
-        }
-    )
+    // The profile is always named: a bare `kimi-vault login` logs in the persisted default
+    // profile (`profiles use`), which need not be the one this proxy serves.
+    format!("kimi-vault proxy: {e}: run `kimi-vault login --profile {profile}`")
 }
 
 /// True when `e` means no token can be had until the user logs in again.

@@ -517,7 +517,9 @@ impl Session {
     /// warning), unless the caller needs a different one.
     fn after_transient(&self, need: &Need, cred: Credential, err: Error) -> Result<Credential> {
         let left = cred.expires_in(now_unix());
-        if matches!(need, Need::MinValid(_)) && left > 0 {
+        // `token --refresh` (`Renew`) too: SPEC §5 hands out a still-valid token after a
+        // transient failure, whatever asked for the refresh.
+        if matches!(need, Need::MinValid(_) | Need::Renew(_)) && left > 0 {
             tracing::warn!("{err}; handing out the stored access token, still valid for {left} s");
             self.remember(&cred);
             return Ok(cred);

@@ -189,3 +189,31 @@ fn exec_removes_anthropic_api_key_unless_env_names_it() {
         "at-exec-0123456789abcdef|"
     );
 }
+
+#[test]
+fn kimi_vault_inside_exec_proxy_for_kimi_keeps_its_own_api_base() {
+    // Inside `exec --proxy --for kimi`, KIMI_CODE_BASE_URL is the private proxy's URL (for
+    // kimi-cli). A kimi-vault run there must not take it as its API base: it would send the
+    // Kimi token to the proxy, get 401, and rotate the refresh token for nothing.
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    let proxy_url = "http://127.0.0.1:9/v1";
+    let out = env
+        .cmd()
+        .env("KIMI_CODE_BASE_URL", proxy_url)
+        .env("KIMI_VAULT_EXEC_PROXY_URL", proxy_url)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(v["api_base"], proxy_url, "{v}");
+    // Without the marker, the variable is the user's override, as always.
+    let out = env
+        .cmd()
+        .env("KIMI_CODE_BASE_URL", proxy_url)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["api_base"], proxy_url, "{v}");
+}

@@ -1805,6 +1805,9 @@ fn exec_proxy_sets_exactly_the_variables_each_client_reads() {
     assert_eq!(v["no_proxy"], "127.0.0.1,localhost,::1");
     // kimi: kimi-cli's and kimi-code's variables, the model from /models.
     let (_, v) = exec_proxy_env(&env, &up, &["--for", "kimi"], &stale);
+    // kimi-vault reads KIMI_CODE_BASE_URL as its own API base override: the marker tells a
+    // kimi-vault inside CMD that this value is the proxy's URL for kimi-cli, not an override.
+    assert_eq!(v["KIMI_VAULT_EXEC_PROXY_URL"], v["KIMI_CODE_BASE_URL"]);
     let url = v["KIMI_BASE_URL"].as_str().unwrap().to_owned();
     assert!(
         url.starts_with("http://127.0.0.1:") && url.ends_with("/v1"),

@@ -387,3 +387,24 @@ fn logout_removes_and_is_idempotent() {
     env.cmd().arg("logout").assert().success();
     env.cmd().arg("token").assert().code(3);
 }
+
+#[test]
+fn token_refresh_after_a_transient_failure_hands_out_the_still_valid_token() {
+    // SPEC §5: whatever asked for the refresh (here `token --refresh`), a transient failure
+    // with a still-valid stored token hands it out with a warning, exit 0.
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    server_errors(&env, 4);
+    let out = env.cmd().args(["token", "--refresh"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{CANARY_ACCESS}\n")
+    );
+    assert!(
+        err.contains("warning") && err.contains("still valid"),
+        "{err}"
+    );
+    assert!(!err.contains(CANARY_REFRESH));
+}
