@@ -59,6 +59,16 @@ if [ "$(id -u)" -ne 0 ]; then
     done < <(grep -rh -A3 '#\[ignore = "needs root' tests/ | grep -oE '^fn [a-z0-9_]+' | cut -c4-)
 fi
 
+# The real clients' tests (tests/it/clients.rs) need scripts/clients.sh's install: without it
+# they are left out, by name, and this says so (with it, as in .ci/run, they run).
+clients_dir=${KIMI_VAULT_CLIENTS:-$target_dir/clients}
+if [ ! -x "$clients_dir/npm/node_modules/.bin/claude" ] || [ ! -x "$clients_dir/venv/bin/python" ]; then
+    while read -r name; do
+        harness+=(--skip "$name")
+        echo "not run (needs the real clients: scripts/clients.sh): $name"
+    done < <(grep -rh -A3 '#\[ignore = "needs the real clients' tests/ | grep -oE '^fn [a-z0-9_]+' | cut -c4-)
+fi
+
 log=$(mktemp)
 set +e
 cargo test --features testing --no-fail-fast "$@" -- "${harness[@]}" 2>&1 | tee "$log"
