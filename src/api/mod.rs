@@ -174,12 +174,20 @@ fn boolean(v: &Value) -> Option<bool> {
     }
 }
 
-/// A string field as Kimi sent it (SPEC §3: `--json` carries exact values; human output escapes
-/// them with `sanitize`), bounded in length; blank counts as absent.
+/// A string field, trimmed, bounded in length, without control characters (C0, DEL, C1: they
+/// have no place in an id or a name, and an id becomes an environment value for kimi-code);
+/// blank counts as absent. Bidi and zero-width characters are kept as sent (`--json` shows them
+/// exactly; human output escapes them with `sanitize`).
 fn text(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str)
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.chars().take(200).collect())
+    // Controls out first, then trimmed: what is left is never empty (`"\u0001"` is absent).
+    let kept: String = v?
+        .as_str()?
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    let kept = kept.trim();
+    (!kept.is_empty()).then(|| kept.to_owned())
 }
 
 /// A reset time: RFC 3339, or Unix seconds / milliseconds as a number or a string.
@@ -405,6 +413,21 @@ pub fn parse_models(body: &str) -> Result<Vec<Model>, String> {
 mod tests {
     use super::reply::{ApiReply, classify};
     use super::*;
+
+    #[test]
+    fn a_text_field_is_never_empty_and_never_holds_a_control() {
+        let v = |s: &str| Value::String(s.into());
+        // A value made only of controls (and spaces) is absent, not an empty name (a fuzz find).
+        assert_eq!(text(Some(&v("\u{1}"))), None);
+        assert_eq!(text(Some(&v(" \u{1b} "))), None);
+        assert_eq!(
+            text(Some(&v(" kimi\u{1b}[31m-k2 "))).as_deref(),
+            Some("kimi[31m-k2")
+        );
+        // Bidi and zero-width characters are kept (human output escapes them).
+        assert_eq!(text(Some(&v("a\u{202e}b"))).as_deref(), Some("a\u{202e}b"));
+        assert_eq!(text(Some(&Value::Null)), None);
+    }
 
     #[test]
     fn usages_with_strings_extras_and_missing_parts() {
