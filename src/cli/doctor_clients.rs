@@ -9,13 +9,14 @@
 use std::path::{Path, PathBuf};
 
 use kimi_vault::clients::KimiTool;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cli::output::outln;
 use crate::cli::setup::{self, DEFAULT_HELPER_TTL_MS, OVERRIDING};
 
-/// How a check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a check came out (`--json`: `ok`, `info`, `problem`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum Status {
     /// Nothing to do.
     Ok,
@@ -35,8 +36,8 @@ impl Status {
     }
 }
 
-/// One finding.
-#[derive(Debug, Clone)]
+/// One finding: an entry of `doctor --json`'s `clients.checks`, and a line for people.
+#[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct Finding {
     /// A stable name (`--json`).
     pub(crate) check: &'static str,
@@ -243,39 +244,72 @@ fn shell(out: &mut Vec<Finding>) {
     if proxies.is_empty() {
         return;
     }
-    let no_proxy: Vec<String> = ["NO_PROXY", "no_proxy"]
-        .iter()
-        .filter_map(|n| std::env::var(n).ok())
-        .flat_map(|v| {
-            v.split(',')
-                .map(|s| s.trim().to_ascii_lowercase())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let loopback = no_proxy
-        .iter()
-        .any(|e| e == "*" || e == "127.0.0.1" || e == "127.0.0.0/8");
-    if loopback {
-        out.push(finding(
-            "http_proxy",
-            Status::Ok,
-            format!(
-                "{} is set and NO_PROXY has loopback: clients reach a local proxy directly",
-                proxies.join(", ")
-            ),
-            None,
-        ));
-    } else {
-        out.push(finding(
-            "http_proxy",
-            Status::Problem,
-            format!(
-                "{} is set and NO_PROXY/no_proxy lack 127.0.0.1: Claude Code and the SDKs send requests for a running `kimi-vault proxy` (http://127.0.0.1:…) through that HTTP proxy (NO_PROXY=localhost is not enough)",
-                proxies.join(", ")
-            ),
-            Some("export NO_PROXY=\"${NO_PROXY:+$NO_PROXY,}127.0.0.1,localhost,::1\" no_proxy=\"${no_proxy:+$no_proxy,}127.0.0.1,localhost,::1\" (`kimi-vault exec --proxy` does this for its program)".into()),
-        ));
+    out.push(no_proxy_finding(
+        &proxies,
+        std::env::var("NO_PROXY").ok().as_deref(),
+        std::env::var("no_proxy").ok().as_deref(),
+    ));
+}
+
+/// True when a `NO_PROXY` value lets a client reach 127.0.0.1 directly.
+fn has_loopback(value: &str) -> bool {
+    value
+        .split([',', ' '])
+        .map(|e| e.trim().to_ascii_lowercase())
+        .any(|e| e == "*" || e == "127.0.0.1" || e == "127.0.0.0/8")
+}
+
+/// `"NO_PROXY=…"` or `"NO_PROXY unset"`, for the finding's detail.
+fn shown_var(name: &str, value: Option<&str>) -> String {
+    match value {
+        Some(v) => format!("{name}={}", kimi_vault::sanitize::for_terminal(v)),
+        None => format!("{name} unset"),
     }
+}
+
+/// Whether the HTTP proxy in the environment would be asked for loopback URLs. `NO_PROXY` and
+/// `no_proxy` are taken as the environment has them, not merged: each client reads one of
+/// them. curl, Python (urllib, requests, httpx) and Node.js's undici (`EnvHttpProxyAgent`)
+/// read `no_proxy` first and `NO_PROXY` only when it is unset; Go's net/http and Rust's
+/// reqwest read `NO_PROXY` first. Loopback is safe only when both readings have it.
+fn no_proxy_finding(proxies: &[&str], upper: Option<&str>, lower: Option<&str>) -> Finding {
+    let lowercase_first = lower.or(upper);
+    let uppercase_first = upper.or(lower);
+    let vars = format!(
+        "{}, {}",
+        shown_var("NO_PROXY", upper),
+        shown_var("no_proxy", lower)
+    );
+    let fix = "export NO_PROXY=\"${NO_PROXY:+$NO_PROXY,}127.0.0.1,localhost,::1\" no_proxy=\"${no_proxy:+$no_proxy,}127.0.0.1,localhost,::1\" (`kimi-vault exec --proxy` does this for its program)";
+    let proxies = proxies.join(", ");
+    let clients = match (
+        lowercase_first.is_some_and(has_loopback),
+        uppercase_first.is_some_and(has_loopback),
+    ) {
+        (true, true) => {
+            return finding(
+                "http_proxy",
+                Status::Ok,
+                format!(
+                    "{proxies} is set and the NO_PROXY every client reads has loopback ({vars}): clients reach a local proxy directly"
+                ),
+                None,
+            );
+        }
+        (false, true) => {
+            "curl, Python (urllib, requests, httpx) and Node.js (Claude Code, the SDKs), which read no_proxy first,"
+        }
+        (true, false) => "Go and Rust (reqwest) programs, which read NO_PROXY first,",
+        (false, false) => "Claude Code, curl and the SDKs",
+    };
+    finding(
+        "http_proxy",
+        Status::Problem,
+        format!(
+            "{proxies} is set and 127.0.0.1 is not exempted ({vars}): {clients} send requests for a running `kimi-vault proxy` (http://127.0.0.1:…) through that HTTP proxy (NO_PROXY=localhost is not enough)"
+        ),
+        Some(fix.into()),
+    )
 }
 
 /// Which Kimi CLI the `kimi` at `path` is: its resolved path and its first 64 KiB.
@@ -329,17 +363,9 @@ pub(crate) fn check() -> Vec<Finding> {
     out
 }
 
-/// `--json`: `{"ok": bool, "checks": [{check, status, detail, fix}]}`.
-pub(crate) fn to_json(findings: &[Finding]) -> Value {
-    json!({
-        "ok": findings.iter().all(|f| f.status != Status::Problem),
-        "checks": findings.iter().map(|f| json!({
-            "check": f.check,
-            "status": f.status.as_str(),
-            "detail": f.detail,
-            "fix": f.fix,
-        })).collect::<Vec<_>>(),
-    })
+/// True when no client check found a problem.
+pub(crate) fn all_ok(findings: &[Finding]) -> bool {
+    findings.iter().all(|f| f.status != Status::Problem)
 }
 
 /// The human section.
@@ -350,5 +376,37 @@ pub(crate) fn print(findings: &[Finding]) {
         if let Some(fix) = &f.fix {
             outln!("    fix: {fix}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (status, detail) for HTTPS_PROXY and the two variables.
+    fn verdict(upper: Option<&str>, lower: Option<&str>) -> (Status, String) {
+        let f = no_proxy_finding(&["HTTPS_PROXY"], upper, lower);
+        (f.status, f.detail)
+    }
+
+    #[test]
+    fn no_proxy_and_no_proxy_lowercase_are_read_apart_not_merged() {
+        // Each alone, with loopback: every client reads it.
+        assert_eq!(verdict(Some("127.0.0.1"), None).0, Status::Ok);
+        assert_eq!(verdict(None, Some("localhost, 127.0.0.1")).0, Status::Ok);
+        assert_eq!(verdict(Some("*"), Some("127.0.0.0/8")).0, Status::Ok);
+        // Merged, these would pass; read apart, one family of clients misses loopback.
+        let (status, detail) = verdict(Some("127.0.0.1"), Some("localhost"));
+        assert_eq!(status, Status::Problem);
+        assert!(detail.contains("read no_proxy first"), "{detail}");
+        let (status, detail) = verdict(Some("localhost"), Some("127.0.0.1"));
+        assert_eq!(status, Status::Problem);
+        assert!(detail.contains("read NO_PROXY first"), "{detail}");
+        // An empty no_proxy is set: curl reads it (and not NO_PROXY).
+        assert_eq!(verdict(Some("127.0.0.1"), Some("")).0, Status::Problem);
+        assert_eq!(verdict(None, None).0, Status::Problem);
+        // The values are shown as they are.
+        let (_, detail) = verdict(Some("a,b"), None);
+        assert!(detail.contains("NO_PROXY=a,b, no_proxy unset"), "{detail}");
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kimi_vault::Error;
 use kimi_vault::oauth::{DeviceAuthorization, LoginEvent, Region};
-use serde_json::json;
+use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::cli::failure::{CmdResult, Failure, exit, profile_flag};
@@ -34,41 +34,91 @@ fn qr(text: &str) -> Option<String> {
     )
 }
 
+/// `login --json`: one object per line (SPEC §3), `type` first.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(crate) enum LoginLine<'a> {
+    /// The code and URL to confirm it at.
+    Verification(&'a VerificationJson<'a>),
+    /// A poll found the login still pending.
+    Waiting,
+    /// The tokens are stored.
+    Success(&'a SuccessJson<'a>),
+    /// The login failed (the message of stderr).
+    Error { message: &'a str },
+}
+
+/// The user code and where to confirm it, exactly as Kimi sent them.
+#[derive(Serialize)]
+pub(crate) struct VerificationJson<'a> {
+    user_code: &'a str,
+    verification_uri: &'a str,
+    verification_uri_complete: Option<&'a str>,
+    expires_in: u64,
+}
+
+/// What a login stored, and what it replaced.
+#[derive(Serialize)]
+pub(crate) struct SuccessJson<'a> {
+    profile: &'a str,
+    backend: &'static str,
+    region: &'static str,
+    expires_at: String,
+    account: Option<output::AccountJson<'a>>,
+    replaced: Option<ReplacedJson>,
+    /// For people: how the backend is called in a sentence.
+    #[serde(skip)]
+    backend_words: &'static str,
+    /// For people: seconds the access token is valid for.
+    #[serde(skip)]
+    left: i64,
+}
+
+/// The credential a login replaced.
+#[derive(Serialize)]
+pub(crate) struct ReplacedJson {
+    expires_at: String,
+    needs_login: bool,
+}
+
 fn show_verification(ctx: &Ctx, auth: &DeviceAuthorization, no_browser: bool) {
-    let complete = auth
-        .verification_uri_complete
-        .clone()
-        .unwrap_or_else(|| auth.verification_uri.clone());
+    let shown = VerificationJson {
+        user_code: &auth.user_code,
+        verification_uri: &auth.verification_uri,
+        verification_uri_complete: auth.verification_uri_complete.as_deref(),
+        expires_in: auth.expires_in,
+    };
     if ctx.json {
-        output::json_line(&json!({
-            "type": "verification",
-            "user_code": auth.user_code,
-            "verification_uri": auth.verification_uri,
-            "verification_uri_complete": auth.verification_uri_complete,
-            "expires_in": auth.expires_in,
-        }));
+        output::json_line(&LoginLine::Verification(&shown));
     }
+    print_verification(&shown, no_browser, !ctx.json);
+}
+
+/// The code and URL for people (on stderr; the QR code only on a terminal without `--json`);
+/// opens the browser unless told not to or there is no display.
+fn print_verification(v: &VerificationJson<'_>, no_browser: bool, qr_code: bool) {
+    let complete = v.verification_uri_complete.unwrap_or(v.verification_uri);
     let openable = complete.starts_with("https://") || complete.starts_with("http://");
     // What the server sent is shown escaped (an OSC 52 or a bidi override in a code or a URL
     // must not reach the terminal); --json above and the browser get the exact values.
-    let shown = kimi_vault::sanitize::for_terminal(&complete);
-    let user_code = kimi_vault::sanitize::for_terminal(&auth.user_code);
-    let opened = !no_browser && openable && has_display() && webbrowser::open(&complete).is_ok();
+    let shown = kimi_vault::sanitize::for_terminal(complete);
+    let user_code = kimi_vault::sanitize::for_terminal(v.user_code);
+    let opened = !no_browser && openable && has_display() && webbrowser::open(complete).is_ok();
     if opened {
         eprintln!("Opened your browser at:\n\n    {shown}\n");
     } else {
         eprintln!("To log in to Kimi, open this URL on any device:\n\n    {shown}\n");
     }
     eprintln!("and confirm the code:  {user_code}\n");
-    if !ctx.json
+    if qr_code
         && std::io::stderr().is_terminal()
-        && let Some(code) = qr(&complete)
+        && let Some(code) = qr(complete)
     {
         eprintln!("{code}");
     }
     eprintln!(
         "The code expires in {}. Press Ctrl-C to cancel.",
-        output::span(auth.expires_in)
+        output::span(v.expires_in)
     );
 }
 
@@ -109,7 +159,7 @@ fn announce_replacement(ctx: &Ctx) {
 
 /// Warns when another stored profile holds the same Kimi account (same `user_id`): two
 /// profiles refreshing one account's tokens is rarely meant.
-fn warn_same_account(ctx: &Ctx, account: &kimi_vault::store::Account) {
+fn warn_same_account(ctx: &Ctx, user_id: &str) {
     let mut others: Vec<String> = ctx
         .session
         .vault()
@@ -118,11 +168,9 @@ fn warn_same_account(ctx: &Ctx, account: &kimi_vault::store::Account) {
         .into_iter()
         .filter(|p| p.profile != ctx.profile())
         .filter(|p| {
-            p.cred.as_ref().is_ok_and(|c| {
-                c.account
-                    .as_ref()
-                    .is_some_and(|a| a.user_id == account.user_id)
-            })
+            p.cred
+                .as_ref()
+                .is_ok_and(|c| c.account.as_ref().is_some_and(|a| a.user_id == user_id))
         })
         .map(|p| p.profile)
         .collect();
@@ -205,7 +253,7 @@ pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
         let json = ctx.json;
         let mut on_event = |event| {
             if json && event == LoginEvent::Waiting {
-                output::json_line(&json!({"type": "waiting"}));
+                output::json_line(&LoginLine::Waiting);
             }
         };
         let wait = pending.wait(&mut on_event);
@@ -256,43 +304,53 @@ pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
     let (grant, account) = grant;
     let stored = session.store_login(grant, region, account)?;
     let profile = ctx.profile();
+    let success = SuccessJson {
+        profile,
+        backend: stored.backend.as_str(),
+        region: region.as_str(),
+        expires_at: kimi_vault::rfc3339(stored.expires_at),
+        account: output::AccountJson::of(stored.account.as_ref()),
+        replaced: stored
+            .replaced
+            .map(|(expires_at, needs_login)| ReplacedJson {
+                expires_at: kimi_vault::rfc3339(expires_at),
+                needs_login,
+            }),
+        backend_words: stored.backend.describe(),
+        left: stored.expires_at - kimi_vault::now_unix(),
+    };
     if ctx.json {
-        output::json_line(&json!({
-            "type": "success",
-            "profile": profile,
-            "backend": stored.backend.as_str(),
-            "region": region.as_str(),
-            "expires_at": kimi_vault::rfc3339(stored.expires_at),
-            "account": output::account_json(stored.account.as_ref()),
-            "replaced": stored.replaced.map(|(expires_at, needs_login)| json!({
-                "expires_at": kimi_vault::rfc3339(expires_at),
-                "needs_login": needs_login,
-            })),
-        }));
+        output::json_line(&LoginLine::Success(&success));
     }
-    if let Some((expires_at, needs_login)) = stored.replaced {
+    print_success(ctx, &success);
+    Ok(exit::OK)
+}
+
+/// The login's result for people: what it replaced and which account on stderr, then where it
+/// is stored (on stdout, or on stderr with `--json`).
+fn print_success(ctx: &Ctx, s: &SuccessJson<'_>) {
+    let profile = s.profile;
+    if let Some(r) = &s.replaced {
         eprintln!(
             "Replaced the earlier credential of profile '{profile}' ({}).",
-            if needs_login {
+            if r.needs_login {
                 "its refresh token had been rejected".to_owned()
             } else {
-                format!("access token expiring {}", kimi_vault::rfc3339(expires_at))
+                format!("access token expiring {}", r.expires_at)
             }
         );
     }
-    if let Some(account) = &stored.account {
-        eprintln!("Kimi account: {}.", output::account_words(account));
-        warn_same_account(ctx, account);
+    if let Some(account) = &s.account {
+        eprintln!("Kimi account: {}.", account.words());
+        warn_same_account(ctx, account.id);
     }
-    let left = stored.expires_at - kimi_vault::now_unix();
     let flag = profile_flag(profile);
     crate::cli::output::resln!(
         ctx.json,
         "Logged in: profile '{profile}' ({} region) stored in the {}. The access token expires at {} ({}) and is renewed automatically.\nNext: `kimi-vault{flag} status`, or run a tool with it: `kimi-vault{flag} exec -- claude`.",
-        region.as_str(),
-        stored.backend.describe(),
-        kimi_vault::rfc3339(stored.expires_at),
-        output::relative(left),
+        s.region,
+        s.backend_words,
+        s.expires_at,
+        output::relative(s.left),
     );
-    Ok(exit::OK)
 }

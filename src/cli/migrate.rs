@@ -240,9 +240,7 @@ pub(crate) fn run(
     let report = migrate::run(ctx.session.vault(), &opts)?;
     let json = ctx.json;
     if json {
-        output::json_line(
-            &serde_json::to_value(ReportJson::new(&report)).expect("report serializes"),
-        );
+        output::json_line(&ReportJson::new(&report));
     }
     show_report(json, dry_run, &report);
     Ok(

@@ -5,6 +5,7 @@ mod completions;
 mod config;
 mod doctor;
 mod doctor_clients;
+mod doctor_report;
 mod exec_proxy;
 mod failure;
 mod fast;
@@ -116,8 +117,10 @@ pub(crate) struct Config {
     /// OAuth host override [env: KIMI_CODE_OAUTH_HOST, then KIMI_OAUTH_HOST].
     #[arg(long, global = true, value_name = "URL")]
     pub(crate) oauth_host: Option<String>,
-    /// The other name of the OAuth host override.
-    #[arg(long, global = true, hide = true)]
+    /// The other name of the OAuth host override: its variable only, `KIMI_OAUTH_HOST` (the
+    /// flag is `--oauth-host`). Not an option of the command line: a hidden option would still
+    /// be offered by the completion scripts (clap_complete completes hidden options).
+    #[arg(skip)]
     pub(crate) kimi_oauth_host: Option<String>,
     /// API base override [env: KIMI_CODE_BASE_URL].
     #[arg(long, global = true, value_name = "URL")]
@@ -390,7 +393,7 @@ impl Config {
         Ok(Vault::new(paths, mode))
     }
 
-    fn overrides(&self) -> EndpointOverrides {
+    pub(crate) fn overrides(&self) -> EndpointOverrides {
         let set = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
         EndpointOverrides {
             oauth_host: set(&self.oauth_host).or_else(|| set(&self.kimi_oauth_host)),
@@ -481,9 +484,7 @@ fn parse_failure(e: clap::Error, args: &[OsString]) -> u8 {
     }
     if json_requested(args) {
         let headline = one_line(&headline);
-        output::json_line(
-            &serde_json::json!({"error": {"code": exit::USAGE, "message": headline}}),
-        );
+        output::json_line(&output::ErrorJson::new(exit::USAGE, &headline));
     }
     eprintln!("{}{message}", output::error_prefix());
     exit::USAGE
@@ -524,11 +525,11 @@ pub(crate) fn report(failure: &Failure, profile: &str, json: bool, is_login: boo
     let message = kimi_vault::scrub(&failure.message(profile));
     let code = failure.exit_code();
     if json {
-        output::json_line(&if is_login {
-            serde_json::json!({"type": "error", "message": message})
+        if is_login {
+            output::json_line(&login::LoginLine::Error { message: &message });
         } else {
-            serde_json::json!({"error": {"code": code, "message": message}})
-        });
+            output::json_line(&output::ErrorJson::new(code, &message));
+        }
     }
     // Error messages carry outside text (server bodies, paths): escaped for the terminal;
     // the JSON above keeps the exact value.
@@ -543,7 +544,23 @@ pub(crate) fn report(failure: &Failure, profile: &str, json: bool, is_login: boo
 /// Runs the command; `profile` is set to the profile in use once it is known (for messages).
 fn run(mut cli: Cli, profile: &mut String) -> CmdResult {
     // Commands that need no vault and no profile.
+    // They print a shell script or a roff page, which has no JSON form: `--json` is refused
+    // (a usage error) rather than ignored, so that a script asking for JSON is told at once.
     match &cli.command {
+        Command::Completions { .. } | Command::Man { .. } if cli.json => {
+            let name = match &cli.command {
+                Command::Completions { .. } => "completions",
+                _ => "man",
+            };
+            return Err(Failure::Usage(format!(
+                "`{name}` prints {}, which has no JSON form: run it without --json",
+                if name == "man" {
+                    "a man page (roff)"
+                } else {
+                    "a shell script"
+                }
+            )));
+        }
         Command::Completions { shell } => return completions::completions(*shell),
         Command::Man { command, dir } => {
             return completions::man(command.as_deref(), dir.as_deref());
@@ -594,7 +611,10 @@ fn run(mut cli: Cli, profile: &mut String) -> CmdResult {
     // one gives the same exit code and message whatever the command. `status` and `doctor` do
     // it themselves, to report it in their own output.
     if !matches!(cli.command, Command::Status | Command::Doctor) {
-        ctx.session.vault().check_home()?;
+        ctx.session
+            .vault()
+            .check_home()
+            .map_err(vault_home_failure)?;
     }
     match cli.command {
         Command::Login { no_browser, region } => login::run(&ctx, no_browser, region.into()),
@@ -628,8 +648,22 @@ fn run(mut cli: Cli, profile: &mut String) -> CmdResult {
             client,
             undo,
             dry_run,
-        } => setup::run(&ctx, client, undo, dry_run),
+        } => setup::run(&ctx, &cli.config, client, undo, dry_run),
         Command::Completions { .. } | Command::Man { .. } => unreachable!("handled above"),
+    }
+}
+
+/// A failure of the vault directory's check, with the way out when the directory cannot even
+/// be looked at (a home directory that cannot be used: unreadable, a name too long, a loop of
+/// links): the library's I/O error names the path, the command line names `KIMI_VAULT_HOME`.
+/// Every other error keeps its own words and exit code.
+pub(crate) fn vault_home_failure(e: kimi_vault::Error) -> Failure {
+    match e {
+        e @ kimi_vault::Error::Io { .. } => Failure::Other(format!(
+            "{e}. The vault directory cannot be used there: point {} (or --vault-home) at a directory you can write (the vault directory is created there, mode 700); `kimi-vault doctor` checks it",
+            config::HOME_VAR
+        )),
+        e => Failure::Lib(e),
     }
 }
 

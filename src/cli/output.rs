@@ -135,16 +135,26 @@ impl serde_json::ser::Formatter for TerminalSafe {
     }
 }
 
+/// Serializes `value` as one line of JSON into `out`, terminal-safe ([`TerminalSafe`]). The
+/// output types of the commands are plain data: serializing them cannot fail (an error is a
+/// bug, and a panic names it).
+pub(crate) fn json_to_writer<T: serde::Serialize + ?Sized, W: std::io::Write>(
+    out: W,
+    value: &T,
+) -> serde_json::Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(out, TerminalSafe);
+    value.serialize(&mut ser)
+}
+
 /// `value` as one line of JSON, terminal-safe ([`TerminalSafe`]).
-pub(crate) fn json_text(value: &serde_json::Value) -> String {
+pub(crate) fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> String {
     let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, TerminalSafe);
-    serde::Serialize::serialize(value, &mut ser).expect("a JSON value serializes");
+    json_to_writer(&mut out, value).expect("a command's output serializes");
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
-/// Prints one JSON value and a newline on stdout, flushed.
-pub(crate) fn json_line(value: &serde_json::Value) {
+/// Prints one JSON value (a command's output type) and a newline on stdout, flushed.
+pub(crate) fn json_line<T: serde::Serialize + ?Sized>(value: &T) {
     let mut out = std::io::stdout().lock();
     if writeln!(out, "{}", json_text(value))
         .and_then(|()| out.flush())
@@ -152,6 +162,11 @@ pub(crate) fn json_line(value: &serde_json::Value) {
     {
         STDOUT_FAILED.store(true, Ordering::Relaxed);
     }
+}
+
+/// A quantity for `--json` ([`json_number`]), as a field of an output type.
+pub(crate) fn number<S: serde::Serializer>(n: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&json_number(*n), s)
 }
 
 /// "14m 3s", "2h 5m", "3d 4h": the one format of a duration for people, everywhere (expiry,
@@ -263,31 +278,70 @@ pub(crate) fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
     }
 }
 
-/// `{"id","name","level"}` of a stored account (`user_id`, `nickname`, `user_level_name`), or
-/// null when it is not known (SPEC §3): exact values, as `--json` carries them.
-pub(crate) fn account_json(account: Option<&kimi_vault::store::Account>) -> serde_json::Value {
-    match account {
-        Some(a) => serde_json::json!({
-            "id": a.user_id,
-            "name": a.nickname,
-            "level": a.level_name,
-        }),
-        None => serde_json::Value::Null,
+/// `{"error":{"code","message"}}`: what every command but `login` prints with `--json` when
+/// it fails (the exit code and the message of stderr).
+#[derive(serde::Serialize)]
+pub(crate) struct ErrorJson<'a> {
+    error: ErrorBody<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    code: u8,
+    message: &'a str,
+}
+
+impl<'a> ErrorJson<'a> {
+    pub(crate) fn new(code: u8, message: &'a str) -> Self {
+        ErrorJson {
+            error: ErrorBody { code, message },
+        }
     }
 }
 
-/// "moonwalker (id u_123, Vivace)" for people; every part from Kimi made safe for a terminal.
-pub(crate) fn account_words(a: &kimi_vault::store::Account) -> String {
-    let safe = |s: &str| kimi_vault::sanitize::for_terminal(s).into_owned();
-    let id = format!("id {}", safe(&a.user_id));
-    let details = match &a.level_name {
-        Some(level) => format!("{id}, {}", safe(level)),
-        None => id,
-    };
-    match &a.nickname {
-        Some(name) => format!("{} ({details})", safe(name)),
-        None => details,
+/// `{"id","name","level"}` of a stored account (`user_id`, `nickname`, `user_level_name`), null
+/// when it is not known (SPEC §3): exact values, as `--json` carries them. People get
+/// [`account_words`] of the same account.
+#[derive(serde::Serialize)]
+pub(crate) struct AccountJson<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) name: Option<&'a str>,
+    pub(crate) level: Option<&'a str>,
+}
+
+impl<'a> AccountJson<'a> {
+    /// The account's JSON, `None` (null) when it is not known.
+    pub(crate) fn of(account: Option<&'a kimi_vault::store::Account>) -> Option<Self> {
+        account.map(|a| AccountJson {
+            id: &a.user_id,
+            name: a.nickname.as_deref(),
+            level: a.level_name.as_deref(),
+        })
     }
+}
+
+impl AccountJson<'_> {
+    /// "moonwalker (id u_123, Vivace)" for people; every part from Kimi made safe for a
+    /// terminal.
+    pub(crate) fn words(&self) -> String {
+        let safe = |s: &str| kimi_vault::sanitize::for_terminal(s).into_owned();
+        let id = format!("id {}", safe(self.id));
+        let details = match self.level {
+            Some(level) => format!("{id}, {}", safe(level)),
+            None => id,
+        };
+        match self.name {
+            Some(name) => format!("{} ({details})", safe(name)),
+            None => details,
+        }
+    }
+}
+
+/// [`AccountJson::words`] of a stored account.
+pub(crate) fn account_words(a: &kimi_vault::store::Account) -> String {
+    AccountJson::of(Some(a))
+        .map(|j| j.words())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

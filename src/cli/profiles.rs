@@ -1,7 +1,7 @@
 //! `kimi-vault profiles`: every stored profile in either backend, never a secret.
 
 use kimi_vault::store::{BackendMode, DEFAULT_PROFILE, KeyringListing, StoredProfile};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::cli::failure::{CmdResult, Failure, exit};
 use crate::cli::output::outln;
@@ -26,16 +26,18 @@ pub(crate) fn use_profile(ctx: &Ctx, name: &str) -> CmdResult {
         .profiles
         .iter()
         .any(|p| p.profile == name);
+    let report = DefaultProfileJson {
+        default_profile: name,
+        stored,
+        file: paths.default_profile(),
+    };
     if ctx.json {
-        output::json_line(&json!({
-            "default_profile": name,
-            "stored": stored,
-            "file": paths.default_profile(),
-        }));
+        output::json_line(&report);
     } else {
         outln!(
-            "'{name}' is now the default profile (kept in {}); --profile and KIMI_VAULT_PROFILE still win.",
-            paths.default_profile().display()
+            "'{}' is now the default profile (kept in {}); --profile and KIMI_VAULT_PROFILE still win.",
+            report.default_profile,
+            report.file.display()
         );
     }
     if !stored {
@@ -46,38 +48,140 @@ pub(crate) fn use_profile(ctx: &Ctx, name: &str) -> CmdResult {
     Ok(exit::OK)
 }
 
-fn row_json(p: &StoredProfile, now: i64, default: &str) -> Value {
-    let mut row = row_json_inner(p, now);
-    row["default"] = Value::Bool(p.profile == default);
-    row
+/// `profiles use NAME --json`, and the sentence people get.
+#[derive(Serialize)]
+struct DefaultProfileJson<'a> {
+    default_profile: &'a str,
+    /// Whether NAME holds a credential.
+    stored: bool,
+    file: std::path::PathBuf,
 }
 
-fn row_json_inner(p: &StoredProfile, now: i64) -> Value {
-    match &p.cred {
-        Ok(c) => json!({
-            "profile": p.profile,
-            "backend": p.backend.as_str(),
-            "logged_in": !c.needs_login,
-            "needs_login": c.needs_login,
-            "expires_at": kimi_vault::rfc3339(c.expires_at),
-            "expires_in_seconds": c.expires_in(now),
-            "region": if c.region.is_empty() { "cn" } else { &c.region },
-            "account": output::account_json(c.account.as_ref()),
-            "scope": c.scope,
-            "error": null,
-        }),
-        Err(e) => json!({
-            "profile": p.profile,
-            "backend": p.backend.as_str(),
-            "logged_in": false,
-            "needs_login": false,
-            "expires_at": null,
-            "expires_in_seconds": null,
-            "region": null,
-            "account": null,
-            "scope": null,
-            "error": kimi_vault::scrub(&e.to_string()),
-        }),
+/// One stored copy of a profile: an entry of `profiles --json` (SPEC §3), and a row of the
+/// table people get.
+#[derive(Serialize)]
+struct ProfileJson<'a> {
+    profile: &'a str,
+    backend: &'static str,
+    logged_in: bool,
+    needs_login: bool,
+    expires_at: Option<String>,
+    expires_in_seconds: Option<i64>,
+    region: Option<&'a str>,
+    account: Option<output::AccountJson<'a>>,
+    scope: Option<&'a str>,
+    /// Why the copy cannot be read, else null.
+    error: Option<String>,
+    /// The default profile (the one `profiles use` set, else `default`).
+    default: bool,
+}
+
+impl<'a> ProfileJson<'a> {
+    fn new(p: &'a StoredProfile, now: i64, default: &str) -> Self {
+        let row = ProfileJson {
+            profile: &p.profile,
+            backend: p.backend.as_str(),
+            logged_in: false,
+            needs_login: false,
+            expires_at: None,
+            expires_in_seconds: None,
+            region: None,
+            account: None,
+            scope: None,
+            error: None,
+            default: p.profile == default,
+        };
+        match &p.cred {
+            Ok(c) => ProfileJson {
+                logged_in: !c.needs_login,
+                needs_login: c.needs_login,
+                expires_at: Some(kimi_vault::rfc3339(c.expires_at)),
+                expires_in_seconds: Some(c.expires_in(now)),
+                region: Some(if c.region.is_empty() { "cn" } else { &c.region }),
+                account: output::AccountJson::of(c.account.as_ref()),
+                scope: Some(&c.scope),
+                ..row
+            },
+            Err(e) => ProfileJson {
+                error: Some(kimi_vault::scrub(&e.to_string())),
+                ..row
+            },
+        }
+    }
+
+    /// The table's row; `selected`: the profile this command runs for.
+    fn row(&self, selected: &str) -> [String; 6] {
+        let mark = if self.profile == selected { " *" } else { "" };
+        let default = if self.default && self.profile != DEFAULT_PROFILE {
+            " (default)"
+        } else {
+            ""
+        };
+        let name = format!("{}{default}{mark}", self.profile);
+        let backend = self.backend.to_owned();
+        if self.error.is_some() {
+            return [
+                name,
+                backend,
+                "unreadable".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ];
+        }
+        [
+            name,
+            backend,
+            if self.needs_login {
+                "needs login"
+            } else {
+                "logged in"
+            }
+            .to_owned(),
+            self.region.unwrap_or("cn").to_owned(),
+            match (&self.expires_at, self.expires_in_seconds) {
+                (Some(at), Some(left)) => format!("{at} ({})", output::relative(left)),
+                _ => "-".into(),
+            },
+            self.account
+                .as_ref()
+                .map(output::AccountJson::words)
+                .unwrap_or_else(|| "-".into()),
+        ]
+    }
+}
+
+/// `profiles` for people: the table, what the marks mean, and a warning per unreadable copy.
+fn print_table(selected: &str, default: &str, rows: &[ProfileJson<'_>]) {
+    if rows.is_empty() {
+        outln!(
+            "No stored profile. Log in with `kimi-vault login` (or `kimi-vault --profile NAME login`)."
+        );
+        return;
+    }
+    let header = [
+        "PROFILE",
+        "BACKEND",
+        "STATE",
+        "REGION",
+        "ACCESS TOKEN EXPIRES",
+        "ACCOUNT",
+    ];
+    let table: Vec<[String; 6]> = rows.iter().map(|r| r.row(selected)).collect();
+    output::table(header, &table);
+    outln!("(* the selected profile, '{selected}')");
+    if default != DEFAULT_PROFILE {
+        outln!("(default: the profile `kimi-vault profiles use` set, '{default}')");
+    }
+    for r in rows {
+        if let Some(e) = &r.error {
+            eprintln!(
+                "kimi-vault: warning: profile '{}' ({}): {}",
+                r.profile,
+                r.backend,
+                kimi_vault::sanitize::for_terminal(e)
+            );
+        }
     }
 }
 
@@ -88,89 +192,15 @@ pub(crate) fn run(ctx: &Ctx) -> CmdResult {
     let listing = vault.profiles();
     let now = kimi_vault::now_unix();
     let default = default_profile(ctx);
+    let rows: Vec<ProfileJson<'_>> = listing
+        .profiles
+        .iter()
+        .map(|p| ProfileJson::new(p, now, &default))
+        .collect();
     if ctx.json {
-        output::json_line(&Value::Array(
-            listing
-                .profiles
-                .iter()
-                .map(|p| row_json(p, now, &default))
-                .collect(),
-        ));
-    } else if listing.profiles.is_empty() {
-        outln!(
-            "No stored profile. Log in with `kimi-vault login` (or `kimi-vault --profile NAME login`)."
-        );
+        output::json_line(&rows);
     } else {
-        let header = [
-            "PROFILE",
-            "BACKEND",
-            "STATE",
-            "REGION",
-            "ACCESS TOKEN EXPIRES",
-            "ACCOUNT",
-        ];
-        let rows: Vec<[String; 6]> = listing
-            .profiles
-            .iter()
-            .map(|p| {
-                let mark = if p.profile == ctx.profile() { " *" } else { "" };
-                let default = if p.profile == default && default != DEFAULT_PROFILE {
-                    " (default)"
-                } else {
-                    ""
-                };
-                let name = format!("{}{default}{mark}", p.profile);
-                match &p.cred {
-                    Ok(c) => [
-                        name,
-                        p.backend.as_str().to_owned(),
-                        if c.needs_login {
-                            "needs login"
-                        } else {
-                            "logged in"
-                        }
-                        .to_owned(),
-                        if c.region.is_empty() {
-                            "cn".into()
-                        } else {
-                            c.region.clone()
-                        },
-                        format!(
-                            "{} ({})",
-                            kimi_vault::rfc3339(c.expires_at),
-                            output::relative(c.expires_in(now))
-                        ),
-                        c.account
-                            .as_ref()
-                            .map(output::account_words)
-                            .unwrap_or_else(|| "-".into()),
-                    ],
-                    Err(_) => [
-                        name,
-                        p.backend.as_str().to_owned(),
-                        "unreadable".into(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                    ],
-                }
-            })
-            .collect();
-        output::table(header, &rows);
-        outln!("(* the selected profile, '{}')", ctx.profile());
-        if default != DEFAULT_PROFILE {
-            outln!("(default: the profile `kimi-vault profiles use` set, '{default}')");
-        }
-        for p in &listing.profiles {
-            if let Err(e) = &p.cred {
-                eprintln!(
-                    "kimi-vault: warning: profile '{}' ({}): {}",
-                    p.profile,
-                    p.backend.as_str(),
-                    kimi_vault::sanitize::for_terminal(&kimi_vault::scrub(&e.to_string()))
-                );
-            }
-        }
+        print_table(ctx.profile(), &default, &rows);
     }
     match &listing.keyring {
         KeyringListing::Listed => {}

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use crate::cli::Ctx;
 use crate::cli::failure::{CmdResult, Failure, exit, profile_flag};
 use crate::cli::output;
+use crate::cli::{Config, Ctx};
 
 /// The clients `setup` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -163,8 +163,55 @@ fn is_executable(p: &Path) -> bool {
     }
 }
 
+/// The options the helper needs to use the vault and the hosts this command uses, when they
+/// are not the defaults: Claude Code runs the helper with its own environment, which may lack
+/// `KIMI_VAULT_HOME`, `KIMI_VAULT_BACKEND` and the endpoint overrides this shell has. The vault
+/// directory (made absolute: the helper runs in Claude Code's working directory) unless it is
+/// the platform default; the backend unless `auto`; each endpoint override that is set. None
+/// of them is a secret.
+fn helper_config(ctx: &Ctx, config: &Config) -> Result<String, Failure> {
+    let vault = ctx.session.vault();
+    let mut words: Vec<(&str, String)> = Vec::new();
+    let home = vault.paths().home();
+    let default_home = kimi_vault::store::VaultPaths::platform_default().ok();
+    if default_home.as_ref().map(|d| d.home()) != Some(home) {
+        let home = std::path::absolute(home).map_err(|e| {
+            Failure::Other(format!(
+                "cannot make the vault directory {} absolute: {e}",
+                home.display()
+            ))
+        })?;
+        let home = home.to_str().ok_or_else(|| {
+            Failure::Other(
+                "the vault directory's path is not UTF-8 (the helper is a shell command)".into(),
+            )
+        })?;
+        words.push(("--vault-home", home.to_owned()));
+    }
+    match vault.mode() {
+        kimi_vault::store::BackendMode::Auto => {}
+        kimi_vault::store::BackendMode::Keyring => words.push(("--backend", "keyring".into())),
+        kimi_vault::store::BackendMode::File => words.push(("--backend", "file".into())),
+    }
+    let overrides = config.overrides();
+    for (flag, value) in [
+        ("--oauth-host", overrides.oauth_host),
+        ("--api-base", overrides.api_base),
+        ("--client-id", overrides.client_id),
+    ] {
+        if let Some(v) = value {
+            words.push((flag, v));
+        }
+    }
+    let mut out = String::new();
+    for (flag, value) in words {
+        out.push_str(&format!(" {flag} {}", shell_word(&value)?));
+    }
+    Ok(out)
+}
+
 /// The values `setup claude` sets, by their place in settings.json.
-fn wanted(ctx: &Ctx) -> Result<Vec<(Key, String)>, Failure> {
+fn wanted(ctx: &Ctx, config: &Config) -> Result<Vec<(Key, String)>, Failure> {
     let program = helper_program()?;
     let program = program
         .to_str()
@@ -183,8 +230,9 @@ fn wanted(ctx: &Ctx) -> Result<Vec<(Key, String)>, Failure> {
         format!(" --profile {}", ctx.profile())
     };
     let helper = format!(
-        "{} token --min-valid {HELPER_MIN_VALID}{flag}",
+        "{} token --min-valid {HELPER_MIN_VALID}{}{flag}",
         shell_word(program)?,
+        helper_config(ctx, config)?,
     );
     let endpoints = match ctx.session.stored() {
         Ok(Some(loaded)) => ctx.session.endpoints_for(&loaded.cred)?,
@@ -354,7 +402,13 @@ fn backup_name(path: &Path) -> PathBuf {
 }
 
 /// Runs `setup claude`.
-pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) -> CmdResult {
+pub(crate) fn run(
+    ctx: &Ctx,
+    config: &Config,
+    _client: SetupClient,
+    undo: bool,
+    dry_run: bool,
+) -> CmdResult {
     let shown = settings_path().ok_or_else(|| {
         Failure::Other(
             "cannot find Claude Code's configuration directory: set CLAUDE_CONFIG_DIR or HOME"
@@ -408,7 +462,7 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        let now_wanted = wanted(ctx)?;
+        let now_wanted = wanted(ctx, config)?;
         for key in Key::all() {
             let name = key.name();
             let (set, replaced) = match entry.get(&name).and_then(Value::as_object) {
@@ -482,7 +536,7 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
         } else if !entry.contains_key("env_created") {
             entry.insert("env_created".into(), Value::Bool(false));
         }
-        for (key, value) in wanted(ctx)? {
+        for (key, value) in wanted(ctx, config)? {
             let name = key.name();
             let value = Value::String(value);
             let current = key.get(&settings).cloned();
@@ -569,55 +623,82 @@ pub(crate) fn run(ctx: &Ctx, _client: SetupClient, undo: bool, dry_run: bool) ->
             write_record(ctx, &record)?;
         }
     }
-    if ctx.json {
-        output::json_line(&json!({
-            "settings": shown,
-            "changed": !unchanged,
-            "backup": backup,
-            "undo": undo,
-            "changes": changes,
-        }));
-    }
-    // The human result: on stdout, or on stderr when stdout carries the JSON.
-    let json_out = ctx.json;
-    let say = |line: String| {
-        if json_out {
-            eprintln!("{line}");
-        } else {
-            output::outln!("{line}");
-        }
+    let report = SetupJson {
+        settings: &shown,
+        changed: !unchanged,
+        backup: backup.as_deref(),
+        undo,
+        changes,
+        display: &display,
+        profile: ctx.profile(),
     };
-    let b = backup
-        .as_ref()
-        .map(|b| format!("; the previous file is kept as {}", b.display()))
-        .unwrap_or_default();
-    if undo {
-        if unchanged {
-            say(format!("{display}: nothing of kimi-vault's to undo"));
-        } else {
-            say(format!("{display}: kimi-vault's settings undone{b}"));
-        }
-    } else if unchanged {
-        say(format!(
-            "{display}: Claude Code already takes its key from kimi-vault (profile '{}'); nothing changed",
-            ctx.profile()
-        ));
-    } else {
-        say(format!(
-            "{display}: Claude Code now takes its key from kimi-vault (profile '{}'){b}",
-            ctx.profile()
-        ));
+    if ctx.json {
+        output::json_line(&report);
     }
-    for c in &changes {
-        say(format!("  {c}"));
-    }
-    if !undo && !unchanged {
-        say(format!(
-            "Undo with: kimi-vault{} setup claude --undo",
-            profile_flag(ctx.profile())
-        ));
-    }
+    report.print(ctx.json);
     Ok(exit::OK)
+}
+
+/// `setup claude --json`, and what people are told.
+#[derive(serde::Serialize)]
+struct SetupJson<'a> {
+    /// The settings file (as named, before a symlink is followed).
+    settings: &'a Path,
+    changed: bool,
+    /// Where the previous file was kept.
+    backup: Option<&'a Path>,
+    undo: bool,
+    /// What changed, key by key.
+    changes: Vec<String>,
+    /// The settings file for a terminal.
+    #[serde(skip)]
+    display: &'a str,
+    #[serde(skip)]
+    profile: &'a str,
+}
+
+impl SetupJson<'_> {
+    /// The result for people: on stdout, or on stderr when stdout carries the JSON.
+    fn print(&self, json: bool) {
+        let say = |line: String| {
+            if json {
+                eprintln!("{line}");
+            } else {
+                output::outln!("{line}");
+            }
+        };
+        let display = self.display;
+        let b = self
+            .backup
+            .map(|b| format!("; the previous file is kept as {}", b.display()))
+            .unwrap_or_default();
+        if self.undo {
+            if self.changed {
+                say(format!("{display}: kimi-vault's settings undone{b}"));
+            } else {
+                say(format!("{display}: nothing of kimi-vault's to undo"));
+            }
+        } else if self.changed {
+            say(format!(
+                "{display}: Claude Code now takes its key from kimi-vault (profile '{}'){b}",
+                self.profile
+            ));
+        } else {
+            say(format!(
+                "{display}: Claude Code already takes its key from kimi-vault (profile '{}'); nothing changed",
+                self.profile
+            ));
+        }
+        for c in &self.changes {
+            say(format!("  {c}"));
+        }
+        if !self.undo && self.changed {
+            say(format!(
+                "Undo with: kimi-vault{} setup claude --undo",
+                profile_flag(self.profile)
+            ));
+        }
+    }
 }
 
 fn mode_of(path: &Path) -> Option<u32> {

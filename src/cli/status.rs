@@ -8,7 +8,7 @@ use kimi_vault::oauth::Region;
 use kimi_vault::store::{BackendKind, Credential};
 use serde::Serialize;
 
-use crate::cli::failure::{CmdResult, Failure, exit, profile_flag};
+use crate::cli::failure::{CmdResult, exit, profile_flag};
 use crate::cli::output::outln;
 use crate::cli::{Ctx, output};
 
@@ -33,7 +33,7 @@ struct StatusJson<'a> {
     scope: Option<String>,
     region: Option<&'a str>,
     /// `{"id","name","level"}` or null.
-    account: serde_json::Value,
+    account: Option<output::AccountJson<'a>>,
     api_base: Option<String>,
     key_exposed: Option<bool>,
     /// Why the vault cannot be read; null when it can.
@@ -42,10 +42,6 @@ struct StatusJson<'a> {
     vault_file: PathBuf,
     key_file: PathBuf,
     lock_file: PathBuf,
-}
-
-fn to_json(status: StatusJson<'_>) -> serde_json::Value {
-    serde_json::to_value(status).expect("the status serializes")
 }
 
 /// The profile line: said with the default only when `profiles use` set one, so a plain
@@ -100,10 +96,10 @@ fn report_unreadable(ctx: &Ctx, default_profile: &str, e: kimi_vault::Error) -> 
     let profile = ctx.profile();
     let (target, target_reason) = vault.write_target(profile);
     let paths = vault.paths();
-    let failure = Failure::Lib(e);
+    let failure = crate::cli::vault_home_failure(e);
     let message = kimi_vault::scrub(&failure.message(profile));
     if ctx.json {
-        output::json_line(&to_json(StatusJson {
+        output::json_line(&StatusJson {
             profile,
             default_profile,
             logged_in: false,
@@ -115,7 +111,7 @@ fn report_unreadable(ctx: &Ctx, default_profile: &str, e: kimi_vault::Error) -> 
             expires_in_seconds: None,
             scope: None,
             region: None,
-            account: serde_json::Value::Null,
+            account: None,
             api_base: None,
             key_exposed: Some(vault.key_exposed()),
             error: Some(message.clone()),
@@ -123,7 +119,7 @@ fn report_unreadable(ctx: &Ctx, default_profile: &str, e: kimi_vault::Error) -> 
             vault_file: paths.vault(),
             key_file: paths.key(),
             lock_file: paths.lock(),
-        }));
+        });
     } else {
         outln!("profile:    {}", profile_line(profile, default_profile));
         outln!("logged in:  unknown: the vault cannot be read (below)");
@@ -208,7 +204,7 @@ fn report_stored(
 fn print_json(ctx: &Ctx, default_profile: &str, found: &Found<'_>) {
     let paths = ctx.session.vault().paths();
     let cred = found.cred;
-    output::json_line(&to_json(StatusJson {
+    output::json_line(&StatusJson {
         profile: ctx.profile(),
         default_profile,
         logged_in: found.logged_in,
@@ -220,7 +216,7 @@ fn print_json(ctx: &Ctx, default_profile: &str, found: &Found<'_>) {
         expires_in_seconds: found.left,
         scope: cred.map(|c| c.scope.clone()),
         region: cred.map(region_of),
-        account: output::account_json(cred.and_then(|c| c.account.as_ref())),
+        account: output::AccountJson::of(cred.and_then(|c| c.account.as_ref())),
         api_base: found
             .endpoints
             .as_ref()
@@ -232,7 +228,7 @@ fn print_json(ctx: &Ctx, default_profile: &str, found: &Found<'_>) {
         vault_file: paths.vault(),
         key_file: paths.key(),
         lock_file: paths.lock(),
-    }));
+    });
 }
 
 /// The "logged in" line's value.

@@ -19,45 +19,57 @@ pub(crate) const API_KEY_VAR: &str = "ANTHROPIC_API_KEY";
 /// Threshold `exec` uses before handing a token to a program.
 const EXEC_MIN_VALID: i64 = 300;
 
-/// Prints a valid access token and a newline; with `--json`, one object holding the token, its
-/// type and expiry (built in a buffer wiped on drop).
+/// `token --json`. The token is borrowed from the credential's `SecretString`: no unwiped copy
+/// of it is made; it is serialized straight into a buffer wiped on drop ([`token_line`]).
+#[derive(serde::Serialize)]
+pub(crate) struct TokenJson<'a> {
+    pub(crate) access_token: &'a str,
+    pub(crate) token_type: &'a str,
+    pub(crate) expires_at: String,
+    pub(crate) expires_in_seconds: i64,
+}
+
+/// The line `token` prints: the token and a newline, or with `--json` one object holding the
+/// token, its type and expiry, serialized (terminal-safe, as every `--json`) into a buffer wiped
+/// on drop. One buffer, one write: the token is in no other buffer of ours.
+pub(crate) fn token_line(
+    cred: &kimi_vault::store::Credential,
+    json: bool,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
+    let token = cred.access_token.expose();
+    let mut line = if json {
+        let value = TokenJson {
+            access_token: token,
+            token_type: &cred.token_type,
+            expires_at: kimi_vault::rfc3339(cred.expires_at),
+            expires_in_seconds: cred.expires_in(kimi_vault::now_unix()),
+        };
+        // Room for the worst case (every byte of the token escaped as \uXXXX) and the rest, so
+        // that the buffer never grows: a grown Vec would leave the old allocation unwiped.
+        let room = token.len() * 6 + cred.token_type.len() * 6 + 160;
+        let mut line = zeroize::Zeroizing::new(Vec::with_capacity(room));
+        crate::cli::output::json_to_writer(&mut *line, &value)
+            .map_err(|e| Failure::Output(std::io::Error::other(e)))?;
+        line
+    } else {
+        let mut line = zeroize::Zeroizing::new(Vec::with_capacity(token.len() + 1));
+        line.extend_from_slice(token.as_bytes());
+        line
+    };
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// Prints a valid access token and a newline; with `--json`, [`TokenJson`].
 pub(crate) fn token(ctx: &Ctx, min_valid: u32, refresh: bool) -> CmdResult {
     let cred = if refresh {
         ctx.session.refresh_now()?
     } else {
         ctx.session.token(i64::from(min_valid))?
     };
-    let line = if ctx.json {
-        let value = serde_json::json!({
-            "access_token": "",
-            "token_type": cred.token_type,
-            "expires_at": kimi_vault::rfc3339(cred.expires_at),
-            "expires_in_seconds": cred.expires_in(kimi_vault::now_unix()),
-        });
-        // The token is spliced into the serialized object, in a buffer wiped on drop, so that
-        // no unwiped JSON value ever holds it.
-        let text = crate::cli::output::json_text(&value);
-        let token = cred.access_token.expose();
-        let mut quoted = zeroize::Zeroizing::new(Vec::with_capacity(token.len() * 6 + 2));
-        serde_json::to_writer(&mut *quoted, token)
-            .map_err(|e| Failure::Output(std::io::Error::other(e)))?;
-        let at = text.find(r#""access_token":"""#).expect("the key is there") + 15;
-        let mut line =
-            zeroize::Zeroizing::new(String::with_capacity(text.len() + quoted.len() + 1));
-        line.push_str(&text[..at]);
-        line.push_str(std::str::from_utf8(&quoted).unwrap_or("\"\""));
-        line.push_str(&text[at + 2..]);
-        line.push('\n');
-        line
-    } else {
-        let mut line =
-            zeroize::Zeroizing::new(String::with_capacity(cred.access_token.expose().len() + 1));
-        line.push_str(cred.access_token.expose());
-        line.push('\n');
-        line
-    };
+    let line = token_line(&cred, ctx.json)?;
     let mut out = std::io::stdout().lock();
-    out.write_all(line.as_bytes())
+    out.write_all(&line)
         .and_then(|()| out.flush())
         .map_err(Failure::Output)?;
     Ok(exit::OK)

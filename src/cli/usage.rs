@@ -4,7 +4,7 @@
 
 use kimi_vault::api::{ExtraUsage, LimitWindow, Quota, Usage};
 use kimi_vault::sanitize::for_terminal;
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::cli::failure::{CmdResult, exit};
 use crate::cli::output::outln;
@@ -32,8 +32,8 @@ fn plan_name(level: &str) -> String {
 }
 
 /// "5-hour window", "1-day window", or what was sent.
-fn window_label(w: &LimitWindow) -> String {
-    match w.seconds {
+fn window_label(w: &WindowJson<'_>) -> String {
+    match w.window_seconds {
         Some(s) if s % 86_400 == 0 => format!("{}-day window", s / 86_400),
         Some(s) if s % 3600 == 0 => format!("{}-hour window", s / 3600),
         Some(s) if s % 60 == 0 => format!("{}-minute window", s / 60),
@@ -43,40 +43,149 @@ fn window_label(w: &LimitWindow) -> String {
             w.duration
                 .map(output::quantity)
                 .unwrap_or_else(|| "?".into()),
-            for_terminal(w.unit.as_deref().unwrap_or("?"))
+            for_terminal(w.time_unit.unwrap_or("?"))
         ),
     }
 }
 
-fn quota_json(q: &Quota, now: i64) -> Value {
-    json!({
-        "used": output::json_number(q.used),
-        "limit": output::json_number(q.limit),
-        "remaining": output::json_number(q.remaining),
-        "used_percent": q.used_fraction().map(|f| (f * 1000.0).round() / 10.0),
-        "resets_at": q.resets_at.map(kimi_vault::rfc3339),
-        "resets_in_seconds": q.resets_at.map(|t| t - now),
-    })
+/// A quota (the week's, a window's) in `usage --json`; people get its bar and reset time.
+#[derive(Serialize)]
+struct QuotaJson {
+    #[serde(serialize_with = "output::number")]
+    used: Option<f64>,
+    #[serde(serialize_with = "output::number")]
+    limit: Option<f64>,
+    #[serde(serialize_with = "output::number")]
+    remaining: Option<f64>,
+    /// Rounded to a tenth.
+    used_percent: Option<f64>,
+    resets_at: Option<String>,
+    resets_in_seconds: Option<i64>,
+    /// The used fraction, unrounded (the bar).
+    #[serde(skip)]
+    fraction: Option<f64>,
+    /// `resets_at` in Unix seconds (the local time people see).
+    #[serde(skip)]
+    resets_unix: Option<i64>,
 }
 
-fn window_json(w: &LimitWindow, now: i64) -> Value {
-    let mut v = quota_json(&w.quota, now);
-    v["window_seconds"] = json!(w.seconds);
-    v["duration"] = output::json_number(w.duration);
-    v["time_unit"] = json!(w.unit);
-    v
+impl QuotaJson {
+    fn new(q: &Quota, now: i64) -> Self {
+        QuotaJson {
+            used: q.used,
+            limit: q.limit,
+            remaining: q.remaining,
+            used_percent: q.used_fraction().map(|f| (f * 1000.0).round() / 10.0),
+            resets_at: q.resets_at.map(kimi_vault::rfc3339),
+            resets_in_seconds: q.resets_at.map(|t| t - now),
+            fraction: q.used_fraction(),
+            resets_unix: q.resets_at,
+        }
+    }
 }
 
-fn extra_json(e: &ExtraUsage) -> Value {
-    json!({
-        "balance_type": e.balance_type,
-        "amount_cents": output::json_number(e.amount_cents),
-        "amount_left_cents": output::json_number(e.amount_left_cents),
-        "monthly_limit_enabled": e.monthly_limit_enabled,
-        "monthly_limit_cents": output::json_number(e.monthly_limit_cents),
-        "monthly_used_cents": output::json_number(e.monthly_used_cents),
-        "currency": e.currency,
-    })
+/// A `limits[]` window: its quota and its length as sent.
+#[derive(Serialize)]
+struct WindowJson<'a> {
+    #[serde(flatten)]
+    quota: QuotaJson,
+    window_seconds: Option<u64>,
+    #[serde(serialize_with = "output::number")]
+    duration: Option<f64>,
+    time_unit: Option<&'a str>,
+}
+
+impl<'a> WindowJson<'a> {
+    fn new(w: &'a LimitWindow, now: i64) -> Self {
+        WindowJson {
+            quota: QuotaJson::new(&w.quota, now),
+            window_seconds: w.seconds,
+            duration: w.duration,
+            time_unit: w.unit.as_deref(),
+        }
+    }
+}
+
+/// The extra usage (`boosterWallet`), every amount in cents.
+#[derive(Serialize)]
+struct ExtraJson<'a> {
+    balance_type: Option<&'a str>,
+    #[serde(serialize_with = "output::number")]
+    amount_cents: Option<f64>,
+    #[serde(serialize_with = "output::number")]
+    amount_left_cents: Option<f64>,
+    monthly_limit_enabled: Option<bool>,
+    #[serde(serialize_with = "output::number")]
+    monthly_limit_cents: Option<f64>,
+    #[serde(serialize_with = "output::number")]
+    monthly_used_cents: Option<f64>,
+    currency: Option<&'a str>,
+}
+
+impl<'a> ExtraJson<'a> {
+    fn new(e: &'a ExtraUsage) -> Self {
+        ExtraJson {
+            balance_type: e.balance_type.as_deref(),
+            amount_cents: e.amount_cents,
+            amount_left_cents: e.amount_left_cents,
+            monthly_limit_enabled: e.monthly_limit_enabled,
+            monthly_limit_cents: e.monthly_limit_cents,
+            monthly_used_cents: e.monthly_used_cents,
+            currency: e.currency.as_deref(),
+        }
+    }
+}
+
+/// `usage --json` (schema in README), and what people see ([`UsageJson::print`]).
+#[derive(Serialize)]
+struct UsageJson<'a> {
+    profile: &'a str,
+    plan: Option<&'a str>,
+    weekly: Option<QuotaJson>,
+    five_hour: Option<QuotaJson>,
+    windows: Vec<WindowJson<'a>>,
+    extra_usage: Option<ExtraJson<'a>>,
+}
+
+impl<'a> UsageJson<'a> {
+    fn new(profile: &'a str, usage: &'a Usage, now: i64) -> Self {
+        UsageJson {
+            profile,
+            plan: usage.plan.as_deref(),
+            weekly: usage.weekly.as_ref().map(|q| QuotaJson::new(q, now)),
+            five_hour: usage
+                .window(FIVE_HOURS)
+                .map(|w| QuotaJson::new(&w.quota, now)),
+            windows: usage
+                .limits
+                .iter()
+                .map(|w| WindowJson::new(w, now))
+                .collect(),
+            extra_usage: usage.extra.as_ref().map(ExtraJson::new),
+        }
+    }
+
+    /// The report for people.
+    fn print(&self, now: i64, offset: time::UtcOffset) {
+        let plan = self
+            .plan
+            .map(|p| format!(", plan: {}", for_terminal(&plan_name(p))))
+            .unwrap_or_default();
+        outln!("Kimi Code usage (profile '{}'{plan})", self.profile);
+        outln!();
+        print_quota("weekly", self.weekly.as_ref(), now, offset);
+        print_quota("5-hour window", self.five_hour.as_ref(), now, offset);
+        for w in self
+            .windows
+            .iter()
+            .filter(|w| w.window_seconds != Some(FIVE_HOURS))
+        {
+            print_quota(&window_label(w), Some(&w.quota), now, offset);
+        }
+        if let Some(extra) = &self.extra_usage {
+            print_extra(extra);
+        }
+    }
 }
 
 /// "12.35 USD" from cents.
@@ -89,10 +198,10 @@ fn money(cents: f64, currency: &str) -> String {
     }
 }
 
-fn print_extra(e: &ExtraUsage) {
+fn print_extra(e: &ExtraJson<'_>) {
     let label = output::pad("extra usage", LABEL_WIDTH);
     let indent = " ".repeat(LABEL_WIDTH);
-    let currency = for_terminal(e.currency.as_deref().unwrap_or("")).into_owned();
+    let currency = for_terminal(e.currency.unwrap_or("")).into_owned();
     let balance = match (e.amount_left_cents, e.amount_cents) {
         (Some(left), Some(total)) => format!(
             "balance {} left of {}",
@@ -136,7 +245,7 @@ fn print_extra(e: &ExtraUsage) {
     }
 }
 
-fn print_quota(label: &str, q: Option<&Quota>, now: i64, offset: time::UtcOffset) {
+fn print_quota(label: &str, q: Option<&QuotaJson>, now: i64, offset: time::UtcOffset) {
     let label = output::pad(label, LABEL_WIDTH);
     let Some(q) = q else {
         outln!("{label}not reported by Kimi");
@@ -156,7 +265,7 @@ fn print_quota(label: &str, q: Option<&Quota>, now: i64, offset: time::UtcOffset
         (Some(u), None, None) => format!("{} used", output::quantity(u)),
         _ => "amounts not reported".to_owned(),
     };
-    match q.used_fraction() {
+    match q.fraction {
         Some(f) => outln!(
             "{label}{} {:>3.0}% used  {amounts}",
             output::bar(f, BAR_WIDTH),
@@ -165,7 +274,7 @@ fn print_quota(label: &str, q: Option<&Quota>, now: i64, offset: time::UtcOffset
         None => outln!("{label}{amounts}"),
     }
     let indent = " ".repeat(LABEL_WIDTH);
-    match q.resets_at {
+    match q.resets_unix {
         Some(t) if t > now => outln!(
             "{indent}resets in {} ({})",
             output::span((t - now) as u64),
@@ -180,42 +289,17 @@ fn print_quota(label: &str, q: Option<&Quota>, now: i64, offset: time::UtcOffset
     }
 }
 
-/// Prints the account's quota.
+/// Prints the account's quota: `--json` [`UsageJson`], people its bars.
 pub(crate) fn run(ctx: &Ctx) -> CmdResult {
     // Read the local time zone now: no thread has been started yet.
     let offset = output::local_offset();
     let usage: Usage = ctx.session.usage()?;
     let now = kimi_vault::now_unix();
-    let five = usage.window(FIVE_HOURS);
+    let report = UsageJson::new(ctx.profile(), &usage, now);
     if ctx.json {
-        output::json_line(&json!({
-            "profile": ctx.profile(),
-            "plan": usage.plan,
-            "weekly": usage.weekly.as_ref().map(|q| quota_json(q, now)),
-            "five_hour": five.map(|w| quota_json(&w.quota, now)),
-            "windows": usage.limits.iter().map(|w| window_json(w, now)).collect::<Vec<_>>(),
-            "extra_usage": usage.extra.as_ref().map(extra_json),
-        }));
-        return Ok(exit::OK);
-    }
-    let plan = usage
-        .plan
-        .as_deref()
-        .map(|p| format!(", plan: {}", for_terminal(&plan_name(p))))
-        .unwrap_or_default();
-    outln!("Kimi Code usage (profile '{}'{plan})", ctx.profile());
-    outln!();
-    print_quota("weekly", usage.weekly.as_ref(), now, offset);
-    print_quota("5-hour window", five.map(|w| &w.quota), now, offset);
-    for w in usage
-        .limits
-        .iter()
-        .filter(|w| w.seconds != Some(FIVE_HOURS))
-    {
-        print_quota(&window_label(w), Some(&w.quota), now, offset);
-    }
-    if let Some(extra) = &usage.extra {
-        print_extra(extra);
+        output::json_line(&report);
+    } else {
+        report.print(now, offset);
     }
     Ok(exit::OK)
 }

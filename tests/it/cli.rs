@@ -730,3 +730,135 @@ fn status_json_has_the_same_keys_in_every_state() {
     assert!(seen[3].1["error"].is_string());
     assert_eq!(seen[3].1["region"], serde_json::Value::Null);
 }
+
+#[test]
+fn token_json_parses_and_holds_the_token_exactly_once() {
+    let env = TestEnv::new();
+    env.seed("default", CANARY_ACCESS, CANARY_REFRESH, 3600);
+    // The fast path (`token --json`) and clap's (`token --json --refresh` is not a fast-path
+    // line; `--min-valid` past the expiry refreshes).
+    for args in [&["token", "--json"][..], &["--json", "token", "--refresh"]] {
+        let out = env.cmd().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.ends_with("}\n") && !stdout.ends_with("\n\n"),
+            "{stdout:?}"
+        );
+        let v = json(&out);
+        let token = v["access_token"].as_str().unwrap().to_owned();
+        assert!(!token.is_empty());
+        assert_eq!(
+            stdout.matches(token.as_str()).count(),
+            1,
+            "{args:?}: the token once: {stdout}"
+        );
+        let keys: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from([
+                "access_token",
+                "token_type",
+                "expires_at",
+                "expires_in_seconds"
+            ]),
+            "{args:?}"
+        );
+        assert!(!text(&out.stderr).contains(&token), "{args:?}");
+    }
+}
+
+#[test]
+fn completions_and_man_refuse_json_with_a_usage_error() {
+    let env = TestEnv::new();
+    for args in [
+        &["completions", "bash", "--json"][..],
+        &["--json", "man"],
+        &["man", "login", "--json"],
+    ] {
+        let out = env.cmd().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let v = json(&out);
+        assert_eq!(v["error"]["code"], 2, "{args:?}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("no JSON form") && message.contains("without --json"),
+            "{args:?}: {message}"
+        );
+        assert!(
+            text(&out.stderr).contains("kimi-vault: error: "),
+            "{args:?}"
+        );
+    }
+}
+
+#[test]
+fn no_hidden_option_is_completed_and_kimi_oauth_host_still_works() {
+    let env = TestEnv::new();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = env.cmd().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let s = text(&out.stdout);
+        assert!(s.contains("oauth-host"), "{shell}");
+        assert!(
+            !s.contains("kimi-oauth-host"),
+            "{shell} completes a hidden option"
+        );
+    }
+    // KIMI_OAUTH_HOST, the other name of the OAuth host override, is read from the environment.
+    let out = env
+        .cmd()
+        .env_remove("KIMI_CODE_OAUTH_HOST")
+        .env("KIMI_OAUTH_HOST", "http://127.0.0.1:9")
+        .args(["doctor", "--json"])
+        .output()
+        .unwrap();
+    let v = json(&out);
+    let overrides = v["endpoints"]["overrides"].as_array().unwrap();
+    assert!(
+        overrides
+            .iter()
+            .any(|o| o["variable"] == "KIMI_OAUTH_HOST" && o["value"] == "http://127.0.0.1:9/"),
+        "{overrides:?}"
+    );
+    assert_eq!(v["endpoints"]["cn"]["oauth_host"], "http://127.0.0.1:9/");
+}
+
+#[test]
+fn login_without_a_usable_home_names_kimi_vault_home() {
+    // A home directory whose data directory cannot even be looked at (a name too long for the
+    // file system: the same for root and for a user).
+    let env = TestEnv::new();
+    let home = env.dir.path().join("h".repeat(300));
+    let out = env
+        .cmd()
+        .env_remove("KIMI_VAULT_HOME")
+        .env("HOME", &home)
+        .args(["login", "--no-browser"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("KIMI_VAULT_HOME (or --vault-home)") && err.contains("hhhh"),
+        "{err}"
+    );
+    // `status` says the same in its report.
+    let out = env
+        .cmd()
+        .env_remove("KIMI_VAULT_HOME")
+        .env("HOME", &home)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let v = json(&out);
+    assert!(
+        v["error"].as_str().unwrap().contains("KIMI_VAULT_HOME"),
+        "{v}"
+    );
+    assert_eq!(
+        env.server.with(|s| s.device_requests),
+        0,
+        "no device flow starts before the vault directory is known to be usable"
+    );
+}

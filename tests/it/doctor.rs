@@ -509,3 +509,44 @@ fn doctor_runs_and_names_an_unusable_default_profile_file() {
         "{listed}"
     );
 }
+
+#[test]
+fn doctor_reads_no_proxy_and_its_lowercase_twin_apart() {
+    // Each client reads one of the two: curl, Python and Node.js `no_proxy` first, Go and
+    // reqwest `NO_PROXY` first. Loopback in one of them only is a problem for the others.
+    let env = TestEnv::new();
+    let http_proxy = |vars: &[(&str, &str)]| {
+        let mut all = vec![("HTTPS_PROXY", "http://proxy.corp.example:3128")];
+        all.extend_from_slice(vars);
+        let (_, v, _) = run_json(&env, &all, &["doctor"]);
+        client_checks(&v)
+            .into_iter()
+            .find(|(c, _, _, _)| c == "http_proxy")
+            .expect("an http_proxy finding")
+    };
+    // Loopback in NO_PROXY, not in no_proxy: curl, Python and Node.js go through the proxy.
+    let (_, status, detail, fix) =
+        http_proxy(&[("NO_PROXY", "127.0.0.1"), ("no_proxy", "localhost")]);
+    assert_eq!(status, "problem", "{detail}");
+    assert!(
+        detail.contains("NO_PROXY=127.0.0.1")
+            && detail.contains("no_proxy=localhost")
+            && detail.contains("curl")
+            && detail.contains("no_proxy first"),
+        "{detail}"
+    );
+    assert!(fix.contains("no_proxy="), "{fix}");
+    // The other way round: Go and reqwest do.
+    let (_, status, detail, _) =
+        http_proxy(&[("NO_PROXY", "localhost"), ("no_proxy", "127.0.0.1")]);
+    assert_eq!(status, "problem", "{detail}");
+    assert!(detail.contains("NO_PROXY first"), "{detail}");
+    // One of them set, with loopback: every client reads it.
+    let (_, status, detail, _) = http_proxy(&[("no_proxy", "localhost,127.0.0.1")]);
+    assert_eq!(status, "ok", "{detail}");
+    assert!(detail.contains("NO_PROXY unset"), "{detail}");
+    // Both, with loopback.
+    let (_, status, detail, _) =
+        http_proxy(&[("NO_PROXY", "127.0.0.1"), ("no_proxy", "127.0.0.0/8")]);
+    assert_eq!(status, "ok", "{detail}");
+}

@@ -35,12 +35,18 @@ fn backups(env: &TestEnv) -> Vec<PathBuf> {
     v
 }
 
-fn helper() -> String {
+/// The helper `setup claude` writes for `env`: the binary, `token --min-valid 600`, and what
+/// it needs to find the same vault and hosts without the test's environment (the vault
+/// directory, the file backend, the fake server's URLs).
+fn helper(env: &TestEnv) -> String {
     format!(
-        "{} token --min-valid 600",
+        "{} token --min-valid 600 --vault-home {} --backend file --oauth-host {} --api-base {}/coding/v1",
         std::fs::canonicalize(env!("CARGO_BIN_EXE_kimi-vault"))
             .unwrap()
-            .display()
+            .display(),
+        env.vault_home().display(),
+        env.server.url,
+        env.server.url,
     )
 }
 
@@ -54,7 +60,7 @@ fn a_fresh_setup_creates_the_directory_and_needs_no_login() {
         String::from_utf8_lossy(&out.stderr)
     );
     let s = settings(&env);
-    assert_eq!(s["apiKeyHelper"], helper().as_str());
+    assert_eq!(s["apiKeyHelper"], helper(&env).as_str());
     assert_eq!(
         s["env"]["ANTHROPIC_BASE_URL"],
         format!("{}/coding", env.server.url).as_str()
@@ -138,7 +144,7 @@ fn other_keys_and_their_order_are_kept_twice_is_safe_and_undo_puts_values_back()
     .collect();
     assert!(keys.windows(2).all(|w| w[0] < w[1]), "order kept: {text}");
     let s = settings(&env);
-    assert_eq!(s["apiKeyHelper"], helper().as_str());
+    assert_eq!(s["apiKeyHelper"], helper(&env).as_str());
     assert_eq!(s["env"]["OTHER"], "kept");
     assert_eq!(s["permissions"]["allow"][0], "Bash(ls)");
     let b = backups(&env);
@@ -231,7 +237,7 @@ fn dry_run_prints_the_new_file_and_changes_nothing() {
     let out = setup(&env, &["--dry-run"]);
     assert!(out.status.success());
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(printed["apiKeyHelper"], helper().as_str());
+    assert_eq!(printed["apiKeyHelper"], helper(&env).as_str());
     assert_eq!(printed["model"], "opus");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), EXISTING);
     assert!(backups(&env).is_empty());
@@ -251,7 +257,7 @@ fn a_profile_other_than_default_is_named_and_the_shell_keys_are_warned_about() {
     assert!(out.status.success());
     assert_eq!(
         settings(&env)["apiKeyHelper"],
-        format!("{} --profile work", helper()).as_str()
+        format!("{} --profile work", helper(&env)).as_str()
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -283,7 +289,7 @@ fn the_default_profile_is_named_when_profiles_use_made_another_the_default() {
     );
     assert_eq!(
         settings(&env)["apiKeyHelper"],
-        format!("{} --profile default", helper()).as_str()
+        format!("{} --profile default", helper(&env)).as_str()
     );
     // And the persisted default itself is named too (it is still pinned when `profiles use`
     // changes it later).
@@ -292,7 +298,7 @@ fn the_default_profile_is_named_when_profiles_use_made_another_the_default() {
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         printed["apiKeyHelper"],
-        format!("{} --profile work", helper()).as_str()
+        format!("{} --profile work", helper(&env)).as_str()
     );
 }
 
@@ -313,6 +319,61 @@ fn a_symlinked_settings_file_stays_a_symlink() {
             .is_symlink()
     );
     let s: Value = serde_json::from_str(&std::fs::read_to_string(&real).unwrap()).unwrap();
-    assert_eq!(s["apiKeyHelper"], helper().as_str());
+    assert_eq!(s["apiKeyHelper"], helper(&env).as_str());
     assert_eq!(s["model"], "opus");
+}
+
+#[test]
+fn the_helper_finds_a_non_default_vault_without_the_shell_s_variables() {
+    // Claude Code runs the helper with its own environment: no KIMI_VAULT_HOME, no
+    // KIMI_VAULT_BACKEND, no endpoint override. The helper carries them.
+    let env = TestEnv::new();
+    assert!(setup(&env, &[]).status.success());
+    let helper_line = settings(&env)["apiKeyHelper"].as_str().unwrap().to_owned();
+    assert_eq!(helper_line, helper(&env));
+    env.seed(
+        "default",
+        "at-elsewhere-0123456789abcdef",
+        "rt-elsewhere-0123456789abcdef",
+        3600,
+    );
+    let out = std::process::Command::new("sh")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.home())
+        .current_dir(env.dir.path())
+        .args(["-c", &helper_line])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "at-elsewhere-0123456789abcdef\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The default vault directory and backend are not written out.
+    let default_env = TestEnv::new();
+    let data = default_env.home().join(".local/share");
+    let out = default_env
+        .cmd()
+        .env_remove("KIMI_VAULT_HOME")
+        .env_remove("KIMI_VAULT_BACKEND")
+        .env("XDG_DATA_HOME", &data)
+        .env("CLAUDE_CONFIG_DIR", claude_dir(&default_env))
+        .args(["setup", "claude"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = settings(&default_env)["apiKeyHelper"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !line.contains("--vault-home") && !line.contains("--backend"),
+        "{line}"
+    );
 }
