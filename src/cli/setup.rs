@@ -401,14 +401,200 @@ fn backup_name(path: &Path) -> PathBuf {
     candidate
 }
 
-/// Runs `setup claude`.
-pub(crate) fn run(
+/// `--undo`: puts back what setup replaced, removes what it added (a value changed since is
+/// left as it is). Returns what changed and whether the file, left empty, is to be removed.
+fn undo_changes(
     ctx: &Ctx,
     config: &Config,
-    _client: SetupClient,
+    entry: &Map<String, Value>,
+    settings: &mut Map<String, Value>,
+    existed: bool,
+) -> Result<(Vec<String>, bool), Failure> {
+    let mut changes: Vec<String> = Vec::new();
+    let now_wanted = wanted(ctx, config)?;
+    for key in Key::all() {
+        let name = key.name();
+        let (set, replaced) = match entry.get(&name).and_then(Value::as_object) {
+            Some(e) => (e.get("set").cloned(), e.get("replaced").cloned()),
+            // No record (an older setup, a lost vault directory): what setup would set now
+            // is taken for setup's own.
+            None => (
+                now_wanted
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| Value::String(v.clone())),
+                None,
+            ),
+        };
+        let current = key.get(settings).cloned();
+        match (&current, &set) {
+            (Some(c), Some(s)) if c == s => match replaced {
+                Some(old) => {
+                    key.set(settings, old);
+                    changes.push(format!("{name}: put back the value it replaced"));
+                }
+                None => {
+                    key.remove(settings);
+                    changes.push(format!("{name}: removed"));
+                }
+            },
+            (Some(_), Some(_)) => changes.push(format!(
+                "{name}: left as it is (changed since setup, by someone else)"
+            )),
+            _ => {}
+        }
+    }
+    if entry.get("env_created") == Some(&Value::Bool(true))
+        && settings
+            .get("env")
+            .and_then(Value::as_object)
+            .is_some_and(Map::is_empty)
+    {
+        settings.shift_remove("env");
+    }
+    let remove_file =
+        entry.get("file_created") == Some(&Value::Bool(true)) && settings.is_empty() && existed;
+    Ok((changes, remove_file))
+}
+
+/// Sets the helper, the base URL and the TTL, recording in `entry` what each replaced (kept
+/// from the first run while the value is still setup's). Refuses when the file's `env` would
+/// override the helper. Returns what changed.
+fn apply_changes(
+    ctx: &Ctx,
+    config: &Config,
+    display: &str,
+    entry: &mut Map<String, Value>,
+    settings: &mut Map<String, Value>,
+    existed: bool,
+) -> Result<Vec<String>, Failure> {
+    let mut changes: Vec<String> = Vec::new();
+    let overriding: Vec<&str> = OVERRIDING
+        .iter()
+        .copied()
+        .filter(|n| {
+            settings
+                .get("env")
+                .and_then(Value::as_object)
+                .is_some_and(|e| e.contains_key(*n))
+        })
+        .collect();
+    if !overriding.is_empty() {
+        return Err(Failure::Other(format!(
+            "{display} sets {} in its \"env\", which Claude Code would use instead of the key from kimi-vault: remove {} from there, then run `kimi-vault setup claude` again; nothing was changed",
+            overriding.join(" and "),
+            if overriding.len() == 1 { "it" } else { "them" },
+        )));
+    }
+    if !entry.contains_key("file_created") {
+        entry.insert("file_created".into(), Value::Bool(!existed));
+    }
+    if !settings.contains_key("env") && !entry.contains_key("env_created") {
+        entry.insert("env_created".into(), Value::Bool(true));
+    } else if !entry.contains_key("env_created") {
+        entry.insert("env_created".into(), Value::Bool(false));
+    }
+    for (key, value) in wanted(ctx, config)? {
+        let name = key.name();
+        let value = Value::String(value);
+        let current = key.get(settings).cloned();
+        let previous_set = entry
+            .get(&name)
+            .and_then(Value::as_object)
+            .and_then(|e| e.get("set"))
+            .cloned();
+        // What the key held before setup: kept from the first run while the value is still
+        // the one setup set; otherwise the value found now.
+        let replaced = match (&current, &previous_set) {
+            (Some(c), Some(s)) if c == s => entry
+                .get(&name)
+                .and_then(Value::as_object)
+                .and_then(|e| e.get("replaced"))
+                .cloned(),
+            _ => current.clone(),
+        };
+        let mut e = Map::new();
+        e.insert("set".into(), value.clone());
+        if let Some(r) = replaced {
+            e.insert("replaced".into(), r);
+        }
+        entry.insert(name.clone(), Value::Object(e));
+        if current.as_ref() != Some(&value) {
+            changes.push(format!("{name} = {}", value.as_str().unwrap_or_default()));
+            key.set(settings, value);
+        }
+    }
+    for name in OVERRIDING {
+        if std::env::var_os(name).is_some() {
+            tracing::warn!(
+                "{name} is set in this shell: a Claude Code started from it sends that instead of the key from kimi-vault (with ANTHROPIC_API_KEY, interactive Claude Code also asks whether to use it). Unset it (`unset {name}`) and remove it from your shell's startup files"
+            );
+        }
+    }
+    Ok(changes)
+}
+
+/// Writes the new settings (the previous file kept as a backup, the record first), or
+/// removes a file undo left empty. Returns the backup's path.
+#[allow(clippy::too_many_arguments)]
+fn write_settings(
+    ctx: &Ctx,
+    path: &Path,
+    display: &str,
+    text: &str,
+    existed: bool,
     undo: bool,
-    dry_run: bool,
-) -> CmdResult {
+    remove_file: bool,
+    record: &Map<String, Value>,
+) -> Result<Option<PathBuf>, Failure> {
+    let mode = mode_of(path).unwrap_or(0o600);
+    let mut backup = None;
+    if existed {
+        let b = backup_name(path);
+        std::fs::copy(path, &b).map_err(|e| {
+            Failure::Other(format!(
+                "cannot keep the previous file as {}: {e}; nothing was changed",
+                b.display()
+            ))
+        })?;
+        backup = Some(b);
+    }
+    // The record first: if writing settings.json fails after it, --undo finds values that
+    // are not there and leaves the file alone.
+    if !undo {
+        write_record(ctx, record)?;
+    }
+    if remove_file {
+        std::fs::remove_file(path)
+            .map_err(|e| Failure::Other(format!("cannot remove {display}: {e}")))?;
+    } else {
+        write_atomic(path, text.as_bytes(), mode)
+            .map_err(|e| Failure::Other(format!("cannot write {display}: {e}")))?;
+    }
+    Ok(backup)
+}
+
+/// Claude Code's settings file as `setup` found it, and setup's record of it.
+struct Opened {
+    /// The settings file as named (before a symlink is followed).
+    shown: PathBuf,
+    /// The file written (a symlink followed).
+    path: PathBuf,
+    /// `shown` for a terminal.
+    display: String,
+    /// Its object before any change; `None` when there was no file.
+    before: Option<Map<String, Value>>,
+    /// The object to change.
+    settings: Map<String, Value>,
+    record_file: PathBuf,
+    record: Map<String, Value>,
+    /// This settings file's key in the record.
+    record_key: String,
+}
+
+/// Reads the settings file (refusing one that is not JSON, or whose `env` is not an object) and
+/// the record; creates the settings directory unless `dry_run`.
+fn open_settings(ctx: &Ctx, dry_run: bool) -> Result<Opened, Failure> {
     let shown = settings_path().ok_or_else(|| {
         Failure::Other(
             "cannot find Claude Code's configuration directory: set CLAUDE_CONFIG_DIR or HOME"
@@ -423,8 +609,7 @@ pub(crate) fn run(
             kimi_vault::sanitize::for_terminal(&why)
         ))
     })?;
-    let existed = before.is_some();
-    let mut settings = before.clone().unwrap_or_default();
+    let settings = before.clone().unwrap_or_default();
     if let Some(env) = settings.get("env")
         && !env.is_object()
     {
@@ -433,7 +618,7 @@ pub(crate) fn run(
         )));
     }
     let record_file = record_path(ctx);
-    let mut record = read_record(&record_file);
+    let record = read_record(&record_file);
     // The directory is created now (when missing) so that the record's key, the settings file's
     // path with the directory resolved, is the same at setup and at undo.
     if !dry_run
@@ -452,129 +637,50 @@ pub(crate) fn run(
         .unwrap_or_else(|| path.clone())
         .display()
         .to_string();
-    let mut changes: Vec<String> = Vec::new();
-    // Undo of a setup that created settings.json, leaving nothing in it: the file goes.
-    let mut remove_file = false;
+    Ok(Opened {
+        shown,
+        path,
+        display,
+        before,
+        settings,
+        record_file,
+        record,
+        record_key,
+    })
+}
 
-    if undo {
-        let entry = record
-            .get(&record_key)
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let now_wanted = wanted(ctx, config)?;
-        for key in Key::all() {
-            let name = key.name();
-            let (set, replaced) = match entry.get(&name).and_then(Value::as_object) {
-                Some(e) => (e.get("set").cloned(), e.get("replaced").cloned()),
-                // No record (an older setup, a lost vault directory): what setup would set now
-                // is taken for setup's own.
-                None => (
-                    now_wanted
-                        .iter()
-                        .find(|(k, _)| *k == key)
-                        .map(|(_, v)| Value::String(v.clone())),
-                    None,
-                ),
-            };
-            let current = key.get(&settings).cloned();
-            match (&current, &set) {
-                (Some(c), Some(s)) if c == s => match replaced {
-                    Some(old) => {
-                        key.set(&mut settings, old);
-                        changes.push(format!("{name}: put back the value it replaced"));
-                    }
-                    None => {
-                        key.remove(&mut settings);
-                        changes.push(format!("{name}: removed"));
-                    }
-                },
-                (Some(_), Some(_)) => changes.push(format!(
-                    "{name}: left as it is (changed since setup, by someone else)"
-                )),
-                _ => {}
-            }
-        }
-        if entry.get("env_created") == Some(&Value::Bool(true))
-            && settings
-                .get("env")
-                .and_then(Value::as_object)
-                .is_some_and(Map::is_empty)
-        {
-            settings.shift_remove("env");
-        }
-        remove_file =
-            entry.get("file_created") == Some(&Value::Bool(true)) && settings.is_empty() && existed;
+/// Runs `setup claude`.
+pub(crate) fn run(
+    ctx: &Ctx,
+    config: &Config,
+    _client: SetupClient,
+    undo: bool,
+    dry_run: bool,
+) -> CmdResult {
+    let Opened {
+        shown,
+        path,
+        display,
+        before,
+        mut settings,
+        record_file,
+        mut record,
+        record_key,
+    } = open_settings(ctx, dry_run)?;
+    let existed = before.is_some();
+    let mut entry = record
+        .get(&record_key)
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    // Undo of a setup that created settings.json, leaving nothing in it: the file goes.
+    let (changes, remove_file) = if undo {
+        undo_changes(ctx, config, &entry, &mut settings, existed)?
     } else {
-        let overriding: Vec<&str> = OVERRIDING
-            .iter()
-            .copied()
-            .filter(|n| {
-                settings
-                    .get("env")
-                    .and_then(Value::as_object)
-                    .is_some_and(|e| e.contains_key(*n))
-            })
-            .collect();
-        if !overriding.is_empty() {
-            return Err(Failure::Other(format!(
-                "{display} sets {} in its \"env\", which Claude Code would use instead of the key from kimi-vault: remove {} from there, then run `kimi-vault setup claude` again; nothing was changed",
-                overriding.join(" and "),
-                if overriding.len() == 1 { "it" } else { "them" },
-            )));
-        }
-        let mut entry = record
-            .get(&record_key)
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        if !entry.contains_key("file_created") {
-            entry.insert("file_created".into(), Value::Bool(!existed));
-        }
-        if !settings.contains_key("env") && !entry.contains_key("env_created") {
-            entry.insert("env_created".into(), Value::Bool(true));
-        } else if !entry.contains_key("env_created") {
-            entry.insert("env_created".into(), Value::Bool(false));
-        }
-        for (key, value) in wanted(ctx, config)? {
-            let name = key.name();
-            let value = Value::String(value);
-            let current = key.get(&settings).cloned();
-            let previous_set = entry
-                .get(&name)
-                .and_then(Value::as_object)
-                .and_then(|e| e.get("set"))
-                .cloned();
-            // What the key held before setup: kept from the first run while the value is still
-            // the one setup set; otherwise the value found now.
-            let replaced = match (&current, &previous_set) {
-                (Some(c), Some(s)) if c == s => entry
-                    .get(&name)
-                    .and_then(Value::as_object)
-                    .and_then(|e| e.get("replaced"))
-                    .cloned(),
-                _ => current.clone(),
-            };
-            let mut e = Map::new();
-            e.insert("set".into(), value.clone());
-            if let Some(r) = replaced {
-                e.insert("replaced".into(), r);
-            }
-            entry.insert(name.clone(), Value::Object(e));
-            if current.as_ref() != Some(&value) {
-                changes.push(format!("{name} = {}", value.as_str().unwrap_or_default()));
-                key.set(&mut settings, value);
-            }
-        }
+        let changes = apply_changes(ctx, config, &display, &mut entry, &mut settings, existed)?;
         record.insert(record_key.clone(), Value::Object(entry));
-        for name in OVERRIDING {
-            if std::env::var_os(name).is_some() {
-                tracing::warn!(
-                    "{name} is set in this shell: a Claude Code started from it sends that instead of the key from kimi-vault (with ANTHROPIC_API_KEY, interactive Claude Code also asks whether to use it). Unset it (`unset {name}`) and remove it from your shell's startup files"
-                );
-            }
-        }
-    }
+        (changes, false)
+    };
 
     let text = format!(
         "{}\n",
@@ -590,32 +696,20 @@ pub(crate) fn run(
         );
         return Ok(exit::OK);
     }
-    let mut backup = None;
-    if !unchanged {
-        let mode = mode_of(&path).unwrap_or(0o600);
-        if existed {
-            let b = backup_name(&path);
-            std::fs::copy(&path, &b).map_err(|e| {
-                Failure::Other(format!(
-                    "cannot keep the previous file as {}: {e}; nothing was changed",
-                    b.display()
-                ))
-            })?;
-            backup = Some(b);
-        }
-        // The record first: if writing settings.json fails after it, --undo finds values that
-        // are not there and leaves the file alone.
-        if !undo {
-            write_record(ctx, &record)?;
-        }
-        if remove_file {
-            std::fs::remove_file(&path)
-                .map_err(|e| Failure::Other(format!("cannot remove {display}: {e}")))?;
-        } else {
-            write_atomic(&path, text.as_bytes(), mode)
-                .map_err(|e| Failure::Other(format!("cannot write {display}: {e}")))?;
-        }
-    }
+    let backup = if unchanged {
+        None
+    } else {
+        write_settings(
+            ctx,
+            &path,
+            &display,
+            &text,
+            existed,
+            undo,
+            remove_file,
+            &record,
+        )?
+    };
     if undo && record.remove(&record_key).is_some() {
         if record.is_empty() {
             let _ = std::fs::remove_file(&record_file);
