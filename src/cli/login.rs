@@ -228,6 +228,85 @@ impl indicatif::TermLike for SpinnerTerm {
     }
 }
 
+/// The device flow: the code shown, the wait (a spinner on a terminal, `waiting` lines with
+/// `--json`, Ctrl-C cancels), then which account it is (a failure there is a warning).
+async fn device_flow(
+    ctx: &Ctx,
+    no_browser: bool,
+    region: Region,
+) -> Result<
+    (
+        kimi_vault::oauth::TokenGrant,
+        Option<kimi_vault::store::Account>,
+    ),
+    Failure,
+> {
+    let session = &ctx.session;
+    let pending = session.begin_login(region).await?;
+    let auth = pending.authorization();
+    let deadline = Instant::now() + Duration::from_secs(auth.expires_in);
+    show_verification(ctx, auth, no_browser);
+    let spinner = (!ctx.json && std::io::stderr().is_terminal()).then(|| {
+        let target = indicatif::ProgressDrawTarget::term_like(Box::new(SpinnerTerm(
+            console::Term::stderr(),
+        )));
+        let s = indicatif::ProgressBar::with_draw_target(None, target)
+            .with_style(indicatif::ProgressStyle::default_spinner());
+        s.enable_steady_tick(Duration::from_millis(120));
+        s
+    });
+    let json = ctx.json;
+    let mut on_event = |event| {
+        if json && event == LoginEvent::Waiting {
+            output::json_line(&LoginLine::Waiting);
+        }
+    };
+    let wait = pending.wait(&mut on_event);
+    tokio::pin!(wait);
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No way to catch it: Ctrl-C then ends the process as usual.
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::pin!(ctrl_c);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let outcome = loop {
+        tokio::select! {
+            grant = &mut wait => break Some(grant),
+            () = &mut ctrl_c => break None,
+            _ = tick.tick() => {
+                if let Some(s) = &spinner {
+                    let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+                    s.set_message(format!(
+                        "Waiting for approval · the code expires in {} · Ctrl-C to cancel",
+                        output::span(left)
+                    ));
+                }
+            }
+        }
+    };
+    if let Some(s) = &spinner {
+        s.finish_and_clear();
+    }
+    let grant = match outcome {
+        Some(grant) => grant?,
+        None => return Err(Failure::Cancelled),
+    };
+    // Which account this is: a failure here is a warning, not a failed login.
+    let account = match pending.account(&grant.access_token).await {
+        Ok(account) => Some(account),
+        Err(e) => {
+            eprintln!(
+                "kimi-vault: warning: logged in, but could not read which account this is ({}); `status` will not show it until the next login",
+                kimi_vault::sanitize::for_terminal(&kimi_vault::scrub(&e.to_string()))
+            );
+            None
+        }
+    };
+    Ok((grant, account))
+}
+
 /// Runs the device flow and stores the tokens.
 pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
     announce_replacement(ctx);
@@ -235,74 +314,8 @@ pub(crate) fn run(ctx: &Ctx, no_browser: bool, region: Region) -> CmdResult {
         .enable_all()
         .build()
         .map_err(Failure::Output)?;
-    let session = &ctx.session;
-    let grant = runtime.block_on(async {
-        let pending = session.begin_login(region).await?;
-        let auth = pending.authorization();
-        let deadline = Instant::now() + Duration::from_secs(auth.expires_in);
-        show_verification(ctx, auth, no_browser);
-        let spinner = (!ctx.json && std::io::stderr().is_terminal()).then(|| {
-            let target = indicatif::ProgressDrawTarget::term_like(Box::new(SpinnerTerm(
-                console::Term::stderr(),
-            )));
-            let s = indicatif::ProgressBar::with_draw_target(None, target)
-                .with_style(indicatif::ProgressStyle::default_spinner());
-            s.enable_steady_tick(Duration::from_millis(120));
-            s
-        });
-        let json = ctx.json;
-        let mut on_event = |event| {
-            if json && event == LoginEvent::Waiting {
-                output::json_line(&LoginLine::Waiting);
-            }
-        };
-        let wait = pending.wait(&mut on_event);
-        tokio::pin!(wait);
-        let ctrl_c = async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                // No way to catch it: Ctrl-C then ends the process as usual.
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::pin!(ctrl_c);
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let outcome = loop {
-            tokio::select! {
-                grant = &mut wait => break Some(grant),
-                () = &mut ctrl_c => break None,
-                _ = tick.tick() => {
-                    if let Some(s) = &spinner {
-                        let left = deadline.saturating_duration_since(Instant::now()).as_secs();
-                        s.set_message(format!(
-                            "Waiting for approval · the code expires in {} · Ctrl-C to cancel",
-                            output::span(left)
-                        ));
-                    }
-                }
-            }
-        };
-        if let Some(s) = &spinner {
-            s.finish_and_clear();
-        }
-        let grant = match outcome {
-            Some(grant) => grant?,
-            None => return Err(Failure::Cancelled),
-        };
-        // Which account this is: a failure here is a warning, not a failed login.
-        let account = match pending.account(&grant.access_token).await {
-            Ok(account) => Some(account),
-            Err(e) => {
-                eprintln!(
-                    "kimi-vault: warning: logged in, but could not read which account this is ({}); `status` will not show it until the next login",
-                    kimi_vault::sanitize::for_terminal(&kimi_vault::scrub(&e.to_string()))
-                );
-                None
-            }
-        };
-        Ok((grant, account))
-    })?;
-    let (grant, account) = grant;
-    let stored = session.store_login(grant, region, account)?;
+    let (grant, account) = runtime.block_on(device_flow(ctx, no_browser, region))?;
+    let stored = ctx.session.store_login(grant, region, account)?;
     let profile = ctx.profile();
     let success = SuccessJson {
         profile,
