@@ -164,6 +164,33 @@ pub(crate) fn json_line<T: serde::Serialize + ?Sized>(value: &T) {
     }
 }
 
+/// `value`, which holds a secret, as one line of JSON and a newline, in a buffer wiped on drop.
+/// `room`: at least the line's length, reserved up front so that the buffer never grows (a
+/// grown `Vec` leaves its old allocation unwiped). Written to stdout at once by the caller.
+pub(crate) fn wiped_json_line<T: serde::Serialize + ?Sized>(
+    value: &T,
+    room: usize,
+) -> serde_json::Result<zeroize::Zeroizing<Vec<u8>>> {
+    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(room));
+    json_to_writer(&mut *line, value)?;
+    line.push(b'\n');
+    debug_assert!(line.len() <= room, "the room reserved was too small");
+    Ok(line)
+}
+
+/// Writes a whole line (a [`wiped_json_line`]) to stdout in one write, flushed.
+pub(crate) fn write_stdout(line: &[u8]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(line).and_then(|()| out.flush())
+}
+
+/// [`write_stdout`], a failure remembered ([`stdout_failed`]) instead of returned.
+pub(crate) fn write_stdout_or_remember(line: &[u8]) {
+    if write_stdout(line).is_err() {
+        STDOUT_FAILED.store(true, Ordering::Relaxed);
+    }
+}
+
 /// A quantity for `--json` ([`json_number`]), as a field of an output type.
 pub(crate) fn number<S: serde::Serializer>(n: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
     serde::Serialize::serialize(&json_number(*n), s)

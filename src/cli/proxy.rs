@@ -4,7 +4,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use kimi_vault::proxy::{Proxy, ProxyOptions, check_health};
 use kimi_vault::sanitize::for_terminal;
-use serde_json::json;
 
 use crate::cli::failure::{CmdResult, Failure, exit};
 use crate::cli::output::resln;
@@ -150,11 +149,7 @@ pub(crate) fn run(ctx: &Ctx, args: &ProxyArgs) -> CmdResult {
         let proxy = Proxy::bind(ctx.session.clone(), SocketAddr::new(ip, args.port), options).await?;
         let url = format!("http://{}", proxy.local_addr()?);
         if ctx.json {
-            output::json_line(&json!({
-                "type": "ready",
-                "url": url,
-                "api_key": key.as_ref().map(|k| k.expose()),
-            }));
+            print_ready(&url, key.as_ref());
         }
         eprintln!(
             "kimi-vault proxy for profile '{}' listening on {url} (Ctrl-C to stop). For Anthropic-compatible clients:",
@@ -253,4 +248,29 @@ fn check(ctx: &Ctx, ip: IpAddr, port: u16) -> CmdResult {
         (_, "login_required") => exit::LOGIN_REQUIRED,
         _ => exit::FAILURE,
     })
+}
+
+/// `proxy --json`'s line once it listens (SPEC §7). `api_key` is borrowed from the vault's
+/// `SecretString` (null with `--no-client-key`).
+#[derive(serde::Serialize)]
+struct ReadyJson<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: &'a str,
+    api_key: Option<&'a str>,
+}
+
+/// Prints the ready line: the client key serialized into a buffer wiped on drop, one write (a
+/// failed write is remembered, as for every JSON line).
+fn print_ready(url: &str, key: Option<&kimi_vault::SecretString>) {
+    let api_key = key.map(|k| k.expose());
+    let ready = ReadyJson {
+        kind: "ready",
+        url,
+        api_key,
+    };
+    // The worst case: every character escaped as \uXXXX (6 bytes), and the keys.
+    let room = (url.len() + api_key.map_or(0, str::len)) * 6 + 64;
+    let line = output::wiped_json_line(&ready, room).expect("a command's output serializes");
+    output::write_stdout_or_remember(&line);
 }

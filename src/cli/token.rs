@@ -4,7 +4,6 @@
 #![allow(clippy::disallowed_methods)]
 
 use std::ffi::OsString;
-use std::io::Write;
 use std::process::Command;
 
 use crate::cli::Ctx;
@@ -37,25 +36,21 @@ pub(crate) fn token_line(
     json: bool,
 ) -> Result<zeroize::Zeroizing<Vec<u8>>, Failure> {
     let token = cred.access_token.expose();
-    let mut line = if json {
+    if json {
         let value = TokenJson {
             access_token: token,
             token_type: &cred.token_type,
             expires_at: kimi_vault::rfc3339(cred.expires_at),
             expires_in_seconds: cred.expires_in(kimi_vault::now_unix()),
         };
-        // Room for the worst case (every byte of the token escaped as \uXXXX) and the rest, so
-        // that the buffer never grows: a grown Vec would leave the old allocation unwiped.
-        let room = token.len() * 6 + cred.token_type.len() * 6 + 160;
-        let mut line = zeroize::Zeroizing::new(Vec::with_capacity(room));
-        crate::cli::output::json_to_writer(&mut *line, &value)
-            .map_err(|e| Failure::Output(std::io::Error::other(e)))?;
-        line
-    } else {
-        let mut line = zeroize::Zeroizing::new(Vec::with_capacity(token.len() + 1));
-        line.extend_from_slice(token.as_bytes());
-        line
-    };
+        // The worst case: every character of the token and the type escaped as \uXXXX (6
+        // bytes), and the keys, the time and the number.
+        let room = (token.len() + cred.token_type.len()) * 6 + 160;
+        return crate::cli::output::wiped_json_line(&value, room)
+            .map_err(|e| Failure::Output(std::io::Error::other(e)));
+    }
+    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(token.len() + 1));
+    line.extend_from_slice(token.as_bytes());
     line.push(b'\n');
     Ok(line)
 }
@@ -68,10 +63,7 @@ pub(crate) fn token(ctx: &Ctx, min_valid: u32, refresh: bool) -> CmdResult {
         ctx.session.token(i64::from(min_valid))?
     };
     let line = token_line(&cred, ctx.json)?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(&line)
-        .and_then(|()| out.flush())
-        .map_err(Failure::Output)?;
+    crate::cli::output::write_stdout(&line).map_err(Failure::Output)?;
     Ok(exit::OK)
 }
 
