@@ -381,4 +381,26 @@ mod tests {
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, value);
     }
+
+    #[test]
+    fn a_wiped_json_line_never_grows_its_buffer() {
+        // The worst case of an escaped secret: every character a \uXXXX escape.
+        #[derive(serde::Serialize)]
+        struct Secret<'a> {
+            access_token: &'a str,
+        }
+        let token = "\u{1}".repeat(100);
+        let room = token.len() * 6 + 64;
+        let line = super::wiped_json_line(
+            &Secret {
+                access_token: &token,
+            },
+            room,
+        )
+        .unwrap();
+        assert_eq!(line.capacity(), room, "the buffer was not reallocated");
+        assert!(line.ends_with(b"}\n"));
+        let back: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(back["access_token"], token.as_str());
+    }
 }
