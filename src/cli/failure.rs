@@ -91,7 +91,7 @@ pub(crate) fn profile_flag(profile: &str) -> String {
 
 /// After a keyring that is not asked again for a while (a recent timeout): which command still
 /// asks it. Empty for every other keyring error.
-fn asked_by_doctor(k: &KeyringError) -> &'static str {
+pub(crate) fn asked_by_doctor(k: &KeyringError) -> &'static str {
     match k {
         KeyringError::RecentlyTimedOut { .. } => " (`kimi-vault doctor` asks it)",
         _ => "",

@@ -404,7 +404,7 @@ impl Vault {
         cred.updated_at_ms = now_unix_ms();
         let indexed = index::lookup(&self.paths, profile);
         let chain = self.write_chain();
-        if indexed.is_some() && indexed != Some(chain[0].kind()) {
+        if indexed.is_some() && indexed != chain.first().map(|b| b.kind()) {
             // Moving to another backend: until both are written, the index names none, and
             // reads ask both.
             index::set(&self.paths, profile, None, lock)?;
