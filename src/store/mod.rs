@@ -33,6 +33,6 @@ pub use paths::VaultPaths;
 pub use profile::{DEFAULT_PROFILE, check_profile_name};
 pub use record::{Account, Credential};
 pub use vault::{
-    BackendMode, BackendReason, KeyringListing, KeyringProbe, KeyringStatus, Loaded,
-    ProfileListing, StoredProfile, Vault,
+    BackendMode, BackendReason, KeyringListing, KeyringProbe, Loaded, ProfileListing,
+    StoredProfile, Vault,
 };

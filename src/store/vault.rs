@@ -44,7 +44,7 @@ fn loaded(backend: BackendKind, cred: Option<Credential>) -> Option<Loaded> {
 
 /// Whether the keyring can be used, as found by this process.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyringStatus {
+pub(crate) enum KeyringStatus {
     /// A call succeeded (or failed for a reason that does not make the keyring unusable).
     Available,
     /// The keyring cannot be used here; why.
@@ -173,7 +173,7 @@ impl Vault {
     /// `vault.lock` usable; for the encrypted file, `vault.enc` and `vault.key` must not be
     /// unsafe (an unreadable vault is no obstacle: a login keeps it aside); in `keyring` mode
     /// the keyring must answer. Returns the backend the write would go to.
-    pub fn check_writable(&self, profile: &str) -> Result<BackendKind> {
+    pub(crate) fn check_writable(&self, profile: &str) -> Result<BackendKind> {
         if self.mode == BackendMode::Keyring
             && let Err(BackendError::Unavailable(e)) = self.keyring.read(profile)
         {
@@ -233,7 +233,7 @@ impl Vault {
 
     /// Whether the keyring can be used, probing it once (a read of the profile's entry) unless
     /// a call of this process already told.
-    pub fn keyring_status(&self, profile: &str) -> KeyringStatus {
+    pub(crate) fn keyring_status(&self, profile: &str) -> KeyringStatus {
         if let Some(s) = self.status() {
             return s;
         }
@@ -510,7 +510,7 @@ impl Vault {
     /// corrupt, key missing; never an unsafe file) is kept aside as
     /// `vault.enc.unreadable-<timestamp>` (as `login` does) instead of refused. Returns whether
     /// something was removed from a readable backend, and what was kept aside.
-    pub fn delete_or_reset(
+    pub(crate) fn delete_or_reset(
         &self,
         profile: &str,
         lock: &VaultLock,
