@@ -160,7 +160,7 @@ impl Vault {
 
     /// Checks the vault directory without creating anything; `Ok(false)` when it does not
     /// exist. A directory that is not one, is owned by someone else, is writable by group or
-    /// others, or is sticky (shared) is refused ([`VaultProblem::Directory`]); one that is
+    /// others, or is sticky (shared) is refused ([`VaultProblem::Directory`](crate::error::VaultProblem::Directory)); one that is
     /// merely readable by others (and yours) is repaired to 0700 with a warning. Every read of
     /// the encrypted file checks it too; the command line checks it for every command.
     pub fn check_home(&self) -> Result<bool> {
