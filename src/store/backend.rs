@@ -1,10 +1,11 @@
-//! The storage backends behind [`Vault`](crate::store::Vault), as one small trait: [`Backend`]
-//! reads, writes, removes and lists the credentials of one store, and says in a typed error when
-//! it cannot be used here at all ([`BackendError::Unavailable`]: "try the next one"), as cargo's
-//! credential providers do with their `UrlNotSupported`, and keyring-core's `CredentialStore`
-//! builds entries of one store. There is one implementation per backend: the OS keyring
-//! ([`KeyringBackend`], src/store/keyring.rs) and the encrypted file ([`FileBackend`],
-//! src/store/file.rs); each delegates to its module's own functions.
+//! The storage backends behind [`Vault`](crate::store::Vault), as one small trait: a
+//! [`Backend`] reads, writes, removes and lists the credentials of one store, and says in its
+//! error's type when it cannot be used here at all ([`BackendError::Unavailable`]: "try the next
+//! one"). The shape follows cargo's credential providers (one small trait; `UrlNotSupported`
+//! means "not me, ask the next provider") and keyring-core's `CredentialStore` (one store of
+//! entries). There is one implementation per backend, each delegating to its module's own
+//! functions: the OS keyring ([`KeyringBackend`], src/store/keyring.rs) and the encrypted file
+//! ([`FileBackend`], src/store/file.rs).
 //!
 //! A backend knows nothing of modes, of the other backend or of the index: the vault composes
 //! them for `auto`, `keyring` and `file`, keeps the index (SPEC §4) and decides what an
