@@ -24,6 +24,10 @@ pub enum VaultProblem {
     /// The vault directory cannot be used: not a directory, owned by someone else, writable by
     /// group or others, or sticky (a shared directory).
     Directory(String),
+    /// A keyring entry of the vault cannot be read as a credential (not UTF-8, not a
+    /// credential); the error's `path` then names the entry (`keyring entry kimi-vault/NAME`),
+    /// not a file. Deleting the entry (a logout) is the way out; nothing is kept aside.
+    KeyringEntry(String),
 }
 
 /// How the OS keyring failed. The `detail` strings are redacted descriptions of the platform's
@@ -59,7 +63,7 @@ pub enum KeyringError {
     /// A keyring call timed out a short while ago (in this or another process), or one is
     /// waiting on it right now: it is not asked again until `again_in` seconds from now.
     #[error(
-        "the keyring did not answer {seconds_ago} s ago; it is not asked again for {again_in} s (`kimi-vault doctor` asks it)"
+        "the keyring did not answer {seconds_ago} s ago; it is not asked again for {again_in} s"
     )]
     RecentlyTimedOut {
         /// Seconds since the timeout (or since the slow call began).
@@ -292,6 +296,14 @@ pub enum Error {
         /// The name, with control characters escaped.
         name: String,
     },
+    /// The persisted default profile (the file `default-profile` in the vault directory) holds
+    /// something that is not a profile name. Nothing falls back to another profile; rewriting
+    /// the file (or deleting it) is the way out.
+    #[error("{} does not hold a profile name", path.display())]
+    DefaultProfileUnusable {
+        /// The file.
+        path: PathBuf,
+    },
     /// The configuration is unusable (a bad client id, no home directory).
     #[error("{0}")]
     Config(String),
@@ -387,7 +399,9 @@ fn vault_message(path: &std::path::Path, problem: &VaultProblem) -> String {
         VaultProblem::Tampered => {
             format!("{p} failed authentication: it was modified or damaged")
         }
-        VaultProblem::Corrupt(why) => format!("{p} is not a readable kimi-vault file ({why})"),
+        VaultProblem::Corrupt(why) | VaultProblem::KeyringEntry(why) => {
+            format!("{p} is not a readable kimi-vault file ({why})")
+        }
         VaultProblem::Unsafe(why) => format!("{p} is unsafe to use: {why}"),
         VaultProblem::KeyMissing => {
             format!("{p} is missing, so the encrypted vault beside it cannot be opened")

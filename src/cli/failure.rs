@@ -89,6 +89,15 @@ pub(crate) fn profile_flag(profile: &str) -> String {
     }
 }
 
+/// After a keyring that is not asked again for a while (a recent timeout): which command still
+/// asks it. Empty for every other keyring error.
+pub(crate) fn asked_by_doctor(k: &KeyringError) -> &'static str {
+    match k {
+        KeyringError::RecentlyTimedOut { .. } => " (`kimi-vault doctor` asks it)",
+        _ => "",
+    }
+}
+
 impl Failure {
     /// The process exit code.
     pub(crate) fn exit_code(&self) -> u8 {
@@ -99,7 +108,9 @@ impl Failure {
                 | Error::ApiUnauthorized { .. } => exit::LOGIN_REQUIRED,
                 Error::VaultUnreadable { .. } => exit::VAULT_UNREADABLE,
                 Error::Service(_) => exit::SERVICE,
-                Error::InvalidProfile { .. } | Error::Config(_) => exit::USAGE,
+                Error::InvalidProfile { .. }
+                | Error::Config(_)
+                | Error::DefaultProfileUnusable { .. } => exit::USAGE,
                 _ => exit::FAILURE,
             },
             Failure::Usage(_) => exit::USAGE,
@@ -118,6 +129,10 @@ impl Failure {
         let login = format!("kimi-vault login{}", profile_flag(profile));
         match self {
             Failure::Lib(e) => match e {
+                Error::NotLoggedIn {
+                    keyring_unreadable: Some(KeyringError::RecentlyTimedOut { .. }),
+                    ..
+                } => format!("{e}: run `{login}`; `kimi-vault doctor` still asks the keyring"),
                 Error::NotLoggedIn { .. }
                 | Error::LoginRequired { .. }
                 | Error::ApiUnauthorized { .. } => {
@@ -126,13 +141,12 @@ impl Failure {
                 Error::MembershipInactive { .. } => format!(
                     "{e}. Your login is fine and was kept: check or renew your Kimi Code membership on kimi.com, then try again"
                 ),
-                Error::VaultUnreadable { problem, path } => {
+                Error::VaultUnreadable { problem, .. } => {
                     let logout = format!("kimi-vault logout{}", profile_flag(profile));
-                    let keyring_entry = path.to_string_lossy().starts_with("keyring entry");
                     let next = match problem {
                         VaultProblem::Unsafe(_) => "Fix or remove it, then try again".to_owned(),
                         VaultProblem::Directory(_) => "Use a directory of your own that only you can write: point KIMI_VAULT_HOME (or --vault-home) at one, or unset it for the default (created with mode 700); or fix this one (yours, not sticky, chmod 700)".to_owned(),
-                        _ if keyring_entry => {
+                        VaultProblem::KeyringEntry(_) => {
                             format!("Run `{logout}` to delete the entry, then `{login}`")
                         }
                         VaultProblem::WrongKey => format!(
@@ -165,7 +179,8 @@ impl Failure {
                         _ => "use a keyring that accepts the entry",
                     };
                     format!(
-                        "{e}. KIMI_VAULT_BACKEND=keyring requires a working keyring: {fix}; or set KIMI_VAULT_BACKEND=auto (falls back to the encrypted file) or KIMI_VAULT_BACKEND=file. `kimi-vault doctor` shows what works here"
+                        "{e}{}. KIMI_VAULT_BACKEND=keyring requires a working keyring: {fix}; or set KIMI_VAULT_BACKEND=auto (falls back to the encrypted file) or KIMI_VAULT_BACKEND=file. `kimi-vault doctor` shows what works here",
+                        asked_by_doctor(k)
                     )
                 }
                 Error::LoginFailed(LoginFailure::Expired) => format!("{e}: run `{login}` again"),
@@ -173,6 +188,9 @@ impl Failure {
                     format!("{e}; try again, or look for a stuck kimi-vault process")
                 }
                 Error::ReadBackMismatch { .. } => format!("{e}; migrate it again with --force"),
+                Error::DefaultProfileUnusable { .. } => format!(
+                    "{e}: set the default with `kimi-vault profiles use NAME`, or delete the file"
+                ),
                 Error::VaultDirNotWritable { blocked, .. } => format!(
                     "{e}. Point KIMI_VAULT_HOME (or --vault-home) at a directory you can write (the vault directory is created there, mode 700), or make {} writable; `kimi-vault doctor` checks it",
                     blocked.display()
@@ -188,5 +206,72 @@ impl Failure {
             Failure::Other(m) => m.clone(),
             Failure::Cancelled => "login cancelled (Ctrl-C): nothing was stored".to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_keyring_entry_is_told_by_its_problem_not_its_path() {
+        // The path names the entry; the hint follows the typed problem, whatever the path says.
+        for path in ["keyring entry kimi-vault/work", "/somewhere/else"] {
+            let e = Error::VaultUnreadable {
+                path: path.into(),
+                problem: VaultProblem::KeyringEntry("the stored entry is not valid UTF-8".into()),
+            };
+            let message = Failure::Lib(e).message("work");
+            assert!(
+                message.contains("to delete the entry, then `kimi-vault login"),
+                "{message}"
+            );
+        }
+        let corrupt = Error::VaultUnreadable {
+            path: "keyring entry kimi-vault/work".into(),
+            problem: VaultProblem::Corrupt("cut short".into()),
+        };
+        assert!(
+            !Failure::Lib(corrupt)
+                .message("work")
+                .contains("delete the entry")
+        );
+    }
+
+    #[test]
+    fn the_command_line_names_the_commands_the_library_does_not() {
+        let recent = KeyringError::RecentlyTimedOut {
+            seconds_ago: 3,
+            again_in: 57,
+        };
+        assert!(!recent.to_string().contains("kimi-vault"), "{recent}");
+        let message = Failure::Lib(Error::Keyring(recent.clone())).message("default");
+        assert!(
+            message.contains("(`kimi-vault doctor` asks it)"),
+            "{message}"
+        );
+        let not_in = Error::NotLoggedIn {
+            profile: "default".into(),
+            keyring_unreadable: Some(recent),
+        };
+        let message = Failure::Lib(not_in).message("default");
+        assert!(
+            message.contains("`kimi-vault doctor` still asks"),
+            "{message}"
+        );
+
+        let e = Error::DefaultProfileUnusable {
+            path: "/v/default-profile".into(),
+        };
+        assert!(!e.to_string().contains("kimi-vault"), "{e}");
+        let failure = Failure::Lib(e);
+        assert_eq!(failure.exit_code(), exit::USAGE);
+        assert!(
+            failure
+                .message("default")
+                .ends_with("does not hold a profile name: set the default with `kimi-vault profiles use NAME`, or delete the file"),
+            "{}",
+            failure.message("default")
+        );
     }
 }

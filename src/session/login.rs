@@ -38,7 +38,7 @@ pub struct LoginStored {
 impl Session {
     /// Asks Kimi's auth server of `region` for a device code, after checking (creating
     /// nothing) that the tokens could be stored: a login that could not store them fails here,
-    /// before any request ([`crate::store::Vault::check_writable`]).
+    /// before any request (`Vault::check_writable`).
     pub async fn begin_login(&self, region: Region) -> Result<PendingLogin> {
         let endpoints = self.endpoints(region)?;
         self.vault().check_writable(self.profile())?;

@@ -1,4 +1,4 @@
-//! The persisted default profile (`kimi-vault profiles use NAME`): the file `default-profile`
+//! The persisted default profile (`profiles use NAME` on the command line): the file `default-profile`
 //! in the vault directory, holding the name and a newline, 0600, written atomically under the
 //! vault lock. Not a secret. `--profile` and `KIMI_VAULT_PROFILE` win over it.
 
@@ -31,12 +31,7 @@ pub fn read_default_profile(paths: &VaultPaths) -> Result<Option<String>> {
     if name.is_empty() {
         return Ok(None);
     }
-    check_profile_name(name).map_err(|_| {
-        Error::Config(format!(
-            "{} does not hold a profile name: set the default with `kimi-vault profiles use NAME`, or delete the file",
-            path.display()
-        ))
-    })?;
+    check_profile_name(name).map_err(|_| Error::DefaultProfileUnusable { path: path.clone() })?;
     Ok(Some(name.to_owned()))
 }
 

@@ -119,6 +119,40 @@ pub(crate) fn check_writable_dir(dir: &Path, home: &Path) -> Result<()> {
     }
 }
 
+/// Where the missing vault directory `home` would be created: the nearest ancestor that exists,
+/// which must be a directory this user can write in (else [`Error::VaultDirNotWritable`], or
+/// [`VaultProblem::Directory`] when it is not a directory). `Ok(None)`: no ancestor exists
+/// (a relative path under a working directory that was removed). The one "can a vault be made
+/// here" check: login's pre-check and `doctor` both use it.
+pub(crate) fn creation_parent(home: &Path) -> Result<Option<PathBuf>> {
+    let mut ancestor = home.parent();
+    while let Some(dir) = ancestor {
+        // A relative path's last parent is empty: the working directory.
+        let (dir, last) = if dir.as_os_str().is_empty() {
+            (Path::new("."), true)
+        } else {
+            (dir, false)
+        };
+        match fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => {
+                check_writable_dir(dir, home)?;
+                return Ok(Some(dir.to_owned()));
+            }
+            Ok(_) => {
+                return Err(Error::vault(
+                    home,
+                    VaultProblem::Directory(format!("{} is not a directory", dir.display())),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                ancestor = if last { None } else { dir.parent() };
+            }
+            Err(e) => return Err(Error::io(format!("cannot inspect {}", dir.display()), e)),
+        }
+    }
+    Ok(None)
+}
+
 /// Checks the vault directory, or creates it (and any missing parent) with mode 0700 when it
 /// does not exist. Directories that exist keep their mode (see [`check_dir`]).
 pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {

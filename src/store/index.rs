@@ -13,10 +13,10 @@
 use std::collections::BTreeMap;
 
 use crate::error::Result;
+use crate::store::backend::BackendKind;
 use crate::store::fsutil;
 use crate::store::lock::VaultLock;
 use crate::store::paths::{INDEX_FILE, VaultPaths};
-use crate::store::vault::BackendKind;
 
 /// Largest index read (a line per profile).
 const MAX_INDEX_BYTES: u64 = 64 * 1024;

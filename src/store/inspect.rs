@@ -240,29 +240,22 @@ impl Vault {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return FileProbe::Fails(format!("{} is not a directory", home.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut up = home.parent();
-                while let Some(dir) = up {
-                    if dir.as_os_str().is_empty() {
-                        break;
-                    }
-                    if dir.is_dir() {
-                        return match writable(dir) {
-                            Ok(()) => FileProbe::WillCreate {
-                                under: dir.to_owned(),
-                            },
-                            Err(e) => FileProbe::Fails(format!(
-                                "{} does not exist and cannot be created in {} ({e})",
-                                home.display(),
-                                dir.display()
-                            )),
-                        };
-                    }
-                    up = dir.parent();
-                }
-                return FileProbe::Fails(format!(
-                    "{} does not exist and no parent of it does",
-                    home.display()
-                ));
+                // The same check as login's pre-check (`Vault::check_writable`).
+                return match crate::store::fsutil::creation_parent(home) {
+                    Ok(Some(under)) => FileProbe::WillCreate { under },
+                    Ok(None) => FileProbe::Fails(format!(
+                        "{} does not exist and no parent of it does",
+                        home.display()
+                    )),
+                    Err(Error::VaultDirNotWritable {
+                        blocked, source, ..
+                    }) => FileProbe::Fails(format!(
+                        "{} does not exist and cannot be created in {} ({source})",
+                        home.display(),
+                        blocked.display()
+                    )),
+                    Err(e) => FileProbe::Fails(e.to_string()),
+                };
             }
             Err(e) => return FileProbe::Fails(format!("cannot inspect {}: {e}", home.display())),
         }
@@ -381,15 +374,41 @@ fn sweep_stale_probes(home: &Path) {
     }
 }
 
-fn writable(dir: &Path) -> Result<(), String> {
-    #[cfg(unix)]
-    {
-        use rustix::fs::{Access, access};
-        access(dir, Access::WRITE_OK | Access::EXEC_OK).map_err(|e| e.to_string())
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{BackendKind, BackendMode, VaultPaths};
+
+    #[test]
+    fn doctor_and_the_login_pre_check_agree_on_where_a_vault_would_be_made() {
+        // A relative KIMI_VAULT_HOME whose parents do not exist: it would be made in the
+        // working directory (doctor once said "no parent of it does" while login went ahead).
+        let relative = Vault::new(
+            VaultPaths::at(PathBuf::from("kimi-vault-test-missing-parent-7f3a/vault")),
+            BackendMode::File,
+        );
+        match relative.probe_file_backend() {
+            FileProbe::WillCreate { under } => assert_eq!(under, Path::new(".")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            relative.check_writable("default").unwrap(),
+            BackendKind::File
+        );
+        assert!(!Path::new("kimi-vault-test-missing-parent-7f3a").exists());
+
+        let dir = tempfile::tempdir().unwrap();
+        let absolute = Vault::new(
+            VaultPaths::at(dir.path().join("new").join("vault")),
+            BackendMode::File,
+        );
+        match absolute.probe_file_backend() {
+            FileProbe::WillCreate { under } => assert_eq!(under, dir.path()),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            absolute.check_writable("default").unwrap(),
+            BackendKind::File
+        );
     }
 }

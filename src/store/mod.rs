@@ -9,6 +9,7 @@
 //! - `inspect` is what `doctor` looks at (paths, the file backend's write test, the key, the
 //!   lock), read-only.
 
+pub(crate) mod backend;
 pub(crate) mod crypto;
 pub(crate) mod default_profile;
 pub(crate) mod device_id;
@@ -24,6 +25,7 @@ pub(crate) mod profile;
 pub(crate) mod record;
 pub(crate) mod vault;
 
+pub use backend::BackendKind;
 pub use default_profile::{read_default_profile, write_default_profile};
 pub use file::KeptAside;
 pub use lock::{LockState, VaultLock};
@@ -31,6 +33,6 @@ pub use paths::VaultPaths;
 pub use profile::{DEFAULT_PROFILE, check_profile_name};
 pub use record::{Account, Credential};
 pub use vault::{
-    BackendKind, BackendMode, BackendReason, KeyringListing, KeyringProbe, KeyringStatus, Loaded,
-    ProfileListing, StoredProfile, Vault,
+    BackendMode, BackendReason, KeyringListing, KeyringProbe, Loaded, ProfileListing,
+    StoredProfile, Vault,
 };

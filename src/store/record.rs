@@ -109,7 +109,7 @@ pub struct VaultContents {
     pub profiles: BTreeMap<String, Credential>,
 }
 
-/// [`Credential::to_secret_json`] for the wipe tests (`internals`).
+/// `Credential::to_secret_json` for the wipe tests (`internals`).
 #[cfg(any(fuzzing, feature = "testing"))]
 pub fn credential_json(cred: &Credential) -> zeroize::Zeroizing<String> {
     cred.to_secret_json()

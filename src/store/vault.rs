@@ -1,11 +1,13 @@
-//! The vault: picks the backend (`auto`, `keyring`, `file`), reads the newest copy of a
-//! profile, and keeps each profile in exactly one backend after a write.
+//! The vault: composes the backends (see [`Backend`]) for its mode (`auto`, `keyring`,
+//! `file`), reads the newest copy of a profile, and keeps each profile in exactly one backend
+//! after a write, with the index (SPEC §4) naming which.
 
 use std::fmt;
 use std::sync::Mutex;
 
 use crate::clock::now_unix_ms;
-use crate::error::{Error, KeyringError, Result, VaultProblem};
+use crate::error::{Error, KeyringError, Result};
+use crate::store::backend::{BResult, Backend, BackendError, BackendKind, PROBE_USER_PREFIX};
 use crate::store::file::{FileBackend, KeptAside, can_set_aside};
 use crate::store::fsutil;
 use crate::store::index;
@@ -26,33 +28,6 @@ pub enum BackendMode {
     File,
 }
 
-/// Which backend holds (or will hold) a credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    /// The OS keyring.
-    Keyring,
-    /// The encrypted file.
-    File,
-}
-
-impl BackendKind {
-    /// `"keyring"` or `"file"`, as in `status --json`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendKind::Keyring => "keyring",
-            BackendKind::File => "file",
-        }
-    }
-
-    /// For people: "OS keyring" or "encrypted file".
-    pub fn describe(self) -> &'static str {
-        match self {
-            BackendKind::Keyring => "OS keyring",
-            BackendKind::File => "encrypted file",
-        }
-    }
-}
-
 /// A credential and where it was found.
 #[derive(Debug)]
 pub struct Loaded {
@@ -62,9 +37,14 @@ pub struct Loaded {
     pub backend: BackendKind,
 }
 
+/// `cred`, found in `backend`.
+fn loaded(backend: BackendKind, cred: Option<Credential>) -> Option<Loaded> {
+    cred.map(|cred| Loaded { cred, backend })
+}
+
 /// Whether the keyring can be used, as found by this process.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeyringStatus {
+pub(crate) enum KeyringStatus {
     /// A call succeeded (or failed for a reason that does not make the keyring unusable).
     Available,
     /// The keyring cannot be used here; why.
@@ -143,10 +123,6 @@ pub struct KeyringProbe {
     pub delete: std::time::Duration,
 }
 
-/// User-name prefix of `doctor`'s throwaway keyring entries (never a valid profile name, so it
-/// can never collide with one, and listings skip it).
-pub(crate) const PROBE_USER_PREFIX: &str = ".doctor-probe-";
-
 /// The vault of one directory, in one mode. Cheap to create: it touches nothing until used.
 /// It can be shared between threads.
 #[derive(Debug)]
@@ -158,17 +134,6 @@ pub struct Vault {
     /// What the first keyring call of this process found; in `auto` mode an unavailable
     /// keyring is not asked again.
     keyring_status: Mutex<Option<KeyringStatus>>,
-}
-
-/// A keyring entry that cannot be read is reported like an unreadable vault file.
-fn keyring_error(profile: &str, e: KeyringError) -> Error {
-    match e {
-        KeyringError::EntryUnreadable { why } => Error::vault(
-            format!("keyring entry {SERVICE}/{profile}"),
-            VaultProblem::Corrupt(format!("the stored entry {why}")),
-        ),
-        other => Error::Keyring(other),
-    }
 }
 
 impl Vault {
@@ -195,7 +160,7 @@ impl Vault {
 
     /// Checks the vault directory without creating anything; `Ok(false)` when it does not
     /// exist. A directory that is not one, is owned by someone else, is writable by group or
-    /// others, or is sticky (shared) is refused ([`VaultProblem::Directory`]); one that is
+    /// others, or is sticky (shared) is refused ([`VaultProblem::Directory`](crate::error::VaultProblem::Directory)); one that is
     /// merely readable by others (and yours) is repaired to 0700 with a warning. Every read of
     /// the encrypted file checks it too; the command line checks it for every command.
     pub fn check_home(&self) -> Result<bool> {
@@ -208,10 +173,9 @@ impl Vault {
     /// `vault.lock` usable; for the encrypted file, `vault.enc` and `vault.key` must not be
     /// unsafe (an unreadable vault is no obstacle: a login keeps it aside); in `keyring` mode
     /// the keyring must answer. Returns the backend the write would go to.
-    pub fn check_writable(&self, profile: &str) -> Result<BackendKind> {
+    pub(crate) fn check_writable(&self, profile: &str) -> Result<BackendKind> {
         if self.mode == BackendMode::Keyring
-            && let Err(e) = self.keyring.load(profile)
-            && e.is_unavailable()
+            && let Err(BackendError::Unavailable(e)) = self.keyring.read(profile)
         {
             return Err(Error::Keyring(e));
         }
@@ -229,30 +193,7 @@ impl Vault {
             return Ok(target);
         }
         // It would be created: in the nearest directory that exists.
-        let mut ancestor = home.parent();
-        while let Some(dir) = ancestor {
-            let dir = if dir.as_os_str().is_empty() {
-                std::path::Path::new(".")
-            } else {
-                dir
-            };
-            match std::fs::metadata(dir) {
-                Ok(meta) if meta.is_dir() => {
-                    fsutil::check_writable_dir(dir, home)?;
-                    break;
-                }
-                Ok(_) => {
-                    return Err(Error::vault(
-                        home,
-                        VaultProblem::Directory(format!("{} is not a directory", dir.display())),
-                    ));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => ancestor = dir.parent(),
-                Err(e) => {
-                    return Err(Error::io(format!("cannot inspect {}", dir.display()), e));
-                }
-            }
-        }
+        fsutil::creation_parent(home)?;
         Ok(target)
     }
 
@@ -292,12 +233,12 @@ impl Vault {
 
     /// Whether the keyring can be used, probing it once (a read of the profile's entry) unless
     /// a call of this process already told.
-    pub fn keyring_status(&self, profile: &str) -> KeyringStatus {
+    pub(crate) fn keyring_status(&self, profile: &str) -> KeyringStatus {
         if let Some(s) = self.status() {
             return s;
         }
-        let status = match self.keyring.load(profile) {
-            Err(e) if e.is_unavailable() => KeyringStatus::Unavailable(e),
+        let status = match self.keyring.read(profile) {
+            Err(BackendError::Unavailable(e)) => KeyringStatus::Unavailable(e),
             _ => KeyringStatus::Available,
         };
         self.note_keyring(status.clone());
@@ -331,60 +272,56 @@ impl Vault {
         }
     }
 
-    /// The keyring's copy, with a note of what was asked and how long it took (`-v`).
-    fn keyring_load(&self, profile: &str) -> std::result::Result<Option<Credential>, KeyringError> {
+    /// A backend's copy, with a note of what was asked and how long it took (`-v`).
+    fn logged_read(&self, backend: &dyn Backend, profile: &str) -> BResult<Option<Credential>> {
         let started = std::time::Instant::now();
-        let result = self.keyring.load(profile);
+        let result = backend.read(profile);
         let ms = started.elapsed().as_millis();
-        match &result {
-            Ok(Some(_)) => tracing::info!("OS keyring: entry {SERVICE}/{profile} found ({ms} ms)"),
-            Ok(None) => tracing::info!("OS keyring: no entry {SERVICE}/{profile} ({ms} ms)"),
-            Err(e) => tracing::info!("OS keyring: {SERVICE}/{profile} not read: {e} ({ms} ms)"),
+        let path = self.paths.vault();
+        match (backend.kind(), &result) {
+            (BackendKind::Keyring, Ok(Some(_))) => {
+                tracing::info!("OS keyring: entry {SERVICE}/{profile} found ({ms} ms)")
+            }
+            (BackendKind::Keyring, Ok(None)) => {
+                tracing::info!("OS keyring: no entry {SERVICE}/{profile} ({ms} ms)")
+            }
+            (BackendKind::Keyring, Err(e)) => {
+                tracing::info!("OS keyring: {SERVICE}/{profile} not read: {e} ({ms} ms)")
+            }
+            (BackendKind::File, Ok(Some(_))) => tracing::info!(
+                "encrypted file: {} holds profile '{profile}' ({ms} ms)",
+                path.display()
+            ),
+            (BackendKind::File, Ok(None)) if !backend.holds_nothing() => tracing::info!(
+                "encrypted file: {} has no profile '{profile}' ({ms} ms)",
+                path.display()
+            ),
+            (BackendKind::File, Ok(None)) => {
+                tracing::info!("encrypted file: {} does not exist", path.display())
+            }
+            (BackendKind::File, Err(e)) => {
+                tracing::info!("encrypted file: not read: {e} ({ms} ms)")
+            }
         }
         result
     }
 
-    /// The encrypted file's copy, with a note of what was read and how long it took (`-v`).
+    /// The encrypted file's copy (logged).
     fn file_load(&self, profile: &str) -> Result<Option<Credential>> {
-        let started = std::time::Instant::now();
-        let result = self.file.load(profile);
-        let ms = started.elapsed().as_millis();
-        let path = self.paths.vault();
-        match &result {
-            Ok(Some(_)) => tracing::info!(
-                "encrypted file: {} holds profile '{profile}' ({ms} ms)",
-                path.display()
-            ),
-            Ok(None) if self.file.exists() => tracing::info!(
-                "encrypted file: {} has no profile '{profile}' ({ms} ms)",
-                path.display()
-            ),
-            Ok(None) => tracing::info!("encrypted file: {} does not exist", path.display()),
-            Err(e) => tracing::info!("encrypted file: not read: {e} ({ms} ms)"),
-        }
-        result
+        self.logged_read(&self.file, profile)
+            .map_err(BackendError::into_error)
     }
 
     /// Reads the profile without taking the lock. When both backends hold it (a crash between a
     /// write and the removal from the other), the newer copy wins.
     pub fn load(&self, profile: &str) -> Result<Option<Loaded>> {
-        let in_file = |cred: Option<Credential>| {
-            cred.map(|cred| Loaded {
-                cred,
-                backend: BackendKind::File,
-            })
-        };
-        let in_keyring = |cred: Option<Credential>| {
-            cred.map(|cred| Loaded {
-                cred,
-                backend: BackendKind::Keyring,
-            })
-        };
+        let in_file = |cred| loaded(BackendKind::File, cred);
+        let in_keyring = |cred| loaded(BackendKind::Keyring, cred);
         match self.mode {
             BackendMode::File => Ok(in_file(self.file_load(profile)?)),
             BackendMode::Keyring => Ok(in_keyring(
-                self.keyring_load(profile)
-                    .map_err(|e| keyring_error(profile, e))?,
+                self.logged_read(&self.keyring, profile)
+                    .map_err(BackendError::into_error)?,
             )),
             BackendMode::Auto => {
                 // The index names the backend that holds the profile: ask only that one (when
@@ -396,12 +333,12 @@ impl Vault {
                         }
                     }
                     Some(BackendKind::Keyring) if !self.keyring_known_unavailable() => {
-                        match self.keyring_load(profile) {
+                        match self.logged_read(&self.keyring, profile) {
                             Ok(Some(cred)) => {
                                 self.note_keyring(KeyringStatus::Available);
                                 return Ok(in_keyring(Some(cred)));
                             }
-                            Err(e) if e.is_unavailable() => {
+                            Err(BackendError::Unavailable(e)) => {
                                 self.note_keyring(KeyringStatus::Unavailable(e));
                             }
                             _ => {}
@@ -413,18 +350,19 @@ impl Vault {
                     tracing::info!("OS keyring: not asked again (found unavailable earlier)");
                     return Ok(in_file(self.file_load(profile)?));
                 }
-                let from_keyring = match self.keyring_load(profile) {
+                let from_keyring = match self.logged_read(&self.keyring, profile) {
                     Ok(c) => {
                         self.note_keyring(KeyringStatus::Available);
                         c
                     }
-                    Err(e) if e.is_unavailable() => {
+                    Err(BackendError::Unavailable(e)) => {
+                        // Try the next backend.
                         self.note_keyring(KeyringStatus::Unavailable(e));
                         return Ok(in_file(self.file_load(profile)?));
                     }
-                    Err(e) => return Err(keyring_error(profile, e)),
+                    Err(e) => return Err(e.into_error()),
                 };
-                if !self.file.exists() {
+                if self.file.holds_nothing() {
                     tracing::info!(
                         "encrypted file: {} does not exist",
                         self.paths.vault().display()
@@ -465,68 +403,85 @@ impl Vault {
         let mut cred = cred.clone();
         cred.updated_at_ms = now_unix_ms();
         let indexed = index::lookup(&self.paths, profile);
-        // The backend this write goes to, when known before it is made.
-        let planned = match self.mode {
-            BackendMode::File => Some(BackendKind::File),
-            BackendMode::Keyring => Some(BackendKind::Keyring),
-            BackendMode::Auto if self.keyring_known_unavailable() => Some(BackendKind::File),
-            BackendMode::Auto => Some(BackendKind::Keyring),
-        };
-        if indexed.is_some() && indexed != planned {
+        let chain = self.write_chain();
+        if indexed.is_some() && indexed != chain.first().map(|b| b.kind()) {
             // Moving to another backend: until both are written, the index names none, and
             // reads ask both.
             index::set(&self.paths, profile, None, lock)?;
         }
-        let target = match self.mode {
-            BackendMode::File => BackendKind::File,
-            BackendMode::Keyring => {
-                self.keyring
-                    .save(profile, &cred)
-                    .map_err(|e| keyring_error(profile, e))?;
-                BackendKind::Keyring
+        let target = self.write_through(&chain, profile, &cred, lock, set_aside, indexed)?;
+        if target == BackendKind::Keyring {
+            if !self.file.holds_nothing()
+                && let Err(e) = self.file.remove(profile, lock)
+            {
+                tracing::warn!(
+                    "saved in the keyring, but could not remove the old copy from the encrypted file: {e}"
+                );
             }
-            BackendMode::Auto if self.keyring_known_unavailable() => BackendKind::File,
-            BackendMode::Auto => match self.keyring.save(profile, &cred) {
-                Ok(()) => {
-                    self.note_keyring(KeyringStatus::Available);
-                    BackendKind::Keyring
-                }
-                Err(e) if e.is_unavailable() => {
-                    self.note_keyring(KeyringStatus::Unavailable(e));
-                    if indexed == Some(BackendKind::Keyring) {
-                        index::set(&self.paths, profile, None, lock)?;
-                    }
-                    BackendKind::File
-                }
-                Err(e @ KeyringError::TooLong { .. }) => {
-                    if indexed == Some(BackendKind::Keyring) {
-                        index::set(&self.paths, profile, None, lock)?;
-                    }
-                    // Reachable but too small: an older entry must not outlive this write.
-                    let _ = self.keyring.delete(profile);
-                    self.note_keyring(KeyringStatus::Unavailable(e));
-                    BackendKind::File
-                }
-                Err(e) => return Err(keyring_error(profile, e)),
-            },
-        };
-        match target {
-            BackendKind::File => self.file.save(profile, &cred, lock, set_aside)?,
-            BackendKind::Keyring => {
-                if self.file.exists()
-                    && let Err(e) = self.file.delete(profile, lock)
-                {
-                    tracing::warn!(
-                        "saved in the keyring, but could not remove the old copy from the encrypted file: {e}"
-                    );
-                }
-                self.replace_exposed_key(lock);
-            }
+            self.replace_exposed_key(lock);
         }
         if let Err(e) = index::set(&self.paths, profile, Some(target), lock) {
             tracing::warn!("could not update the backend index: {e}");
         }
         Ok(target)
+    }
+
+    /// Writes to the first backend of `chain` that takes the credential: one that is
+    /// unavailable, or cannot hold it, hands over to the next (its index line dropped, and a
+    /// copy it held removed); the last one takes the write or fails. Returns where it went.
+    fn write_through(
+        &self,
+        chain: &[&dyn Backend],
+        profile: &str,
+        cred: &Credential,
+        lock: &VaultLock,
+        set_aside: bool,
+        indexed: Option<BackendKind>,
+    ) -> Result<BackendKind> {
+        let Some((last, before)) = chain.split_last() else {
+            unreachable!("every mode has a backend")
+        };
+        for backend in before {
+            match backend.write(profile, cred, lock, set_aside) {
+                Ok(()) => {
+                    if self.mode == BackendMode::Auto && backend.kind() == BackendKind::Keyring {
+                        self.note_keyring(KeyringStatus::Available);
+                    }
+                    return Ok(backend.kind());
+                }
+                Err(BackendError::Unavailable(why)) => {
+                    self.note_keyring(KeyringStatus::Unavailable(why));
+                    if indexed == Some(backend.kind()) {
+                        index::set(&self.paths, profile, None, lock)?;
+                    }
+                }
+                Err(BackendError::CannotHold(why)) => {
+                    if indexed == Some(backend.kind()) {
+                        index::set(&self.paths, profile, None, lock)?;
+                    }
+                    // Reachable but too small: an older entry must not outlive this write.
+                    let _ = backend.remove(profile, lock);
+                    self.note_keyring(KeyringStatus::Unavailable(why));
+                }
+                Err(e) => return Err(e.into_error()),
+            }
+        }
+        last.write(profile, cred, lock, set_aside)
+            .map_err(BackendError::into_error)?;
+        Ok(last.kind())
+    }
+
+    /// The backends a write tries, in order: a backend that is unavailable (or cannot hold the
+    /// credential) hands over to the next one; the last one takes the write or fails. `auto`
+    /// tries the keyring, then the encrypted file (the file alone once the keyring was found
+    /// unavailable); `keyring` and `file` name one backend.
+    fn write_chain(&self) -> Vec<&dyn Backend> {
+        match self.mode {
+            BackendMode::File => vec![&self.file],
+            BackendMode::Keyring => vec![&self.keyring],
+            BackendMode::Auto if self.keyring_known_unavailable() => vec![&self.file],
+            BackendMode::Auto => vec![&self.keyring, &self.file],
+        }
     }
 
     /// A write that did not go through the encrypted file still replaces a key found exposed.
@@ -539,9 +494,12 @@ impl Vault {
     /// Removes the profile from every backend this mode may use; true when something was
     /// removed.
     pub fn delete(&self, profile: &str, lock: &VaultLock) -> Result<bool> {
-        let mut removed = self.delete_from_keyring(profile)?;
-        if self.file.exists() {
-            removed |= self.file.delete(profile, lock)?;
+        let mut removed = self.delete_from_keyring(profile, lock)?;
+        if !self.file.holds_nothing() {
+            removed |= self
+                .file
+                .remove(profile, lock)
+                .map_err(BackendError::into_error)?;
         }
         self.forget_in_index(profile, lock);
         self.replace_exposed_key(lock);
@@ -552,17 +510,21 @@ impl Vault {
     /// corrupt, key missing; never an unsafe file) is kept aside as
     /// `vault.enc.unreadable-<timestamp>` (as `login` does) instead of refused. Returns whether
     /// something was removed from a readable backend, and what was kept aside.
-    pub fn delete_or_reset(
+    pub(crate) fn delete_or_reset(
         &self,
         profile: &str,
         lock: &VaultLock,
     ) -> Result<(bool, Vec<KeptAside>)> {
-        let removed = self.delete_from_keyring(profile)?;
+        let removed = self.delete_from_keyring(profile, lock)?;
         self.forget_in_index(profile, lock);
-        if !self.file.exists() {
+        if self.file.holds_nothing() {
             return Ok((removed, Vec::new()));
         }
-        match self.file.delete(profile, lock) {
+        match self
+            .file
+            .remove(profile, lock)
+            .map_err(BackendError::into_error)
+        {
             Ok(r) => Ok((removed || r, Vec::new())),
             Err(e) if can_set_aside(&e) => Ok((removed, self.file.set_aside_unreadable(&e, lock)?)),
             Err(e) => Err(e),
@@ -577,17 +539,17 @@ impl Vault {
         }
     }
 
-    fn delete_from_keyring(&self, profile: &str) -> Result<bool> {
+    fn delete_from_keyring(&self, profile: &str, lock: &VaultLock) -> Result<bool> {
         if self.mode == BackendMode::File || self.keyring_known_unavailable() {
             return Ok(false);
         }
-        match self.keyring.delete(profile) {
+        match self.keyring.remove(profile, lock) {
             Ok(r) => Ok(r),
-            Err(e) if self.mode == BackendMode::Auto && e.is_unavailable() => {
+            Err(BackendError::Unavailable(e)) if self.mode == BackendMode::Auto => {
                 self.note_keyring(KeyringStatus::Unavailable(e));
                 Ok(false)
             }
-            Err(e) => Err(keyring_error(profile, e)),
+            Err(e) => Err(e.into_error()),
         }
     }
 
@@ -597,59 +559,43 @@ impl Vault {
     /// the other) is listed twice.
     pub fn profiles(&self) -> ProfileListing {
         let mut profiles = Vec::new();
+        let mut take = |backend: &dyn Backend, found: Vec<(String, Result<Credential>)>| {
+            profiles.extend(found.into_iter().map(|(profile, cred)| StoredProfile {
+                profile,
+                backend: backend.kind(),
+                cred,
+            }));
+        };
         let keyring = if self.mode == BackendMode::File {
             KeyringListing::NotConsulted
         } else if let Some(KeyringStatus::Unavailable(why)) = self.status() {
             KeyringListing::Unavailable(why)
         } else {
-            match self.keyring.list_users(SERVICE) {
-                Ok(users) => {
+            match self.keyring.list() {
+                Ok(found) => {
                     self.note_keyring(KeyringStatus::Available);
-                    for user in users {
-                        if user.starts_with(PROBE_USER_PREFIX) {
-                            continue;
-                        }
-                        if crate::store::check_profile_name(&user).is_err() {
-                            tracing::info!(
-                                "ignoring keyring entry {SERVICE}/{}: not a profile name",
-                                user.escape_default()
-                            );
-                            continue;
-                        }
-                        let cred = match self.keyring.load(&user) {
-                            Ok(Some(c)) => Ok(c),
-                            Ok(None) => continue,
-                            Err(e) => Err(keyring_error(&user, e)),
-                        };
-                        profiles.push(StoredProfile {
-                            profile: user,
-                            backend: BackendKind::Keyring,
-                            cred,
-                        });
-                    }
+                    take(&self.keyring, found);
                     KeyringListing::Listed
                 }
-                Err(e) => {
-                    if e.is_unavailable() {
-                        self.note_keyring(KeyringStatus::Unavailable(e.clone()));
-                    }
+                Err(BackendError::Unavailable(e)) => {
+                    self.note_keyring(KeyringStatus::Unavailable(e.clone()));
                     KeyringListing::Unavailable(e)
+                }
+                Err(BackendError::CannotHold(e) | BackendError::Failed(Error::Keyring(e))) => {
+                    KeyringListing::Unavailable(e)
+                }
+                Err(BackendError::Failed(other)) => {
+                    KeyringListing::Unavailable(KeyringError::Platform {
+                        detail: other.to_string(),
+                    })
                 }
             }
         };
         let mut file_error = None;
-        if self.file.exists() {
-            match self.file.load_contents() {
-                Ok(contents) => {
-                    for (name, cred) in contents.into_iter().flat_map(|c| c.profiles) {
-                        profiles.push(StoredProfile {
-                            profile: name,
-                            backend: BackendKind::File,
-                            cred: Ok(cred),
-                        });
-                    }
-                }
-                Err(e) => file_error = Some(e),
+        if !self.file.holds_nothing() {
+            match self.file.list() {
+                Ok(found) => take(&self.file, found),
+                Err(e) => file_error = Some(e.into_error()),
             }
         }
         profiles.sort_by(|a, b| {
@@ -705,5 +651,65 @@ impl Vault {
     /// The keyring backend, for reading and removing other tools' entries (`migrate`).
     pub(crate) fn keyring(&self) -> &KeyringBackend {
         &self.keyring
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::SecretString;
+
+    /// A backend that is never available here.
+    #[derive(Debug)]
+    struct Absent;
+
+    fn absent() -> BackendError {
+        BackendError::Unavailable(KeyringError::NoService {
+            detail: "absent".into(),
+        })
+    }
+
+    impl Backend for Absent {
+        fn kind(&self) -> BackendKind {
+            BackendKind::Keyring
+        }
+        fn read(&self, _: &str) -> BResult<Option<Credential>> {
+            Err(absent())
+        }
+        fn write(&self, _: &str, _: &Credential, _: &VaultLock, _: bool) -> BResult<()> {
+            Err(absent())
+        }
+        fn remove(&self, _: &str, _: &VaultLock) -> BResult<bool> {
+            Err(absent())
+        }
+        fn list(&self) -> BResult<Vec<(String, Result<Credential>)>> {
+            Err(absent())
+        }
+    }
+
+    #[test]
+    fn a_write_falls_through_an_unavailable_backend_to_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::new(VaultPaths::at(dir.path().join("vault")), BackendMode::Auto);
+        let lock = vault.lock().unwrap();
+        let cred = Credential::new(SecretString::from("a"), SecretString::from("r"), 0);
+        let chain: [&dyn Backend; 2] = [&Absent, &vault.file];
+        let went = vault
+            .write_through(&chain, "work", &cred, &lock, false, None)
+            .unwrap();
+        assert_eq!(went, BackendKind::File);
+        assert!(vault.file.read("work").unwrap().is_some());
+        assert!(
+            vault.keyring_known_unavailable(),
+            "remembered for auto mode"
+        );
+        // The last backend does not hand over: its failure is the error.
+        let err = vault
+            .write_through(&[&Absent], "work", &cred, &lock, false, None)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Keyring(KeyringError::NoService { .. })),
+            "{err}"
+        );
     }
 }

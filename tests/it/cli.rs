@@ -686,12 +686,9 @@ fn status_json_has_the_same_keys_in_every_state() {
     assert_eq!(out.status.code(), Some(0));
     seen.push(("logged in", json(&out)));
     // Needs a login.
-    let vault = env.vault();
-    let lock = vault.lock().unwrap();
     let mut cred = env.stored("default").unwrap();
     cred.needs_login = true;
-    vault.save("default", &cred, &lock, false).unwrap();
-    drop(lock);
+    env.store("default", &cred);
     let out = env.cmd().args(["status", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3));
     seen.push(("needs login", json(&out)));

@@ -718,10 +718,7 @@ fn token_json_escapes_server_text_for_the_terminal() {
     let env = TestEnv::new();
     let mut cred = credential(CANARY_ACCESS, CANARY_REFRESH, 3600);
     cred.token_type = "Bearer\u{9b}2J\u{202e}".into();
-    let vault = env.vault();
-    let lock = vault.lock().unwrap();
-    vault.save("default", &cred, &lock, false).unwrap();
-    drop(lock);
+    env.store("default", &cred);
     let out = env.cmd().args(["token", "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);

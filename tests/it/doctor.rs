@@ -286,10 +286,7 @@ fn profiles_lists_every_stored_profile_without_secrets() {
     let mut marked = credential("at-x-0123456789abcdef", "rt-x-0123456789abcdef", 60);
     marked.needs_login = true;
     marked.region = "global".into();
-    let vault = env.vault();
-    let lock = vault.lock().unwrap();
-    vault.save("gone", &marked, &lock, false).unwrap();
-    drop(lock);
+    env.store("gone", &marked);
     let (code, v, err) = run_json(&env, &[], &["profiles"]);
     assert_eq!(code, Some(0));
     assert!(err.contains("not consulted"), "{err}");

@@ -71,16 +71,13 @@ fn exec_refuses_when_not_logged_in_and_bad_vars() {
 #[test]
 fn exec_uses_the_stored_region() {
     let env = TestEnv::new();
-    let vault = env.vault();
-    let lock = vault.lock().unwrap();
     let mut cred = credential(
         "at-global-0123456789abcdef",
         "rt-global-0123456789abcdef",
         3600,
     );
     cred.region = "global".into();
-    vault.save("default", &cred, &lock, false).unwrap();
-    drop(lock);
+    env.store("default", &cred);
     // No override: the base URL comes from the region the credential was logged in to.
     let out = env
         .cmd()

@@ -294,14 +294,7 @@ fn an_exposed_key_is_reported_then_replaced_at_the_next_write() {
     assert_ne!(replaced, original, "fresh key material");
     assert_eq!(replaced.len(), 32);
     assert_eq!(mode_of(&key), 0o600);
-    let v: serde_json::Value = serde_json::from_slice(
-        &env.cmd()
-            .args(["status", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let v = env.status_json();
     assert_eq!(v["key_exposed"], false);
     env.cmd()
         .args(["--profile", "other", "token"])
@@ -403,14 +396,7 @@ fn replacing_an_exposed_key_is_crash_safe() {
             .assert()
             .success();
         assert_ne!(std::fs::read(&key).unwrap(), original, "{fault}");
-        let v: serde_json::Value = serde_json::from_slice(
-            &env.cmd()
-                .args(["status", "--json"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
+        let v = env.status_json();
         assert_eq!(v["key_exposed"], false, "{fault}");
         let names = entries(&env.vault_home());
         assert!(

@@ -365,14 +365,7 @@ fn login_region_global_is_stored_and_shown() {
     assert_eq!(env.stored("default").unwrap().region, "global");
     let status = env.cmd().arg("status").output().unwrap();
     assert!(String::from_utf8_lossy(&status.stdout).contains("region:     global"));
-    let v: serde_json::Value = serde_json::from_slice(
-        &env.cmd()
-            .args(["status", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let v = env.status_json();
     assert_eq!(v["region"], "global");
     let v: serde_json::Value = serde_json::from_slice(
         &env.cmd()
@@ -577,14 +570,7 @@ fn login_reads_the_account_stores_it_and_warns_about_a_second_profile_of_it() {
         String::from_utf8_lossy(&status.stdout)
             .contains("account:    moonwalker (id u_canary_4242, Vivace)")
     );
-    let v: serde_json::Value = serde_json::from_slice(
-        &env.cmd()
-            .args(["status", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let v = env.status_json();
     assert_eq!(v["account"]["id"], "u_canary_4242");
     assert_eq!(v["account"]["name"], "moonwalker");
     assert_eq!(v["account"]["level"], "Vivace");
@@ -657,14 +643,7 @@ fn a_failed_account_lookup_is_a_warning_not_a_failed_login() {
     let stored = env.stored("default").unwrap();
     assert!(stored.account.is_none());
     assert!(stored.access_token.expose().starts_with("at-gen1"));
-    let v: serde_json::Value = serde_json::from_slice(
-        &env.cmd()
-            .args(["status", "--json"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    let v = env.status_json();
     assert_eq!(v["logged_in"], true);
     assert_eq!(v["account"], serde_json::Value::Null);
 }

@@ -618,10 +618,7 @@ fn health_has_no_secret_and_is_503_when_login_is_required() {
     let env = TestEnv::new();
     let mut cred = credential(SEED_ACCESS, SEED_REFRESH, -10);
     cred.needs_login = true;
-    let vault = env.vault();
-    let lock = vault.lock().unwrap();
-    vault.save("default", &cred, &lock, false).unwrap();
-    drop(lock);
+    env.store("default", &cred);
     let p = start(&env, &up, &[]);
     let (status, v) = health(&p.url);
     assert_eq!(status, 503);
@@ -1520,10 +1517,7 @@ fn a_running_proxy_follows_logout_login_and_a_rotated_client_key_within_5_s() {
         3600,
     );
     cred.proxy_client_key = Some(kimi_vault::SecretString::from(new_key));
-    let vault = env.vault();
-    let lock = vault.lock().unwrap();
-    vault.save("default", &cred, &lock, false).unwrap();
-    drop(lock);
+    env.store("default", &cred);
     let took = within(Duration::from_secs(5), || {
         post(&p.url, "/v1/messages", Some(new_key), "{}").0 == 200
     });
@@ -1943,10 +1937,7 @@ fn a_login_to_another_region_moves_the_running_proxy_with_it() {
     let mut cred = credential("at-global-0123456789abcdef", "rt-global-0123456789", 3600);
     cred.region = "global".into();
     cred.proxy_client_key = Some(kimi_vault::SecretString::from(key.as_str()));
-    let vault = env.vault();
-    let lock = vault.lock().unwrap();
-    vault.save("default", &cred, &lock, false).unwrap();
-    drop(lock);
+    env.store("default", &cred);
     let took = within(Duration::from_secs(5), || {
         post(&p.url, "/v1/messages", Some(&key), "{}");
         up.seen()

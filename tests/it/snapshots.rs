@@ -12,8 +12,6 @@ use crate::common::*;
 const NOW: i64 = 2_208_988_800;
 
 fn seed_at(env: &TestEnv, profile: &str, expires_in: i64, region: &str, needs_login: bool) {
-    let vault = env.vault();
-    let lock = vault.lock().unwrap();
     let mut cred = credential(
         &format!("at-{profile}-0123456789abcdef"),
         &format!("rt-{profile}-0123456789abcdef"),
@@ -31,7 +29,7 @@ fn seed_at(env: &TestEnv, profile: &str, expires_in: i64, region: &str, needs_lo
             region: Some("REGION_CN".into()),
         });
     }
-    vault.save(profile, &cred, &lock, false).unwrap();
+    env.store(profile, &cred);
 }
 
 pub(super) fn run(env: &TestEnv, args: &[&str]) -> (Option<i32>, String) {

@@ -394,18 +394,17 @@ impl TestEnv {
     /// Stores a credential directly (as a previous login would have) and tells the fake server
     /// that its refresh token is the valid one.
     pub fn seed(&self, profile: &str, access: &str, refresh: &str, expires_in: i64) {
-        let vault = self.vault();
-        let lock = vault.lock().unwrap();
-        vault
-            .save(
-                profile,
-                &credential(access, refresh, expires_in),
-                &lock,
-                false,
-            )
-            .unwrap();
+        self.store(profile, &credential(access, refresh, expires_in));
         self.server
             .with(|s| s.valid_refresh = Some(refresh.to_owned()));
+    }
+
+    /// Stores `cred` for `profile` in the file backend, under the vault lock, as a login would
+    /// have (the fake server is not told about it: see [`seed`](Self::seed)).
+    pub fn store(&self, profile: &str, cred: &Credential) {
+        let vault = self.vault();
+        let lock = vault.lock().unwrap();
+        vault.save(profile, cred, &lock, false).unwrap();
     }
 
     /// Starts `n` `kimi-vault ARGS…` processes at once, output captured.
@@ -420,6 +419,12 @@ impl TestEnv {
                     .unwrap()
             })
             .collect()
+    }
+
+    /// `status --json`'s object (whatever the exit code).
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = self.cmd().args(["status", "--json"]).output().unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     pub fn stored(&self, profile: &str) -> Option<Credential> {
