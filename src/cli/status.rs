@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use kimi_vault::oauth::Region;
-use kimi_vault::store::{BackendKind, Credential};
+use kimi_vault::store::{BackendKind, BackendReason, Credential};
 use serde::Serialize;
 
 use crate::cli::failure::{CmdResult, exit, profile_flag};
@@ -106,7 +106,7 @@ fn report_unreadable(ctx: &Ctx, default_profile: &str, e: kimi_vault::Error) -> 
             needs_login: false,
             access_token_valid: None,
             backend: Some(target.as_str()),
-            backend_reason: Some(target_reason.to_string()),
+            backend_reason: Some(reason_text(&target_reason)),
             expires_at: None,
             expires_in_seconds: None,
             scope: None,
@@ -123,7 +123,11 @@ fn report_unreadable(ctx: &Ctx, default_profile: &str, e: kimi_vault::Error) -> 
     } else {
         outln!("profile:    {}", profile_line(profile, default_profile));
         outln!("logged in:  unknown: the vault cannot be read (below)");
-        outln!("backend:    {} ({target_reason})", target.as_str());
+        outln!(
+            "backend:    {} ({})",
+            target.as_str(),
+            reason_text(&target_reason)
+        );
         print_paths(paths, None);
     }
     eprintln!(
@@ -133,6 +137,17 @@ fn report_unreadable(ctx: &Ctx, default_profile: &str, e: kimi_vault::Error) -> 
     failure.exit_code()
 }
 
+/// Why the vault writes to its backend, in words, with the command that still asks a keyring
+/// that is not asked again for a while.
+fn reason_text(reason: &BackendReason) -> String {
+    match reason {
+        BackendReason::KeyringUnavailable(k) => {
+            format!("{reason}{}", crate::cli::failure::asked_by_doctor(k))
+        }
+        _ => reason.to_string(),
+    }
+}
+
 /// The backend that holds the profile (or would), and why.
 fn backend_and_reason(
     ctx: &Ctx,
@@ -140,7 +155,7 @@ fn backend_and_reason(
 ) -> (BackendKind, String) {
     let (target, target_reason) = ctx.session.vault().write_target(ctx.profile());
     match loaded {
-        Some(l) if l.backend == target => (l.backend, target_reason.to_string()),
+        Some(l) if l.backend == target => (l.backend, reason_text(&target_reason)),
         Some(l) => (
             l.backend,
             match l.backend {
@@ -151,7 +166,7 @@ fn backend_and_reason(
                 BackendKind::Keyring => "stored in the OS keyring".to_owned(),
             },
         ),
-        None => (target, target_reason.to_string()),
+        None => (target, reason_text(&target_reason)),
     }
 }
 
