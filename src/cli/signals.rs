@@ -8,7 +8,9 @@
 //! recorded; when the library reports that the last refresh critical section ended
 //! ([`kimi_vault::session::set_critical_section_hook`]), the default action of the recorded
 //! signal is performed: the process is killed by that signal, right after the new tokens are
-//! stored. No thread is started: the handlers only set flags (signal-hook's safe API).
+//! stored. No thread is started: the handlers only set flags (signal-hook's safe API), and they
+//! are installed when the first refresh critical section begins, not before: a command that
+//! refreshes nothing never installs them.
 
 #[cfg(unix)]
 mod imp {
@@ -30,7 +32,15 @@ mod imp {
 
     static FLAGS: OnceLock<Flags> = OnceLock::new();
 
+    /// Registers the hook only: the handlers are installed when the first refresh critical
+    /// section begins (before its request is sent), so a command that refreshes nothing (a warm
+    /// `token`) spends nothing on them, and outside a section every signal keeps its default
+    /// action either way.
     pub(crate) fn defer_during_refresh() {
+        kimi_vault::session::set_critical_section_hook(on_critical_section);
+    }
+
+    fn install() -> Flags {
         let flags = Flags {
             outside: Arc::new(AtomicBool::new(true)),
             arrived: std::array::from_fn(|_| Arc::new(AtomicBool::new(false))),
@@ -44,22 +54,21 @@ mod imp {
                 tracing::debug!("cannot handle signal {signal}: {e}");
             }
         }
-        if FLAGS.set(flags).is_ok() {
-            kimi_vault::session::set_critical_section_hook(on_critical_section);
-        }
+        flags
     }
 
     fn on_critical_section(in_flight: bool) {
-        let Some(flags) = FLAGS.get() else {
-            return;
-        };
         if in_flight {
+            let flags = FLAGS.get_or_init(install);
             for arrived in &flags.arrived {
                 arrived.store(false, Ordering::SeqCst);
             }
             flags.outside.store(false, Ordering::SeqCst);
             return;
         }
+        let Some(flags) = FLAGS.get() else {
+            return;
+        };
         flags.outside.store(true, Ordering::SeqCst);
         for (i, (signal, name)) in DEFERRED.iter().enumerate() {
             if flags.arrived[i].swap(false, Ordering::SeqCst) {
