@@ -540,6 +540,7 @@ mod tests {
     /// refused there is nothing to check: the integration tests check that case.)
     #[cfg(target_os = "linux")]
     #[test]
+    #[allow(clippy::print_stderr, reason = "a test saying what it could not check")]
     fn a_read_older_than_a_write_is_cached_but_never_served() {
         let bus = format!("test-bus-{}", std::process::id());
         let id = || Identity::new("kimi-vault-unit-test", "race", &bus);
