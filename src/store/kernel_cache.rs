@@ -15,7 +15,8 @@
 //!   (at most [`MAX_TTL`]), set before the key enters the user keyring. SECURITY.md ("The kernel keyring cache") says why `@u` and not the
 //!   session keyring.
 //! - **Filled** only by a read the Secret Service answered (so a keyring that is locked or
-//!   gone fills nothing), in [`KeyringBackend::load`](crate::store::keyring).
+//!   gone fills nothing), in [`KeyringBackend::load`](crate::store::keyring), and only in a
+//!   process that asked the cache for a token and missed ([`FILL`]).
 //! - **Invalidated** by every write and delete of the entry (login, refresh, logout, migrate,
 //!   a rejected refresh), before and after the Secret Service call, by any process of the user:
 //!   the entry's *generation* key (`…:gen`) gets a new random value and the cached key is
@@ -330,9 +331,18 @@ mod sys {
     pub(super) const GEN_MAX: usize = 64;
 }
 
+/// Set by [`serve`] on a miss: this process asked for a token the cache could have served, so
+/// its keyring reads fill the cache. Other commands (`login`, `status`, `doctor`, …) never
+/// fill it: a token is cached only after the keyring handed it to `token` (or `exec`, `usage`,
+/// `models`), so a keyring locked before any of them ran answers them "locked" at once.
+static FILL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The current generation of `id` (creating one when there is none): taken before a Secret
 /// Service read, handed to [`fill`] after it.
 pub(crate) fn ticket(id: Option<Identity>) -> Option<Ticket> {
+    if !FILL.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
     let id = id?;
     #[cfg(target_os = "linux")]
     {
@@ -474,7 +484,10 @@ pub(crate) fn serve(vault: &Vault, profile: &str, min_valid: i64) -> Option<Cred
         return None;
     }
     let id = crate::store::keyring::cache_identity(profile)?;
-    let cred = lookup(&id, min_valid)?;
+    let Some(cred) = lookup(&id, min_valid) else {
+        FILL.store(true, std::sync::atomic::Ordering::Relaxed);
+        return None;
+    };
     tracing::info!(
         "OS keyring: entry {}/{profile} served from the kernel keyring cache",
         crate::store::keyring::SERVICE
@@ -548,6 +561,7 @@ mod tests {
             eprintln!("keyctl is refused here: the generation protocol was not exercised");
             return;
         }
+        FILL.store(true, std::sync::atomic::Ordering::Relaxed);
         let cred = Credential::new(
             SecretString::from("at-race-0123456789"),
             SecretString::from("rt-CANARY-0123456789"),
