@@ -8,9 +8,10 @@
 #                  backend index sends the read to the file alone)
 #   token-keyring  KIMI_VAULT_BACKEND=keyring: served from the kernel keyring cache in front
 #                  of gnome-keyring (src/store/kernel_cache.rs; the warm-up fills it)
-#   token-keyring-miss  the same, the cache emptied before each run (a keyring write by the
-#                  seed example, as a login or refresh would): gnome-keyring over D-Bus, then
-#                  filling the cache. Measured in a second hyperfine run (its own --prepare).
+#   token-keyring-miss  the same, the cached key invalidated before each run (as when it
+#                  expires): gnome-keyring over D-Bus, then filling the cache. Measured in a
+#                  second hyperfine run (its own --prepare; it invalidates every cached key of
+#                  a profile named `default` of this user, harmless: the next `token` refills it).
 #   token-keyring-baseline  only with BASELINE_BIN=/path/to/an/older/kimi-vault: that binary's
 #                  keyring `token` on the same entry, in the first run (before/after figures)
 # The release binary is scripts/release-build.sh's (fat LTO, panic=abort, static non-PIE).
@@ -30,6 +31,17 @@ ex=$(dirname "$bin")/examples
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 head -c 2000 /dev/urandom | base64 > "$work/small.txt"
+# Invalidates the kernel keyring cache's keys of profile `default` (KEYCTL_INVALIDATE = 21).
+cat > "$work/uncache.py" <<'EOF'
+import ctypes, platform
+keyctl = {"x86_64": 250, "aarch64": 219}[platform.machine()]
+libc = ctypes.CDLL(None, use_errno=True)
+for line in open("/proc/keys"):
+    f = line.split(None, 8)
+    if len(f) == 9 and f[7] == "user" and f[8].startswith("kimi-vault:v1:default:") \
+            and ":gen:" not in f[8]:
+        libc.syscall(keyctl, 21, int(f[0], 16))
+EOF
 
 export BIN=$bin EX=$ex WORK=$work RUNS=$runs BASELINE_BIN=${BASELINE_BIN:-}
 mkdir -p "$work/home/.local/share/keyrings"
@@ -52,9 +64,9 @@ dbus-run-session -- bash -c '
         -n token-auto "$BIN --vault-home $WORK/vault --backend auto token" \
         -n token-keyring "$BIN --vault-home $WORK/vault-kr --backend keyring token" \
         "${baseline[@]}"
-    # Each run after a keyring write (which empties the cache); fewer runs: the write is slow.
-    hyperfine -N --warmup 3 --min-runs $(( (RUNS + 9) / 10 )) --export-json "$WORK/miss.json" \
-        --prepare "$EX/seed $WORK/vault-kr keyring" \
+    # Each run with the cached key invalidated first.
+    hyperfine -N --warmup 3 --min-runs $(( (RUNS + 2) / 3 )) --export-json "$WORK/miss.json" \
+        --prepare "python3 $WORK/uncache.py" \
         -n token-keyring-miss "$BIN --vault-home $WORK/vault-kr --backend keyring token"
 '
 python3 - "$work/run.json" "$work/miss.json" <<'EOF'
