@@ -192,6 +192,9 @@ mod sys {
     /// The largest payload read (an access token is about a kilobyte).
     const MAX_PAYLOAD: usize = 16 * 1024;
 
+    /// The first read's buffer.
+    const FIRST_READ: usize = 2048;
+
     /// Seconds a generation key outlives the last use (longer than any cached key it tags).
     const GEN_TTL: usize = (super::MAX_TTL as usize) * 2;
 
@@ -254,18 +257,24 @@ mod sys {
         }
     }
 
-    /// Reads a key's payload into a buffer wiped on drop.
+    /// Reads a key's payload into a buffer wiped on drop: a small one first (an access token
+    /// is about a kilobyte; the buffer is zeroed and wiped, so its size is paid twice), the
+    /// payload's own size when it is larger.
     pub(super) fn read(key: Key) -> Option<zeroize::Zeroizing<Vec<u8>>> {
-        let mut buf = zeroize::Zeroizing::new(vec![0u8; MAX_PAYLOAD]);
-        match key.read(&mut *buf) {
-            Ok(n) if n <= MAX_PAYLOAD => {
-                buf.truncate(n);
-                Some(buf)
-            }
-            Ok(_) => None,
-            Err(e) => {
-                note("read", e);
-                None
+        let mut size = FIRST_READ;
+        loop {
+            let mut buf = zeroize::Zeroizing::new(vec![0u8; size]);
+            match key.read(&mut *buf) {
+                Ok(n) if n <= size => {
+                    buf.truncate(n);
+                    return Some(buf);
+                }
+                Ok(n) if size == FIRST_READ && n <= MAX_PAYLOAD => size = n,
+                Ok(_) => return None,
+                Err(e) => {
+                    note("read", e);
+                    return None;
+                }
             }
         }
     }
@@ -589,6 +598,13 @@ mod tests {
         old.expires_at = crate::clock::now_unix() - 1;
         fill(ticket(id()), &old);
         assert!(lookup(&id().unwrap(), 0).is_none());
+        // A token longer than the first read's buffer.
+        let long = "at-".repeat(1500);
+        let mut big = cred.clone();
+        big.access_token = SecretString::from(long.as_str());
+        fill(ticket(id()), &big);
+        let hit = lookup(&id().unwrap(), 0).expect("a long token is served");
+        assert_eq!(hit.access_token.expose(), long);
         invalidate(id());
     }
 
