@@ -42,3 +42,17 @@ pub fn proxy_inspect_head(
         crate::proxy::forward::has_dot_segment(rest),
     )
 }
+
+/// The kernel keyring cache's payload parser (fuzzed: any process of the user can plant a key
+/// of that name): `(generation, expires_at, token)` when it reads.
+pub fn parse_kernel_cache(bytes: &[u8]) -> Option<(String, i64, String)> {
+    crate::store::kernel_cache::parse(bytes)
+        .map(|p| (p.generation.to_owned(), p.expires_at, p.token.to_owned()))
+}
+
+/// The descriptions of the kernel keyring cache's key and generation key for our keyring
+/// entry of `profile` on the session bus `bus` (for the tests that look at the kernel keyring).
+pub fn kernel_cache_descriptions(profile: &str, bus: &str) -> Option<(String, String)> {
+    crate::store::kernel_cache::Identity::new(crate::store::keyring::SERVICE, profile, bus)
+        .map(|id| id.descriptions())
+}

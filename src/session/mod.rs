@@ -203,7 +203,15 @@ impl Session {
     /// A credential whose access token is valid for more than `min_valid` seconds, refreshing
     /// it (once across all processes) when needed. Blocking: a runtime is built only when a
     /// request must be made. Do not call from async code; use [`token_async`](Self::token_async).
+    ///
+    /// On Linux, with the keyring backend, the token may come from the kernel keyring cache
+    /// (store/kernel_cache.rs): that credential's refresh token is then empty.
     pub fn token(&self, min_valid: i64) -> Result<Credential> {
+        if let Some(cred) =
+            crate::store::kernel_cache::serve(&self.inner.vault, &self.inner.profile, min_valid)
+        {
+            return Ok(cred);
+        }
         self.ensure(&Need::MinValid(min_valid), None)
     }
 

@@ -58,6 +58,11 @@ fn bus_address() -> String {
     std::env::var("DBUS_SESSION_BUS_ADDRESS").unwrap_or_default()
 }
 
+/// The kernel keyring cache's name for our entry of `profile` (kernel_cache.rs).
+pub(crate) fn cache_identity(profile: &str) -> Option<crate::store::kernel_cache::Identity> {
+    crate::store::kernel_cache::Identity::new(SERVICE, profile, &bus_address())
+}
+
 impl KeyringBackend {
     /// The backend, recording a keyring that does not answer in `memo` for other processes.
     pub(crate) fn with_memo(memo: PathBuf) -> Self {
@@ -464,10 +469,12 @@ impl KeyringBackend {
 
     /// Reads the profile's entry. `Ok(None)` when there is none.
     pub(crate) fn load(&self, profile: &str) -> KResult<Option<Credential>> {
+        // The kernel keyring cache's generation, taken before the read (kernel_cache.rs).
+        let ticket = crate::store::kernel_cache::ticket(cache_identity(profile));
         let Some(json) = self.read_any(SERVICE, profile)? else {
             return Ok(None);
         };
-        serde_json::from_str(&json).map(Some).map_err(|e| {
+        let cred: Credential = serde_json::from_str(&json).map_err(|e| {
             // serde_json's Display can quote the value: only the position is used.
             KeyringError::EntryUnreadable {
                 why: format!(
@@ -476,14 +483,22 @@ impl KeyringBackend {
                     e.column()
                 ),
             }
-        })
+        })?;
+        crate::store::kernel_cache::fill(ticket, &cred);
+        Ok(Some(cred))
     }
 
     /// Writes the profile's entry.
     pub(crate) fn save(&self, profile: &str, cred: &Credential) -> KResult<()> {
         let json = cred.to_secret_json();
-        self.call_entry(SERVICE, profile, move |e| e.set_password(&json))?
-            .map_err(|e| describe(&e))
+        // The kernel keyring cache forgets the entry before and after (even a failed write
+        // may have been made).
+        crate::store::kernel_cache::invalidate(cache_identity(profile));
+        let result = self
+            .call_entry(SERVICE, profile, move |e| e.set_password(&json))
+            .and_then(|r| r.map_err(|e| describe(&e)));
+        crate::store::kernel_cache::invalidate(cache_identity(profile));
+        result
     }
 
     /// Reads any entry (`service`/`user`, ours or another tool's) as a string, wiped on drop.
@@ -518,6 +533,9 @@ impl KeyringBackend {
 
     /// Deletes the profile's entry; false when there was none.
     pub(crate) fn delete(&self, profile: &str) -> KResult<bool> {
-        self.delete_any(SERVICE, profile)
+        crate::store::kernel_cache::invalidate(cache_identity(profile));
+        let result = self.delete_any(SERVICE, profile);
+        crate::store::kernel_cache::invalidate(cache_identity(profile));
+        result
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - [`Vault`] chooses between the two backends (`auto`, `keyring`, `file`) and keeps each
 //!   profile in exactly one of them;
-//! - `keyring` is the OS keyring (each call on a helper thread, with a timeout);
+//! - `keyring` is the OS keyring (each call on a helper thread, with a timeout), with
+//!   `kernel_cache` (Linux) keeping the access token in the kernel keyring in front of it;
 //! - `file` is the encrypted file, built from `crypto` (the envelope), `key` (the key file and
 //!   the machine binding), `fsutil` (careful opens, atomic durable writes) and `lock` (the
 //!   vault lock);
@@ -17,6 +18,7 @@ pub(crate) mod file;
 pub(crate) mod fsutil;
 pub(crate) mod index;
 pub mod inspect;
+pub(crate) mod kernel_cache;
 pub(crate) mod key;
 pub(crate) mod keyring;
 pub(crate) mod lock;

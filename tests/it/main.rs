@@ -26,6 +26,8 @@ mod daily_use;
 mod doctor;
 mod exec;
 mod hardening;
+#[cfg(all(target_os = "linux", feature = "testing"))]
+mod kernel_cache;
 mod keyring;
 mod login;
 mod migrate;
