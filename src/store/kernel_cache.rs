@@ -33,7 +33,8 @@
 //! rest of the process.
 
 use crate::store::record::Credential;
-use crate::store::vault::{BackendKind, BackendMode, Vault};
+use crate::store::backend::BackendKind;
+use crate::store::vault::{BackendMode, Vault};
 
 /// The longest a cached token lives in the kernel, whatever its expiry: it bounds how long a
 /// change made behind kimi-vault's back (an item deleted with seahorse, a keyring locked, a
