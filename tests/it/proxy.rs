@@ -1960,3 +1960,70 @@ fn a_login_to_another_region_moves_the_running_proxy_with_it() {
     // proxy says which region it now serves.
     assert!(err.contains("region 'global'"), "{err}");
 }
+
+/// The body of a raw response, as JSON.
+fn json_body(response: &str) -> serde_json::Value {
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {response}"))
+}
+
+/// Asserts `v` is the error shape of `openai` (OpenAI's) or Anthropic's, of `kind`.
+fn assert_shape(v: &serde_json::Value, openai: bool, kind: &str) {
+    assert_eq!(v["error"]["type"], kind, "{v}");
+    assert!(v["error"]["message"].is_string(), "{v}");
+    if openai {
+        assert!(v.get("type").is_none(), "OpenAI's shape: {v}");
+    } else {
+        assert_eq!(v["type"], "error", "Anthropic's shape: {v}");
+    }
+}
+
+#[test]
+fn the_proxys_own_answers_speak_the_clients_dialect_and_an_unreachable_kimi_is_a_502() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let ask = |method: &str, path: &str, key: Option<&str>| {
+        let key = key
+            .map(|k| format!("x-api-key: {k}\r\n"))
+            .unwrap_or_default();
+        raw(
+            &p.addr(),
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{key}Content-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    };
+    for (path, openai) in [("/v1/chat/completions", true), ("/v1/messages", false)] {
+        let r = ask("POST", path, None);
+        assert_eq!(status_of(&r), 401, "{r}");
+        assert_shape(&json_body(&r), openai, "authentication_error");
+        let r = ask("PUT", path, Some(&key));
+        assert_eq!(status_of(&r), 405, "{r}");
+        assert_shape(&json_body(&r), openai, "invalid_request_error");
+    }
+    // A base URL without /v1: a 404 in the dialect of the path asked.
+    for (path, openai) in [("/chat/completions", true), ("/messages", false)] {
+        let r = ask("POST", path, Some(&key));
+        assert_eq!(status_of(&r), 404, "{r}");
+        assert_shape(&json_body(&r), openai, "not_found_error");
+    }
+    assert!(up.seen().is_empty(), "{:?}", up.seen());
+    drop(p);
+
+    // Nothing listens at the API base: 502 (not 504), in the client's dialect.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}/coding/v1");
+    let p = start_with_env(&env, &up, &[], &[("KIMI_CODE_BASE_URL", &dead)]);
+    let key = p.key.clone().unwrap();
+    for (path, openai) in [("/v1/chat/completions", true), ("/v1/messages", false)] {
+        let (status, body) = post(&p.url, path, Some(&key), "{}");
+        assert_eq!(status, 502, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_shape(&v, openai, "api_error");
+        assert!(body.contains("cannot reach Kimi"), "{body}");
+        assert!(!body.contains(SEED_ACCESS), "{body}");
+    }
+}
