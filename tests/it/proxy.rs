@@ -2027,3 +2027,98 @@ fn the_proxys_own_answers_speak_the_clients_dialect_and_an_unreachable_kimi_is_a
         assert!(!body.contains(SEED_ACCESS), "{body}");
     }
 }
+
+/// A loopback https server for `localhost` with a certificate of the test CA
+/// (tests/it/fixtures/tls, made for tests only, valid for 100 years) that answers every request
+/// with the `Authorization` it got; its port.
+fn https_upstream() -> u16 {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/tls");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.join("localhost.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("localhost.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(|req: hyper::Request<_>| async move {
+                        let auth = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        let body = serde_json::json!({"authorization": auth}).to_string();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body)),
+                        ))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn an_https_upstream_is_verified_against_the_os_trust_store() {
+    // The test CA is trusted through the OS trust store's own override (SSL_CERT_FILE, read by
+    // rustls-platform-verifier's loader on Linux); the name `localhost` goes through the system
+    // resolver.
+    let (env, up) = seeded(3600);
+    let port = https_upstream();
+    let base = format!("https://localhost:{port}/coding/v1");
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/tls/ca.pem");
+    let ca = ca.to_str().unwrap();
+    let p = start_with_env(
+        &env,
+        &up,
+        &[],
+        &[("KIMI_CODE_BASE_URL", &base), ("SSL_CERT_FILE", ca)],
+    );
+    let key = p.key.clone().unwrap();
+    for path in ["/v1/messages", "/v1/chat/completions"] {
+        let (status, body) = post(&p.url, path, Some(&key), "{}");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["authorization"],
+            format!("Bearer {SEED_ACCESS}"),
+            "{body}"
+        );
+    }
+    drop(p);
+    // Without the CA in the trust store: refused (502), nothing accepted.
+    let p = start_with_env(&env, &up, &[], &[("KIMI_CODE_BASE_URL", &base)]);
+    let (status, body) = post(&p.url, "/v1/messages", p.key.as_deref(), "{}");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("cannot reach Kimi"), "{body}");
+    assert!(!body.contains(SEED_ACCESS), "{body}");
+}
