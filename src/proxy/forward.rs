@@ -370,6 +370,29 @@ mod tests {
         }
     }
 
+    /// The allocating version this replaced, as the reference.
+    fn has_dot_segment_reference(rest: &str) -> bool {
+        let plain = |c: char| c.is_ascii_alphanumeric() || "-._~:@!$'()*+,=&%/".contains(c);
+        if !rest.chars().all(plain) {
+            return true;
+        }
+        let lower = rest.to_ascii_lowercase();
+        if lower.contains("%2f") || lower.contains("%5c") || lower.contains("%00") {
+            return true;
+        }
+        lower.split('/').any(|segment| {
+            let decoded = segment.replace("%2e", ".");
+            decoded == "." || decoded == ".."
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dot_segments_as_before(rest in r"([./%2eEfFcC05a;\\é]|%2[eEfF]|%5[cC]|%00){0,12}") {
+            proptest::prop_assert_eq!(super::has_dot_segment(&rest), has_dot_segment_reference(&rest));
+        }
+    }
+
     #[test]
     fn dot_segments() {
         for bad in [
