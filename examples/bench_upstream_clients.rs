@@ -1,5 +1,6 @@
-//! The proxy's upstream client, measured on its own (issue 15): reqwest (what the proxy uses)
-//! against hyper-util's legacy client (what reqwest is built on), each sending the same GETs to
+//! The proxy's upstream client, measured on its own (issue 15): reqwest (what the proxy used
+//! until round three) against hyper-util's legacy client (what reqwest is built on, and what the
+//! proxy uses now, built the same way), each sending the same GETs to
 //! a local upstream over kept-alive connections, 64 at a time, on a two-worker runtime like the
 //! proxy's. Prints requests per second and CPU per request (this process's user + system time).
 //! `bench_upstream_clients URL [REQUESTS, default 40000]` (loopback only).
@@ -92,9 +93,28 @@ fn main() {
             }
         })
         .await;
+        // As the proxy builds it (src/proxy/upstream.rs): the rustls connector in front of the
+        // plain one (http passes through it), nodelay, a pool timer.
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocols")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let hyper_client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Empty<bytes::Bytes>>();
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .pool_max_idle_per_host(256)
+                .build::<_, Empty<bytes::Bytes>>(https);
         let uri: hyper::Uri = url.parse().expect("URI");
         measure("hyper-util legacy", requests, move || {
             let (c, uri) = (hyper_client.clone(), uri.clone());

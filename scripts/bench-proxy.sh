@@ -8,16 +8,27 @@
 # (keep-alive upstream connections, access log off), measured the same way: throughput at 64
 # connections, CPU per proxied request (user + system time of the proxy's processes over the
 # 64-connection run, divided by the requests wrk completed), added p50 latency at 1 connection.
-# The release binary is scripts/release-build.sh's.
+# The release binary is scripts/release-build.sh's; KIMI_VAULT_BENCH_BIN=/path/to/kimi-vault
+# measures another build instead (the one before a change, for figures side by side; the
+# examples are still this tree's); KIMI_VAULT_BENCH_NO_BUILD=1 takes what the last build left.
+# The machine's load (`uptime`) is printed before and after: on a shared machine, compare only
+# runs made back to back.
 # Usage: scripts/bench-proxy.sh [SECONDS per wrk run, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 1; }
 command -v nginx >/dev/null || { echo "needs nginx (apt-get install nginx)" >&2; exit 1; }
-bin=$(scripts/release-build.sh --example seed --example bench_upstream --example bench_client \
-    --example bench_upstream_clients)
-ex=$(dirname "$bin")/examples
+if [ -n "${KIMI_VAULT_BENCH_NO_BUILD:-}" ]; then # what the last build left (repeated runs)
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    built=$(cargo metadata --format-version 1 --no-deps | sed -E 's/.*"target_directory":"([^"]+)".*/\1/')/$host/release/kimi-vault
+else
+    built=$(scripts/release-build.sh --example seed --example bench_upstream --example bench_client \
+        --example bench_upstream_clients)
+fi
+ex=$(dirname "$built")/examples
+bin=${KIMI_VAULT_BENCH_BIN:-$built}
+echo "measuring $bin; load: $(uptime)"
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -124,7 +135,7 @@ for c in 1 64; do
 done
 awk -v d="$slowdirect_64_rps" -v p="$slowproxy_64_rps" -v d50="$slowdirect_64_p50" -v p50="$slowproxy_64_p50" \
     'BEGIN { printf "c=64 with a 20 ms upstream: %.0f req/s through the proxy vs %.0f direct (%.0f %%), added latency p50 %.0f us\n", p, d, 100*p/d, p50-d50 }'
-echo "== the upstream client alone: reqwest (the proxy's) vs hyper-util's legacy client, 64 at a time"
+echo "== the upstream client alone: reqwest vs hyper-util's legacy client (the proxy's), 64 at a time"
 "$ex/bench_upstream_clients" "$direct/ping" 40000
 echo "== 256 connections idle for 2 s, then streaming 20 events 100 ms apart at once"
 "$ex/bench_client" streams "${url#http://}" "/v1/sse?n=20&gap=100" "$key" 256
@@ -132,3 +143,4 @@ echo "peak RSS of the proxy: $(rss VmHWM) kB"
 echo "== SSE event latency, upstream send -> client arrival (200 streams of 5 events)"
 echo -n "direct:        "; "$ex/bench_client" sse-latency "127.0.0.1:$up_port" "/coding/v1/sse?n=5&gap=20" x 200
 echo -n "through proxy: "; "$ex/bench_client" sse-latency "${url#http://}" "/v1/sse?n=5&gap=20" "$key" 200
+echo "load: $(uptime)"

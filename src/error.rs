@@ -164,11 +164,6 @@ pub enum Error {
     /// Kimi's service could not be reached, or kept failing after retries.
     #[error("{0}")]
     Service(String),
-    /// Kept only for `proxy::check_health` (src/proxy/mod.rs, being changed on another branch):
-    /// a `/health` answer that is not a kimi-vault proxy's. Use the specific variants below;
-    /// this one goes when that call moves to [`Error::NotAProxy`].
-    #[error("{0}")]
-    Protocol(String),
     /// Kimi's auth server refused to start a device login (a status that is neither success
     /// nor transient). Not transient: retrying gives the same answer.
     #[error("Kimi's auth server refused the login request (HTTP {status}: {detail})")]

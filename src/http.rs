@@ -1,7 +1,8 @@
-//! The one HTTP client for everything that talks to Kimi (OAuth, the API, the proxy's
-//! upstream): reqwest on tokio, rustls with the ring crypto provider chosen explicitly (no
-//! process-wide default is installed), the OS trust store, no redirects, connect and request
-//! timeouts, bounded bodies, and the device headers of SPEC §2 on every request.
+//! The HTTP client for what talks to Kimi's OAuth and API: reqwest on tokio, rustls with the
+//! ring crypto provider chosen explicitly (no process-wide default is installed), the OS trust
+//! store, no redirects, connect and request timeouts, bounded bodies, and the device headers of
+//! SPEC §2 on every request. The proxy's upstream client (`proxy::upstream`, hyper-util's)
+//! shares the TLS configuration, the device headers and the typed errors.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -73,6 +74,44 @@ impl From<&reqwest::Error> for HttpError {
             HttpError::Connect(root)
         } else {
             HttpError::Failed(root)
+        }
+    }
+}
+
+/// The deepest cause of `e`, redacted.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut root = e;
+    while let Some(s) = root.source() {
+        root = s;
+    }
+    redact_text(&root.to_string())
+}
+
+impl HttpError {
+    /// A request of hyper-util's client (the proxy's upstream) that got no response.
+    pub(crate) fn from_client(e: &hyper_util::client::legacy::Error) -> Self {
+        if e.is_connect() {
+            HttpError::Connect(root_cause(e))
+        } else {
+            HttpError::Failed(root_cause(e))
+        }
+    }
+
+    /// A response body (hyper's) that broke off.
+    pub(crate) fn from_body(e: &hyper::Error) -> Self {
+        if e.is_timeout() {
+            HttpError::Timeout
+        } else {
+            HttpError::Failed(root_cause(e))
+        }
+    }
+
+    /// True when the answer did not come in time (a gateway timeout, not a bad gateway).
+    pub(crate) fn is_timeout(&self) -> bool {
+        match self {
+            HttpError::Timeout => true,
+            HttpError::Reading(inner) => inner.is_timeout(),
+            _ => false,
         }
     }
 }
@@ -217,8 +256,8 @@ impl ServerCertVerifier for LazyPlatformVerifier {
 }
 
 /// rustls with the ring provider (chosen here, not installed process-wide) and the OS trust
-/// store; HTTP/1.1.
-fn tls_config() -> rustls::ClientConfig {
+/// store; HTTP/1.1. Also the proxy's upstream client's (`proxy::upstream`).
+pub(crate) fn tls_config() -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = LazyPlatformVerifier {
         provider: provider.clone(),
@@ -234,44 +273,30 @@ fn tls_config() -> rustls::ClientConfig {
     config
 }
 
-/// What a client is for; the proxy's upstream client streams and keeps more connections.
+/// What a client is for. (The proxy's upstream has its own client: `proxy::upstream`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Purpose {
     /// OAuth and API calls: short answers read whole.
     Calls,
-    /// The proxy's upstream: long streams (a read may wait minutes between SSE events), many
-    /// concurrent connections kept alive.
-    Upstream,
 }
 
 /// How long idle connections are kept for reuse.
 const POOL_IDLE: Duration = Duration::from_secs(90);
-/// Longest silence between two reads of an upstream response before it is given up.
-const UPSTREAM_READ_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl Http {
     /// A client that sends the device headers with `device_id`.
     pub(crate) fn new(device_id: &str, purpose: Purpose) -> Self {
-        let mut builder = builder()
+        let Purpose::Calls = purpose;
+        let builder = builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(POOL_IDLE)
             .tcp_nodelay(true)
             .user_agent(format!("kimi-vault/{VERSION}"))
             .default_headers(device_headers(device_id));
-        if purpose == Purpose::Upstream {
-            builder = builder
-                .read_timeout(UPSTREAM_READ_TIMEOUT)
-                .pool_max_idle_per_host(256);
-        }
         let client = builder
             .build()
             .expect("the HTTP client configuration is valid");
         Http { client }
-    }
-
-    /// The underlying client (the proxy streams through it).
-    pub(crate) fn client(&self) -> &reqwest::Client {
-        &self.client
     }
 
     /// POSTs a form and reads the answer. `Err` is a network failure (never a secret: the

@@ -260,6 +260,7 @@ pub(crate) fn run(
         let loopback = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0);
         let options = ProxyOptions {
             client_key: Some(key.clone()),
+            login_hint: Some(crate::cli::proxy::login_hint(session.profile())),
             ..ProxyOptions::default()
         };
         Proxy::bind(session.clone(), loopback, options).await

@@ -47,6 +47,13 @@ fn parse_bind(bind: &str) -> Result<IpAddr, Failure> {
         })
 }
 
+/// What a proxy's client reads when the profile needs a login. The profile is always named:
+/// a bare `kimi-vault login` logs in the persisted default profile (`profiles use`), which need
+/// not be the one the proxy serves.
+pub(crate) fn login_hint(profile: &str) -> String {
+    format!("run `kimi-vault login --profile {profile}`")
+}
+
 /// A multi-thread runtime with two workers: the proxy's I/O.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
@@ -144,6 +151,7 @@ pub(crate) fn run(ctx: &Ctx, args: &ProxyArgs) -> CmdResult {
             key_in_vault: key.is_some(),
             client_key: key.clone(),
             max_connections: args.max_connections as usize,
+            login_hint: Some(login_hint(ctx.profile())),
             ..ProxyOptions::default()
         };
         let proxy = Proxy::bind(ctx.session.clone(), SocketAddr::new(ip, args.port), options).await?;

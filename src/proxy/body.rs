@@ -4,16 +4,19 @@
 //! line, and an upstream that breaks off an event stream becomes a final SSE `error` event the
 //! client can read.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::Stream;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Frame, Incoming};
+use tokio::time::Sleep;
+
+use crate::http::HttpError;
 
 /// The proxy's response body type.
 pub(crate) type ProxyBody = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -100,67 +103,158 @@ impl Replay {
     }
 }
 
+/// The body of an upstream request.
+pub(crate) enum UpBody {
+    /// No body (most GETs): sent without one, not as an empty stream.
+    Empty,
+    /// A whole body: the copy sent again after an upstream 401.
+    Full(Option<Bytes>),
+    /// The client's body, streamed as it arrives, with a copy kept for a retry.
+    Tee(Tee),
+}
+
+/// The client's body on its way up (see [`tee`]).
+pub(crate) struct Tee {
+    body: Incoming,
+    replay: Arc<Replay>,
+    stall: Duration,
+    /// Armed when the client's body has nothing to give, reset when it gives something: made
+    /// at the first wait only (a body that is all there costs no timer).
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+    done: bool,
+}
+
+impl hyper::body::Body for UpBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        match self.get_mut() {
+            UpBody::Empty => Poll::Ready(None),
+            UpBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            UpBody::Tee(tee) => tee.poll(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Empty => true,
+            UpBody::Full(bytes) => bytes.is_none(),
+            UpBody::Tee(tee) => tee.done,
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            UpBody::Empty => hyper::body::SizeHint::with_exact(0),
+            UpBody::Full(bytes) => {
+                hyper::body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            UpBody::Tee(tee) => hyper::body::Body::size_hint(&tee.body),
+        }
+    }
+}
+
+impl Tee {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Ready(None) => {
+                    self.done = true;
+                    self.replay.finish(false);
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    self.done = true;
+                    self.replay.finish(true);
+                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
+                }
+                Poll::Ready(Some(Ok(frame))) => {
+                    self.armed = false;
+                    // Trailers are not forwarded.
+                    if let Ok(data) = frame.into_data() {
+                        self.replay.push(&data);
+                        // With a Content-Length, the reader may never ask past the last byte:
+                        // the body is complete as soon as it says so.
+                        if hyper::body::Body::is_end_stream(&self.body) {
+                            self.done = true;
+                            self.replay.finish(false);
+                        }
+                        return Poll::Ready(Some(Ok(Frame::data(data))));
+                    }
+                }
+                Poll::Pending => {
+                    let timer = arm(&mut self.timer, &mut self.armed, self.stall);
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    self.done = true;
+                    self.replay
+                        .state
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .stalled = true;
+                    self.replay.finish(true);
+                    return Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the request body stalled",
+                    ))));
+                }
+            }
+        }
+    }
+}
+
+/// A silence timer: made at the first wait, set to `limit` from now when it was not running
+/// (`armed` false: something came since it was last set), left as it is otherwise.
+fn arm<'a>(
+    timer: &'a mut Option<Pin<Box<Sleep>>>,
+    armed: &mut bool,
+    limit: Duration,
+) -> &'a mut Pin<Box<Sleep>> {
+    let was_armed = std::mem::replace(armed, true);
+    let fresh = timer.is_none();
+    let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+    if !fresh && !was_armed {
+        t.as_mut().reset(tokio::time::Instant::now() + limit);
+    }
+    t
+}
+
 /// Streams `body` upstream, keeping a copy in the returned [`Replay`]. A request without a
 /// body (most GETs) goes up without one, not as an empty stream. A body that sends nothing for
 /// `stall` is dropped: the upstream request fails and the client gets a 408.
-pub(crate) fn tee(body: Incoming, stall: std::time::Duration) -> (reqwest::Body, Arc<Replay>) {
+pub(crate) fn tee(body: Incoming, stall: Duration) -> (UpBody, Arc<Replay>) {
     let replay = Arc::new(Replay::default());
     if hyper::body::Body::is_end_stream(&body) {
         replay.finish(false);
-        return (reqwest::Body::from(Bytes::new()), replay);
+        return (UpBody::Empty, replay);
     }
-    let copy = replay.clone();
-    let stream = futures_util::stream::unfold(
-        (body, copy, false),
-        move |(mut body, copy, ended)| async move {
-            if ended {
-                return None;
-            }
-            loop {
-                let Ok(frame) = tokio::time::timeout(stall, body.frame()).await else {
-                    copy.state.lock().unwrap_or_else(|p| p.into_inner()).stalled = true;
-                    copy.finish(true);
-                    let e = std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "the request body stalled",
-                    );
-                    return Some((Err(e), (body, copy, true)));
-                };
-                match frame {
-                    None => {
-                        copy.finish(false);
-                        return None;
-                    }
-                    Some(Err(e)) => {
-                        copy.finish(true);
-                        return Some((Err(std::io::Error::other(e)), (body, copy, true)));
-                    }
-                    Some(Ok(frame)) => {
-                        // Trailers are not forwarded.
-                        if let Ok(data) = frame.into_data() {
-                            copy.push(&data);
-                            // With a Content-Length, the reader may never ask past the last
-                            // byte: the body is complete as soon as it says so.
-                            let ended = hyper::body::Body::is_end_stream(&body);
-                            if ended {
-                                copy.finish(false);
-                            }
-                            return Some((Ok(data), (body, copy, ended)));
-                        }
-                    }
-                }
-            }
-        },
-    );
-    (reqwest::Body::wrap_stream(stream), replay)
+    let up = Tee {
+        body,
+        replay: replay.clone(),
+        stall,
+        timer: None,
+        armed: false,
+        done: false,
+    };
+    (UpBody::Tee(up), replay)
 }
 
 /// One request's log line, written when its response is over (or the client went away):
 /// method, path, status, upstream latency, bytes. Never a header, a body or a query string.
+/// Nothing is copied or formatted unless the line is wanted (-v): this runs for every request.
 #[derive(Debug)]
 pub(crate) struct RequestLog {
-    pub(crate) method: hyper::Method,
-    pub(crate) path: String,
+    /// The method and path, when the line is wanted.
+    what: Option<(hyper::Method, String)>,
     pub(crate) status: u16,
     pub(crate) started: Instant,
     pub(crate) upstream_ms: Option<u128>,
@@ -171,9 +265,10 @@ pub(crate) struct RequestLog {
 
 impl RequestLog {
     pub(crate) fn new(method: &hyper::Method, path: &str) -> Self {
+        let what = tracing::enabled!(tracing::Level::INFO)
+            .then(|| (method.clone(), path.chars().take(200).collect()));
         RequestLog {
-            method: method.clone(),
-            path: path.chars().take(200).collect(),
+            what,
             status: 0,
             started: Instant::now(),
             upstream_ms: None,
@@ -182,14 +277,18 @@ impl RequestLog {
             failure: None,
         }
     }
+
+    /// True when the line will be written (so that a failure's words are worth making).
+    pub(crate) fn wanted(&self) -> bool {
+        self.what.is_some()
+    }
 }
 
 impl Drop for RequestLog {
     fn drop(&mut self) {
-        // Nothing is formatted unless the line is wanted (-v): this runs for every request.
-        if !tracing::enabled!(tracing::Level::INFO) {
+        let Some((method, path)) = &self.what else {
             return;
-        }
+        };
         let upstream = self
             .upstream_ms
             .map(|ms| format!(", upstream {ms} ms"))
@@ -202,8 +301,8 @@ impl Drop for RequestLog {
         // The path is the client's text: escaped (a U+202E or an ESC must not reach a terminal).
         tracing::info!(
             "{} {} -> {}{upstream}, {} bytes in {} ms{end}",
-            self.method,
-            crate::sanitize::for_terminal(&self.path),
+            method,
+            crate::sanitize::for_terminal(path),
             self.status,
             self.bytes,
             self.started.elapsed().as_millis()
@@ -211,11 +310,9 @@ impl Drop for RequestLog {
     }
 }
 
-type Upstream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
-
 /// The response body on its way down.
 struct Downstream {
-    inner: Upstream,
+    inner: Incoming,
     /// The upstream's Content-Length: the body is complete when that much went by (hyper may
     /// not ask for more once it has written that many bytes).
     expected: Option<u64>,
@@ -225,6 +322,12 @@ struct Downstream {
     /// Event streams only: completes when the proxy stops and in-flight responses had their
     /// few seconds; the stream then ends with a final SSE `error` event, not a silent cut.
     cutoff: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    /// The longest silence between two chunks from Kimi.
+    read_timeout: Duration,
+    /// Armed when Kimi has nothing to give, reset when it gives something: made at the first
+    /// wait only (a body that is all there costs no timer).
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
 }
 
 /// The SSE event sent when the upstream breaks off an event stream (Anthropic's error shape).
@@ -236,57 +339,92 @@ fn sse_error(message: &str) -> Bytes {
     Bytes::from(format!("event: error\ndata: {data}\n\n"))
 }
 
-impl Stream for Downstream {
-    type Item = Result<Frame<Bytes>, std::io::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        if let Some(cutoff) = self.cutoff.as_mut()
-            && cutoff.as_mut().poll(cx).is_ready()
-        {
-            self.done = true;
-            self.log.failure = Some("the proxy is stopping".into());
-            return Poll::Ready(Some(Ok(Frame::data(sse_error(
-                "kimi-vault proxy: the proxy is stopping; this stream was ended before Kimi finished it",
-            )))));
-        }
-        match self.inner.as_mut().poll_next(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(data))) => {
-                self.log.bytes += data.len() as u64;
-                if self.expected.is_some_and(|n| self.log.bytes >= n) {
-                    self.log.finished = true;
-                }
-                Poll::Ready(Some(Ok(Frame::data(data))))
-            }
-            Poll::Ready(None) => {
-                self.done = true;
-                self.log.finished = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Err(e))) => {
-                self.done = true;
-                let why = crate::http::describe_error(&e);
-                self.log.failure = Some(why.clone());
-                if self.event_stream {
-                    let message = format!("kimi-vault proxy: Kimi's stream broke off ({why})");
-                    Poll::Ready(Some(Ok(Frame::data(sse_error(&message)))))
-                } else {
-                    Poll::Ready(Some(Err(std::io::Error::other(why))))
-                }
-            }
+impl Downstream {
+    /// Kimi's body broke off (or went silent): an event stream ends with an SSE `error` event,
+    /// anything else with an error (hyper then cuts the connection: the client sees a body
+    /// shorter than announced).
+    fn broken(&mut self, why: HttpError) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.done = true;
+        let why = why.to_string();
+        self.log.failure = Some(why.clone());
+        if self.event_stream {
+            let message = format!("kimi-vault proxy: Kimi's stream broke off ({why})");
+            Poll::Ready(Some(Ok(Frame::data(sse_error(&message)))))
+        } else {
+            Poll::Ready(Some(Err(std::io::Error::other(why))))
         }
     }
 }
 
-/// The body of an upstream response, streamed down; `log` is written when it is over.
+impl hyper::body::Body for Downstream {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        if let Some(cutoff) = this.cutoff.as_mut()
+            && cutoff.as_mut().poll(cx).is_ready()
+        {
+            this.done = true;
+            this.log.failure = Some("the proxy is stopping".into());
+            return Poll::Ready(Some(Ok(Frame::data(sse_error(
+                "kimi-vault proxy: the proxy is stopping; this stream was ended before Kimi finished it",
+            )))));
+        }
+        loop {
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    this.armed = false;
+                    // Trailers are not forwarded.
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    this.log.bytes += data.len() as u64;
+                    if this.expected.is_some_and(|n| this.log.bytes >= n) {
+                        this.log.finished = true;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    this.log.finished = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Some(Err(e))) => return this.broken(HttpError::from_body(&e)),
+                Poll::Pending => {
+                    let timer = arm(&mut this.timer, &mut this.armed, this.read_timeout);
+                    if timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    return this.broken(HttpError::Timeout);
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    // No size hint: the response's Content-Length header (Kimi's, passed on) says it when
+    // there is one; an event stream may end with an error event of its own.
+}
+
+/// The body of an upstream response, streamed down; `log` is written when it is over. A
+/// silence of `read_timeout` between two chunks breaks it off.
 pub(crate) fn downstream(
-    response: reqwest::Response,
+    body: Incoming,
+    expected: Option<u64>,
     event_stream: bool,
     log: RequestLog,
     cutoff: &tokio::sync::watch::Receiver<bool>,
+    read_timeout: Duration,
 ) -> ProxyBody {
     let cutoff = event_stream.then(|| {
         let mut cutoff = cutoff.clone();
@@ -294,13 +432,15 @@ pub(crate) fn downstream(
             let _ = cutoff.wait_for(|cut| *cut).await;
         }) as Pin<Box<dyn std::future::Future<Output = ()> + Send>>
     });
-    StreamBody::new(Downstream {
-        expected: response.content_length(),
-        inner: Box::pin(response.bytes_stream()),
+    UnsyncBoxBody::new(Downstream {
+        expected,
+        inner: body,
         event_stream,
         done: false,
         log,
         cutoff,
+        read_timeout,
+        timer: None,
+        armed: false,
     })
-    .boxed_unsync()
 }

@@ -3,7 +3,7 @@
 //! (the Kimi token replaces them); `Set-Cookie` is dropped on the way down. Everything else
 //! (`anthropic-version`, `anthropic-beta`, `content-type`, …) is forwarded.
 
-use reqwest::header::{CONNECTION, HeaderMap, HeaderName};
+use hyper::header::{CONNECTION, HeaderMap, HeaderName, HeaderValue};
 
 use crate::proxy::reflect::TokenForms;
 
@@ -26,62 +26,122 @@ const REQUEST_DROPPED: &[&str] = &["host", "authorization", "x-api-key", "cookie
 /// Dropped from responses on top of the hop-by-hop ones.
 const RESPONSE_DROPPED: &[&str] = &["set-cookie"];
 
-/// Names listed in the `Connection` header(s), lower-cased.
-fn named_in_connection(headers: &HeaderMap) -> Vec<String> {
-    headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty())
-        .collect()
+/// True when `name` (lower case) is listed in one of the `Connection` values (no allocation:
+/// most requests carry no `Connection` header, or a short one).
+fn named_in_connection(connection: &[&HeaderValue], name: &str) -> bool {
+    connection.iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|listed| listed.trim().eq_ignore_ascii_case(name))
+        })
+    })
 }
 
-fn filtered(
-    headers: &HeaderMap,
+/// True when header `name` does not cross the proxy.
+fn dropped_name(
+    name: &str,
     dropped: &[&str],
     device_headers_too: bool,
-    tokens: &[&TokenForms],
-) -> HeaderMap {
-    let named = named_in_connection(headers);
+    connection: &[&HeaderValue],
+) -> bool {
+    HOP_BY_HOP.contains(&name)
+        || dropped.contains(&name)
+        || (device_headers_too && name.starts_with("x-msh-"))
+        || (!connection.is_empty() && named_in_connection(connection, name))
+}
+
+/// The `Connection` values of `headers` (an empty list, not allocated, when there are none).
+fn connection_values(headers: &HeaderMap) -> Vec<&HeaderValue> {
+    if headers.contains_key(CONNECTION) {
+        headers.get_all(CONNECTION).iter().collect()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Appends to `out` the client's headers as they go to Kimi, before the token and the device
+/// headers are added (a client's own `x-msh-*` headers are dropped: the proxy's are the ones
+/// Kimi sees). One pass; the values are shared, not copied.
+pub(crate) fn upstream_request_into(headers: &HeaderMap, out: &mut HeaderMap) {
+    let connection = connection_values(headers);
+    for (name, value) in headers {
+        if !dropped_name(name.as_str(), REQUEST_DROPPED, true, &connection) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// The client's headers as they go to Kimi (see [`upstream_request_into`]); for the fuzz
+/// target and tests.
+#[cfg(any(test, fuzzing, feature = "testing"))]
+pub(crate) fn upstream_request(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    upstream_request_into(headers, &mut out);
+    out
+}
+
+/// True when `value` carries one of `tokens` (logged: the header is dropped).
+fn reflects(name: &str, value: &HeaderValue, tokens: &[&TokenForms]) -> bool {
+    if tokens.iter().any(|t| t.carried_by(value.as_bytes())) {
+        tracing::warn!(
+            "Kimi's response header {name} carried the access token (raw or encoded): dropped, not passed to the client"
+        );
+        return true;
+    }
+    false
+}
+
+/// Kimi's headers as they go back to the client, without any that carries one of `tokens`
+/// (the tokens injected into the request) in any of its forms. A copy, for the fuzz target and
+/// tests: the proxy filters in place ([`client_response_in_place`]).
+#[cfg(any(test, fuzzing, feature = "testing"))]
+pub(crate) fn client_response(headers: &HeaderMap, tokens: &[&TokenForms]) -> HeaderMap {
+    let connection = connection_values(headers);
     let mut out = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
         let n = name.as_str();
-        if HOP_BY_HOP.contains(&n)
-            || dropped.contains(&n)
-            || named.iter().any(|x| x == n)
-            || (device_headers_too && n.starts_with("x-msh-"))
-        {
-            continue;
+        if !dropped_name(n, RESPONSE_DROPPED, false, &connection) && !reflects(n, value, tokens) {
+            out.append(name.clone(), value.clone());
         }
-        if tokens.iter().any(|t| t.carried_by(value.as_bytes())) {
-            tracing::warn!(
-                "Kimi's response header {n} carried the access token (raw or encoded): dropped, not passed to the client"
-            );
-            continue;
-        }
-        out.append(name.clone(), value.clone());
     }
     out
 }
 
-/// The client's headers as they go to Kimi, before the token and the device headers are added
-/// (a client's own `x-msh-*` headers are dropped: the proxy's are the ones Kimi sees).
-pub(crate) fn upstream_request(headers: &HeaderMap) -> HeaderMap {
-    filtered(headers, REQUEST_DROPPED, true, &[])
-}
-
-/// Kimi's headers as they go back to the client, without any that carries one of `tokens`
-/// (the tokens injected into the request) in any of its forms.
-pub(crate) fn client_response(headers: &HeaderMap, tokens: &[&TokenForms]) -> HeaderMap {
-    filtered(headers, RESPONSE_DROPPED, false, tokens)
+/// [`client_response`] in place, on Kimi's own map: the usual response loses a hop-by-hop
+/// header or none and nothing is copied; a map with a reflected token is rebuilt.
+pub(crate) fn client_response_in_place(headers: &mut HeaderMap, tokens: &[&TokenForms]) {
+    let mut gone: Vec<HeaderName> = Vec::new();
+    let mut reflected = false;
+    {
+        let connection = connection_values(headers);
+        for (name, value) in headers.iter() {
+            let n = name.as_str();
+            if dropped_name(n, RESPONSE_DROPPED, false, &connection) {
+                if gone.last() != Some(name) {
+                    gone.push(name.clone());
+                }
+            } else if reflects(n, value, tokens) {
+                reflected = true;
+            }
+        }
+    }
+    for name in &gone {
+        headers.remove(name);
+    }
+    if reflected {
+        let old = std::mem::take(headers);
+        for (name, value) in &old {
+            if !tokens.iter().any(|t| t.carried_by(value.as_bytes())) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+    }
 }
 
 /// True for a `text/event-stream` response.
 pub(crate) fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
-        .get(reqwest::header::CONTENT_TYPE)
+        .get(hyper::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.trim_start()
@@ -98,7 +158,6 @@ pub(crate) fn name(s: &'static str) -> HeaderName {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
 
     #[test]
     fn request_filtering() {
@@ -138,6 +197,50 @@ mod tests {
 
     fn name_of(s: &'static str) -> HeaderName {
         HeaderName::from_static(s)
+    }
+
+    #[test]
+    fn filtering_in_place_keeps_what_the_copy_keeps() {
+        let token = crate::secret::SecretString::from("tok-0123456789abcdef-canary");
+        let forms = TokenForms::new(&token);
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("content-type", "application/json"),
+            ("connection", "keep-alive, X-Hop"),
+            ("x-hop", "1"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+            ("x-request-id", "r1"),
+            ("link", "<https://a.example/?t=tok-0123456789abcdef-canary>"),
+            ("link", "<https://b.example/>"),
+            ("transfer-encoding", "chunked"),
+            ("x-request-id", "r2"),
+        ] {
+            h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
+        }
+        let copy = client_response(&h, &[&forms]);
+        let mut in_place = h.clone();
+        client_response_in_place(&mut in_place, &[&forms]);
+        assert_eq!(copy, in_place);
+        let kept: Vec<(&str, &str)> = in_place
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("content-type", "application/json"),
+                ("x-request-id", "r1"),
+                ("x-request-id", "r2"),
+                ("link", "<https://b.example/>"),
+            ]
+        );
+        // Nothing to drop: the map is left as it was.
+        let mut plain = HeaderMap::new();
+        plain.append("content-type", HeaderValue::from_static("text/plain"));
+        let before = plain.clone();
+        client_response_in_place(&mut plain, &[&forms]);
+        assert_eq!(plain, before);
     }
 
     #[test]

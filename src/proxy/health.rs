@@ -39,7 +39,12 @@ pub(crate) async fn respond(shared: &Shared) -> Response<ProxyBody> {
         None if shared.session.refresh_in_progress() => {
             return refreshing(profile, uptime, requests);
         }
-        None => match tokio::time::timeout(WAIT, shared.session.token_async(0)).await {
+        None => match tokio::time::timeout(
+            WAIT,
+            shared.on_main(|session| async move { session.token_async(0).await }),
+        )
+        .await
+        {
             Ok(result) => result,
             Err(_) => return refreshing(profile, uptime, requests),
         },

@@ -8,8 +8,8 @@
 //! - Tokens come from the session layer: served from memory, renewed in the background before
 //!   they expire, single flight across every process using the vault; an upstream 401 forces
 //!   one refresh and one retry.
-//! - hyper (HTTP/1.1, keep-alive) on tokio; the upstream through the one reqwest client with
-//!   its connection pool; bodies stream both ways.
+//! - hyper (HTTP/1.1, keep-alive) on tokio; the upstream through hyper-util's pooled client
+//!   (`upstream`); bodies stream both ways.
 
 pub(crate) mod auth;
 mod body;
@@ -19,7 +19,9 @@ mod health;
 pub(crate) mod reflect;
 mod refresher;
 mod respond;
+mod upstream;
 mod watch;
+mod workers;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,13 +40,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::error::{Error, Result};
-use crate::http::{Http, Purpose};
 use crate::secret::SecretString;
 use crate::session::Session;
 use crate::store::device_id;
 use auth::ClientAuth;
 use body::{ProxyBody, RequestLog};
 use reflect::TokenForms;
+use respond::Dialect;
+use upstream::Upstream;
 
 /// The port of the `kimi-proxy` this replaces.
 pub const DEFAULT_PORT: u16 = 18462;
@@ -72,6 +75,13 @@ pub struct ProxyOptions {
     pub max_connections: usize,
     /// The timeouts.
     pub limits: Limits,
+    /// What to tell a client when the profile needs a login, after the reason (the command
+    /// line supplies it: the library names no command). `None` gives the reason alone.
+    pub login_hint: Option<String>,
+    /// Threads serving client connections, each a single-threaded runtime with its own
+    /// upstream connections (default: one per core). 0 serves them on the runtime `serve` is
+    /// called on.
+    pub workers: usize,
 }
 
 impl Default for ProxyOptions {
@@ -81,6 +91,8 @@ impl Default for ProxyOptions {
             key_in_vault: false,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             limits: Limits::default(),
+            login_hint: None,
+            workers: workers::default_count(),
         }
     }
 }
@@ -132,13 +144,51 @@ fn test_limits(limits: Limits) -> Limits {
     limits
 }
 
+/// The API base, taken apart once per region: every request only appends its path and query.
+#[derive(Debug)]
+pub(crate) struct Base {
+    /// The region it belongs to.
+    pub(crate) region: String,
+    /// The whole base, for messages.
+    pub(crate) url: reqwest::Url,
+    pub(crate) scheme: hyper::http::uri::Scheme,
+    pub(crate) authority: hyper::http::uri::Authority,
+    /// The base's path without a trailing `/`.
+    pub(crate) path: String,
+}
+
+impl Base {
+    fn new(region: &str, url: &reqwest::Url) -> Result<Base> {
+        let uri: hyper::Uri = url
+            .as_str()
+            .parse()
+            .map_err(|_| Error::Config(format!("the API base {url} is not a usable URI")))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(Error::Config(format!(
+                "the API base {url} names no scheme and host"
+            )));
+        };
+        Ok(Base {
+            region: region.to_owned(),
+            url: url.clone(),
+            scheme: scheme.clone(),
+            authority: authority.clone(),
+            path: url.path().trim_end_matches('/').to_owned(),
+        })
+    }
+}
+
 /// What every request handler shares.
 pub(crate) struct Shared {
     session: Session,
-    upstream: Http,
-    /// The API base (parsed once per region: every request only swaps its path and query);
-    /// replaced when another process logs the profile in to another region.
-    base: RwLock<(String, reqwest::Url)>,
+    /// The runtime `serve` runs on: token refreshes run there, never on a worker.
+    main: tokio::runtime::Handle,
+    /// The device id, for the upstream clients.
+    device: String,
+    /// The API base; replaced when another process logs the profile in to another region.
+    base: RwLock<Arc<Base>>,
+    /// Appended to the 403 a client gets when the profile needs a login ([`ProxyOptions`]).
+    login_hint: Option<String>,
     auth: RwLock<ClientAuth>,
     /// The client key is the profile's stored one: follow a rotation made by another process.
     key_in_vault: bool,
@@ -168,9 +218,22 @@ impl Shared {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// Runs `f(session)` on the runtime `serve` runs on (a refresh must not depend on a worker
+    /// thread, and a refresh under way at shutdown must be able to store its answer).
+    pub(crate) async fn on_main<T, F>(&self, f: impl FnOnce(Session) -> F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        self.main
+            .spawn(f(self.session.clone()))
+            .await
+            .map_err(|e| Error::io("the token task failed", std::io::Error::other(e)))?
+    }
+
     /// The API base of the region the profile is logged in to.
-    pub(crate) fn base(&self) -> reqwest::Url {
-        read(&self.base).1.clone()
+    pub(crate) fn base(&self) -> Arc<Base> {
+        read(&self.base).clone()
     }
 
     /// The forms of `token` a response header must not carry: made when the token changes,
@@ -194,6 +257,7 @@ pub struct Proxy {
     listeners: Vec<TcpListener>,
     shared: Arc<Shared>,
     max_connections: usize,
+    workers: usize,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -207,7 +271,7 @@ impl std::fmt::Debug for Proxy {
                     .map(|l| l.local_addr().ok())
                     .collect::<Vec<_>>(),
             )
-            .field("base", &self.shared.base().as_str())
+            .field("base", &self.shared.base().url.as_str())
             .finish()
     }
 }
@@ -301,8 +365,10 @@ impl Proxy {
         }
         let (cutoff, cutoff_rx) = tokio::sync::watch::channel(false);
         let shared = Shared {
-            upstream: Http::new(&device, Purpose::Upstream),
-            base: RwLock::new((cred.region.clone(), endpoints.api_base.clone())),
+            main: tokio::runtime::Handle::current(),
+            device,
+            base: RwLock::new(Arc::new(Base::new(&cred.region, &endpoints.api_base)?)),
+            login_hint: options.login_hint,
             auth: RwLock::new(match options.client_key {
                 Some(k) => ClientAuth::Key(k),
                 None => ClientAuth::Open,
@@ -321,6 +387,7 @@ impl Proxy {
             listeners,
             shared: Arc::new(shared),
             max_connections: options.max_connections,
+            workers: options.workers,
         })
     }
 
@@ -351,7 +418,14 @@ impl Proxy {
     /// backlog does not fill and the connections already open keep being answered. A
     /// connection idle, or sending its headers, for [`Limits::idle`] is closed (hyper's header
     /// read timeout, which also runs between keep-alive requests).
+    ///
+    /// Connections are served by [`ProxyOptions::workers`] threads (taken in turn), started
+    /// here and stopped when this returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let workers = workers::start(self.workers, &self.shared.device).await?;
+        // Without workers: the connections on this runtime, with one upstream client.
+        let here = Arc::new(Upstream::new(&self.shared.device));
+        let mut turn = 0usize;
         let refresher = tokio::spawn(refresher::run(self.shared.session.clone()));
         let watcher = tokio::spawn(watch::run(self.shared.clone()));
         let graceful = GracefulShutdown::new();
@@ -359,6 +433,12 @@ impl Proxy {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut refused_since_warning = 0u64;
         let mut last_warning: Option<Instant> = None;
+        // One connection builder for all (its settings are copied into each connection).
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(self.shared.limits.idle);
         let second = async |l: Option<&TcpListener>| match l {
             Some(l) => l.accept().await,
             None => std::future::pending().await,
@@ -395,21 +475,35 @@ impl Proxy {
             };
             let _ = stream.set_nodelay(true);
             let shared = self.shared.clone();
-            let service = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .keep_alive(true)
-                .header_read_timeout(self.shared.limits.idle)
-                .serve_connection(TokioIo::new(stream), service);
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
+            let watcher = graceful.watcher();
+            let builder = builder.clone();
+            let serve_it = move |stream: tokio::net::TcpStream, upstream: Arc<Upstream>| async move {
+                let service = service_fn(move |req| {
+                    let (shared, upstream) = (shared.clone(), upstream.clone());
+                    async move { Ok::<_, Infallible>(handle(&shared, &upstream, req).await) }
+                });
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                if let Err(e) = watcher.watch(connection).await {
                     tracing::debug!("a client connection ended with an error: {e}");
                 }
                 drop(permit);
+            };
+            if workers.is_empty() {
+                tokio::spawn(serve_it(stream, here.clone()));
+                continue;
+            }
+            // The next worker takes the connection: off this runtime's reactor, onto its own.
+            let worker = &workers[turn % workers.len()];
+            turn = turn.wrapping_add(1);
+            let Ok(std_stream) = stream.into_std() else {
+                continue;
+            };
+            let upstream = worker.upstream.clone();
+            worker.handle.spawn(async move {
+                match tokio::net::TcpStream::from_std(std_stream) {
+                    Ok(stream) => serve_it(stream, upstream).await,
+                    Err(e) => tracing::warn!("cannot serve a connection: {e}"),
+                }
             });
         }
         drop(self.listeners);
@@ -448,17 +542,24 @@ impl Proxy {
                 REFRESH_WAIT.as_secs()
             );
         }
+        // Last: a refresh that was sent has stored its answer; the workers' connections go.
+        drop(workers);
         Ok(())
     }
 }
 
-async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBody> {
+async fn handle(
+    shared: &Shared,
+    upstream: &Upstream,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
     shared.requests.fetch_add(1, Ordering::Relaxed);
-    let path = request.uri().path().to_owned();
-    let mut log = RequestLog::new(request.method(), &path);
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    let mut log = RequestLog::new(&parts.method, path);
     if path == "/health" {
         // No client key, so only for local programs: a DNS-rebinding page names its own Host.
-        if !auth::names_loopback_host(request.headers()) {
+        if !auth::names_loopback_host(&parts.headers) {
             log.status = 403;
             log.finished = true;
             return respond::error(
@@ -475,21 +576,30 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBo
     let Some(rest) = path.strip_prefix("/v1/") else {
         log.status = 404;
         log.finished = true;
-        return respond::error(
+        return respond::error_in(
+            Dialect::of_path(path),
             404,
             "not_found_error",
             "kimi-vault proxy: only /v1/… is forwarded (and /health answered)",
         );
     };
-    if let Some(why) = auth::from_another_site(request.headers(), shared.loopback) {
+    // Every answer from here on is in the client's dialect (OpenAI's shape on its paths).
+    let dialect = Dialect::of(rest);
+    if let Some(why) = auth::from_another_site(&parts.headers, shared.loopback) {
         log.status = 403;
         log.finished = true;
-        return respond::error(403, "permission_error", &format!("kimi-vault proxy: {why}"));
+        return respond::error_in(
+            dialect,
+            403,
+            "permission_error",
+            &format!("kimi-vault proxy: {why}"),
+        );
     }
-    if !read(&shared.auth).allows(request.headers()) {
+    if !read(&shared.auth).allows(&parts.headers) {
         log.status = 401;
         log.finished = true;
-        return respond::error(
+        return respond::error_in(
+            dialect,
             401,
             "authentication_error",
             "kimi-vault proxy: missing or wrong client key (send the key kimi-vault proxy printed, as x-api-key or Authorization: Bearer)",
@@ -498,12 +608,13 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBo
     // SPEC §7: the key first (401), then the method; nothing else goes upstream (TRACE would
     // reflect the injected token, others have no use here).
     if !matches!(
-        *request.method(),
+        parts.method,
         hyper::Method::GET | hyper::Method::POST | hyper::Method::HEAD
     ) {
         log.status = 405;
         log.finished = true;
-        let mut response = respond::error(
+        let mut response = respond::error_in(
+            dialect,
             405,
             "invalid_request_error",
             "kimi-vault proxy: only GET, POST and HEAD are forwarded",
@@ -514,8 +625,7 @@ async fn handle(shared: &Shared, request: Request<Incoming>) -> Response<ProxyBo
         );
         return response;
     }
-    let rest = rest.to_owned();
-    forward::forward(shared, request, &rest, log).await
+    forward::forward(shared, upstream, &parts, body, rest, log).await
 }
 
 /// What a running proxy's `/health` said.
@@ -542,10 +652,9 @@ pub async fn check_health(addr: SocketAddr) -> Result<Health> {
         .text()
         .await
         .map_err(|e| Error::Service(crate::http::describe_error(&e)))?;
-    let body = serde_json::from_str(&text).map_err(|_| {
-        Error::Protocol(format!(
-            "{addr} answered /health with something that is not a kimi-vault proxy's JSON (HTTP {status})"
-        ))
+    let body = serde_json::from_str(&text).map_err(|_| Error::NotAProxy {
+        addr: addr.to_string(),
+        status,
     })?;
     Ok(Health { status, body })
 }

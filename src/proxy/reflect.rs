@@ -8,14 +8,20 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use hyper::header::HeaderValue;
 use memchr::memmem::Finder;
 use zeroize::Zeroizing;
 
 use crate::secret::SecretString;
 
-/// The forms of one token that must not reach a client.
+/// The forms of one token that must not reach a client, and the header values that carry it
+/// upstream (made once per token, shared by every request meanwhile: no per-request copy of
+/// the token is made and left in freed memory).
 pub(crate) struct TokenForms {
     token: SecretString,
+    /// `Authorization: Bearer <token>` and `x-api-key: <token>`, marked sensitive; `None` when
+    /// the token holds bytes a header cannot carry.
+    headers: Option<(HeaderValue, HeaderValue)>,
     /// One finder per form (the forms themselves were zeroized once the finders were made).
     finders: Vec<Finder<'static>>,
     shortest: usize,
@@ -73,9 +79,20 @@ impl TokenForms {
             .collect();
         TokenForms {
             token: token.clone(),
+            headers: token_headers(token),
             finders,
             shortest,
         }
+    }
+
+    /// The token these are the forms of.
+    pub(crate) fn token(&self) -> &SecretString {
+        &self.token
+    }
+
+    /// The values of `Authorization` and `x-api-key` that carry the token upstream.
+    pub(crate) fn headers(&self) -> Option<&(HeaderValue, HeaderValue)> {
+        self.headers.as_ref()
     }
 
     /// True when these are the forms of `token`. A plain comparison: both tokens are the
@@ -90,6 +107,19 @@ impl TokenForms {
     pub(crate) fn carried_by(&self, value: &[u8]) -> bool {
         value.len() >= self.shortest && self.finders.iter().any(|f| f.find(value).is_some())
     }
+}
+
+/// `Bearer <token>` and `<token>` as sensitive header values (the text is built in a buffer
+/// wiped on drop).
+fn token_headers(token: &SecretString) -> Option<(HeaderValue, HeaderValue)> {
+    let mut text = Zeroizing::new(String::with_capacity(token.expose().len() + 7));
+    text.push_str("Bearer ");
+    text.push_str(token.expose());
+    let mut bearer = HeaderValue::from_str(&text).ok()?;
+    bearer.set_sensitive(true);
+    let mut key = HeaderValue::from_str(token.expose()).ok()?;
+    key.set_sensitive(true);
+    Some((bearer, key))
 }
 
 /// `%2F` → `%2f` (the rest unchanged).

@@ -1,5 +1,8 @@
-//! Answers the proxy makes itself, in Anthropic's error shape
-//! (`{"type":"error","error":{"type":…,"message":…}}`), which OpenAI-style clients also show.
+//! Answers the proxy makes itself, and every text a client reads from the proxy: in the
+//! client's dialect, Anthropic's error shape (`{"type":"error","error":{"type":…,"message":…}}`)
+//! or, on OpenAI's paths, OpenAI's (`{"error":{"type":…,"message":…}}`). The library names no
+//! command: the hint for a profile that needs a login is the command line's
+//! ([`ProxyOptions::login_hint`](crate::proxy::ProxyOptions::login_hint)).
 
 use hyper::Response;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -38,12 +41,19 @@ pub(crate) enum Dialect {
 }
 
 impl Dialect {
+    /// From the path after `/v1/`.
     pub(crate) fn of(rest: &str) -> Dialect {
         if rest.starts_with("chat/") || rest == "completions" {
             Dialect::OpenAi
         } else {
             Dialect::Anthropic
         }
+    }
+
+    /// From a whole path that is not under `/v1/` (a client whose base URL lacks the `/v1`
+    /// asks for `/chat/completions`).
+    pub(crate) fn of_path(path: &str) -> Dialect {
+        Dialect::of(path.trim_start_matches('/'))
     }
 }
 
@@ -67,17 +77,12 @@ pub(crate) fn error_in(
 }
 
 /// What the proxy says when the profile needs a login (logged out, refresh token rejected):
-/// the one text for it, naming the command that fixes it.
-pub(crate) fn login_required_message(e: &Error) -> String {
-    let profile = match e {
-        Error::NotLoggedIn { profile, .. } | Error::LoginRequired { profile, .. } => {
-            profile.as_str()
-        }
-        _ => crate::store::DEFAULT_PROFILE,
-    };
-    // The profile is always named: a bare `kimi-vault login` logs in the persisted default
-    // profile (`profiles use`), which need not be the one this proxy serves.
-    format!("kimi-vault proxy: {e}: run `kimi-vault login --profile {profile}`")
+/// the one text for it, the reason and then `hint` (the command line's: what fixes it).
+pub(crate) fn login_required_message(e: &Error, hint: Option<&str>) -> String {
+    match hint {
+        Some(hint) => format!("kimi-vault proxy: {e}: {hint}"),
+        None => format!("kimi-vault proxy: {e}"),
+    }
 }
 
 /// True when `e` means no token can be had until the user logs in again.
@@ -86,20 +91,51 @@ pub(crate) fn is_login_problem(e: &Error) -> bool {
 }
 
 /// No token can be had. The profile needs a login: 403 `permission_error` at once, in the
-/// client's dialect (so that it stops retrying); anything else is transient: 503.
-pub(crate) fn no_token(e: &Error, rest: &str) -> Response<ProxyBody> {
+/// client's dialect (so that it stops retrying), with `login_hint`; anything else is
+/// transient: 503.
+pub(crate) fn no_token(
+    e: &Error,
+    dialect: Dialect,
+    login_hint: Option<&str>,
+) -> Response<ProxyBody> {
     if is_login_problem(e) {
         return error_in(
-            Dialect::of(rest),
+            dialect,
             403,
             "permission_error",
-            &login_required_message(e),
+            &login_required_message(e, login_hint),
         );
     }
     error_in(
-        Dialect::of(rest),
+        dialect,
         503,
         "api_error",
         &format!("kimi-vault proxy: no Kimi access token can be had: {e}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialects_and_the_login_hint_from_the_command_line() {
+        assert_eq!(Dialect::of("chat/completions"), Dialect::OpenAi);
+        assert_eq!(Dialect::of("completions"), Dialect::OpenAi);
+        assert_eq!(Dialect::of("messages"), Dialect::Anthropic);
+        assert_eq!(Dialect::of_path("/chat/completions"), Dialect::OpenAi);
+        assert_eq!(Dialect::of_path("/messages"), Dialect::Anthropic);
+        assert_eq!(Dialect::of_path("/"), Dialect::Anthropic);
+        let e = Error::LoginRequired {
+            profile: "work".into(),
+            reason: "rejected".into(),
+        };
+        let with = login_required_message(&e, Some("do this"));
+        assert!(with.starts_with("kimi-vault proxy: "), "{with}");
+        assert!(with.ends_with(": do this"), "{with}");
+        // The library names no command of its own.
+        let without = login_required_message(&e, None);
+        assert!(!without.contains("kimi-vault login"), "{without}");
+        assert!(with.contains(&e.to_string()) && without.contains(&e.to_string()));
+    }
 }

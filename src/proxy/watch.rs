@@ -55,15 +55,20 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         };
         if now != seen {
             let profile = shared.session.profile();
+            let hint = shared
+                .login_hint
+                .as_deref()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
             match &now {
                 Seen::Usable => {
                     tracing::warn!("profile '{profile}' is logged in again: serving its token")
                 }
                 Seen::LoggedOut => tracing::warn!(
-                    "profile '{profile}' was logged out: answering 403 until `kimi-vault login`"
+                    "profile '{profile}' was logged out: answering 403 until it is logged in again{hint}"
                 ),
                 Seen::NeedsLogin => tracing::warn!(
-                    "profile '{profile}' needs a login (its refresh token was rejected): answering 403 until `kimi-vault login`"
+                    "profile '{profile}' needs a login (its refresh token was rejected): answering 403 until it is logged in again{hint}"
                 ),
                 Seen::Failed(why) => {
                     tracing::warn!("cannot read the vault to follow changes to it: {why}")
@@ -76,18 +81,22 @@ pub(crate) async fn run(shared: Arc<Shared>) {
 
 /// A login to another region moves the API base with it.
 fn follow_region(shared: &Shared, cred: &crate::store::Credential) {
-    if crate::proxy::read(&shared.base).0 == cred.region {
+    if crate::proxy::read(&shared.base).region == cred.region {
         return;
     }
-    match shared.session.endpoints_for(cred) {
-        Ok(endpoints) => {
+    let base = shared
+        .session
+        .endpoints_for(cred)
+        .and_then(|endpoints| crate::proxy::Base::new(&cred.region, &endpoints.api_base));
+    match base {
+        Ok(base) => {
             tracing::warn!(
                 "profile '{}' is now logged in to region '{}': forwarding to {}",
                 shared.session.profile(),
                 cred.region,
-                endpoints.api_base
+                base.url
             );
-            *write(&shared.base) = (cred.region.clone(), endpoints.api_base);
+            *write(&shared.base) = Arc::new(base);
         }
         Err(e) => tracing::warn!("the new region's endpoints are refused: {e}"),
     }

@@ -377,6 +377,24 @@ impl Session {
         self.cached(&Need::MinValid(min_valid))
     }
 
+    /// The warm path of a long-lived process (the proxy, on every request): `f` applied to the
+    /// cached credential when it is valid for at least `min_valid` s and the profile was not
+    /// logged out or rejected meanwhile, without copying it; `None` when
+    /// [`Session::token_async`] must be asked (it refreshes, or says why there is no token).
+    pub(crate) fn with_cached_token<R>(
+        &self,
+        min_valid: i64,
+        f: impl FnOnce(&Credential) -> R,
+    ) -> Option<R> {
+        self.check_found().ok()?;
+        let need = Need::MinValid(min_valid);
+        let cache = guard(&self.inner.cache);
+        cache
+            .as_ref()
+            .filter(|c| !c.needs_login && need.satisfied_by(c))
+            .map(f)
+    }
+
     fn cached(&self, need: &Need) -> Option<Credential> {
         let cache = guard(&self.inner.cache);
         cache

@@ -1951,3 +1951,165 @@ fn a_login_to_another_region_moves_the_running_proxy_with_it() {
     // proxy says which region it now serves.
     assert!(err.contains("region 'global'"), "{err}");
 }
+
+/// The body of a raw response, as JSON.
+fn json_body(response: &str) -> serde_json::Value {
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {response}"))
+}
+
+/// Asserts `v` is the error shape of `openai` (OpenAI's) or Anthropic's, of `kind`.
+fn assert_shape(v: &serde_json::Value, openai: bool, kind: &str) {
+    assert_eq!(v["error"]["type"], kind, "{v}");
+    assert!(v["error"]["message"].is_string(), "{v}");
+    if openai {
+        assert!(v.get("type").is_none(), "OpenAI's shape: {v}");
+    } else {
+        assert_eq!(v["type"], "error", "Anthropic's shape: {v}");
+    }
+}
+
+#[test]
+fn the_proxys_own_answers_speak_the_clients_dialect_and_an_unreachable_kimi_is_a_502() {
+    let (env, up) = seeded(3600);
+    let p = start(&env, &up, &[]);
+    let key = p.key.clone().unwrap();
+    let ask = |method: &str, path: &str, key: Option<&str>| {
+        let key = key
+            .map(|k| format!("x-api-key: {k}\r\n"))
+            .unwrap_or_default();
+        raw(
+            &p.addr(),
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{key}Content-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+    };
+    for (path, openai) in [("/v1/chat/completions", true), ("/v1/messages", false)] {
+        let r = ask("POST", path, None);
+        assert_eq!(status_of(&r), 401, "{r}");
+        assert_shape(&json_body(&r), openai, "authentication_error");
+        let r = ask("PUT", path, Some(&key));
+        assert_eq!(status_of(&r), 405, "{r}");
+        assert_shape(&json_body(&r), openai, "invalid_request_error");
+    }
+    // A base URL without /v1: a 404 in the dialect of the path asked.
+    for (path, openai) in [("/chat/completions", true), ("/messages", false)] {
+        let r = ask("POST", path, Some(&key));
+        assert_eq!(status_of(&r), 404, "{r}");
+        assert_shape(&json_body(&r), openai, "not_found_error");
+    }
+    assert!(up.seen().is_empty(), "{:?}", up.seen());
+    drop(p);
+
+    // Nothing listens at the API base: 502 (not 504), in the client's dialect.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}/coding/v1");
+    let p = start_with_env(&env, &up, &[], &[("KIMI_CODE_BASE_URL", &dead)]);
+    let key = p.key.clone().unwrap();
+    for (path, openai) in [("/v1/chat/completions", true), ("/v1/messages", false)] {
+        let (status, body) = post(&p.url, path, Some(&key), "{}");
+        assert_eq!(status, 502, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_shape(&v, openai, "api_error");
+        assert!(body.contains("cannot reach Kimi"), "{body}");
+        assert!(!body.contains(SEED_ACCESS), "{body}");
+    }
+}
+
+/// A loopback https server for `localhost` with a certificate of the test CA
+/// (tests/it/fixtures/tls, made for tests only, valid for 100 years) that answers every request
+/// with the `Authorization` it got; its port.
+fn https_upstream() -> u16 {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/tls");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.join("localhost.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("localhost.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(|req: hyper::Request<_>| async move {
+                        let auth = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_owned();
+                        let body = serde_json::json!({"authorization": auth}).to_string();
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(body)),
+                        ))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn an_https_upstream_is_verified_against_the_os_trust_store() {
+    // The test CA is trusted through the OS trust store's own override (SSL_CERT_FILE, read by
+    // rustls-platform-verifier's loader on Linux); the name `localhost` goes through the system
+    // resolver.
+    let (env, up) = seeded(3600);
+    let port = https_upstream();
+    let base = format!("https://localhost:{port}/coding/v1");
+    let ca = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/tls/ca.pem");
+    let ca = ca.to_str().unwrap();
+    let p = start_with_env(
+        &env,
+        &up,
+        &[],
+        &[("KIMI_CODE_BASE_URL", &base), ("SSL_CERT_FILE", ca)],
+    );
+    let key = p.key.clone().unwrap();
+    for path in ["/v1/messages", "/v1/chat/completions"] {
+        let (status, body) = post(&p.url, path, Some(&key), "{}");
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["authorization"],
+            format!("Bearer {SEED_ACCESS}"),
+            "{body}"
+        );
+    }
+    drop(p);
+    // Without the CA in the trust store: refused (502), nothing accepted.
+    let p = start_with_env(&env, &up, &[], &[("KIMI_CODE_BASE_URL", &base)]);
+    let (status, body) = post(&p.url, "/v1/messages", p.key.as_deref(), "{}");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("cannot reach Kimi"), "{body}");
+    assert!(!body.contains(SEED_ACCESS), "{body}");
+}
