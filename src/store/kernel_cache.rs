@@ -32,8 +32,8 @@
 //! (seccomp in containers: ENOSYS, EPERM, EACCES) the first refusal turns the cache off for the
 //! rest of the process.
 
-use crate::store::record::Credential;
 use crate::store::backend::BackendKind;
+use crate::store::record::Credential;
 use crate::store::vault::{BackendMode, Vault};
 
 /// The longest a cached token lives in the kernel, whatever its expiry: it bounds how long a
