@@ -268,23 +268,32 @@ impl Index {
         if t.len() < WINDOW {
             return;
         }
-        // Every form has its first `min(STRIDE, len - WINDOW + 1)` windows indexed: looking up
-        // one window in that many finds each occurrence.
-        let stride = (self.shortest.saturating_sub(WINDOW - 1)).clamp(1, STRIDE);
+        // Every form has its first `STRIDE` windows indexed (all of them when shorter) and a
+        // raw secret every window: looking up every `STRIDE`-th window of the text finds each
+        // form, and each piece of `WINDOW + STRIDE - 1` bytes. With a form too short for that,
+        // every window of the text is looked up instead, and then only the first window of a
+        // form and every `STRIDE`-th of a secret are needed (the others would find the same
+        // spans again).
+        let stride = if self.shortest >= WINDOW + STRIDE - 1 {
+            STRIDE
+        } else {
+            1
+        };
         // The span covered by the hits pushed so far (merged): a hit inside it adds nothing, and
         // a text that repeats a secret's characters would otherwise push one per window.
         let mut cover = (0usize, 0usize);
-        let mut push = |hits: &mut Vec<(usize, usize)>, (s, e): (usize, usize)| {
-            if s >= cover.0 && e <= cover.1 {
-                return;
-            }
-            cover = if s <= cover.1 && e >= cover.0 {
-                (s.min(cover.0), e.max(cover.1))
-            } else {
-                (s, e)
+        let push =
+            |cover: &mut (usize, usize), hits: &mut Vec<(usize, usize)>, (s, e): (usize, usize)| {
+                if s >= cover.0 && e <= cover.1 {
+                    return;
+                }
+                *cover = if s <= cover.1 && e >= cover.0 {
+                    (s.min(cover.0), e.max(cover.1))
+                } else {
+                    (s, e)
+                };
+                hits.push((s, e));
             };
-            hits.push((s, e));
-        };
         // The last piece grown (its secret and where that secret would start in the text): the
         // next windows of the same occurrence grow to the same span.
         let mut last_piece: Option<(*const Zeroizing<String>, usize)> = None;
@@ -299,16 +308,30 @@ impl Index {
             for e in list {
                 let form = e.form.as_bytes();
                 let offset = e.offset as usize;
+                if stride == 1 && !offset.is_multiple_of(STRIDE) {
+                    continue;
+                }
                 if !e.piece {
+                    if stride == 1 && offset > 0 {
+                        continue;
+                    }
                     if let Some(start) = at.checked_sub(offset)
                         && t[start..].starts_with(form)
                     {
-                        push(hits, (start, start + form.len()));
+                        push(&mut cover, hits, (start, start + form.len()));
                     }
                     continue;
                 }
                 let occurrence = (Arc::as_ptr(&e.form), at.wrapping_sub(offset));
-                if last_piece == Some(occurrence)
+                // Whatever this window grows to lies in `[at - offset, at - offset + len)`:
+                // nothing to add when that is covered already (a secret that repeats its
+                // characters has many windows alike).
+                let covered = cover.0 < cover.1
+                    && at >= offset
+                    && at - offset >= cover.0
+                    && at - offset + form.len() <= cover.1;
+                if covered
+                    || last_piece == Some(occurrence)
                     || t[at..at + WINDOW] != form[offset..offset + WINDOW]
                 {
                     continue;
@@ -336,7 +359,7 @@ impl Index {
                 while !text.is_char_boundary(end) {
                     end += 1;
                 }
-                push(hits, (start, end));
+                push(&mut cover, hits, (start, end));
             }
         }
     }
