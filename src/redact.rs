@@ -338,17 +338,8 @@ impl Index {
                 }
                 last_piece = Some(occurrence);
                 // Grow the match both ways as far as text and secret agree.
-                let back = t[..at]
-                    .iter()
-                    .rev()
-                    .zip(form[..offset].iter().rev())
-                    .take_while(|(a, b)| a == b)
-                    .count();
-                let ahead = t[at + WINDOW..]
-                    .iter()
-                    .zip(&form[offset + WINDOW..])
-                    .take_while(|(a, b)| a == b)
-                    .count();
+                let back = common_suffix(&t[..at], &form[..offset]);
+                let ahead = common_prefix(&t[at + WINDOW..], &form[offset + WINDOW..]);
                 let (mut start, mut end) = (at - back, at + WINDOW + ahead);
                 if end - start < MIN_PIECE {
                     continue;
@@ -363,6 +354,43 @@ impl Index {
             }
         }
     }
+}
+
+/// How many bytes `a` and `b` start with alike (compared eight at a time).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let mut n = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let d = u64::from_le_bytes(x.try_into().unwrap_or_default())
+            ^ u64::from_le_bytes(y.try_into().unwrap_or_default());
+        if d != 0 {
+            return n + (d.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + a[n..]
+        .iter()
+        .zip(&b[n..])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// How many bytes `a` and `b` end with alike (compared eight at a time).
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let mut n = 0;
+    for (x, y) in a.rchunks_exact(8).zip(b.rchunks_exact(8)) {
+        let d = u64::from_le_bytes(x.try_into().unwrap_or_default())
+            ^ u64::from_le_bytes(y.try_into().unwrap_or_default());
+        if d != 0 {
+            return n + (d.leading_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + a[..a.len() - n]
+        .iter()
+        .rev()
+        .zip(b[..b.len() - n].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 /// A `FP_BITS`-bit fingerprint of the first `WINDOW` bytes of `window` under the per-process
@@ -1522,6 +1550,34 @@ mod tests {
         }
         for name in &names {
             assert_eq!(is_sensitive_key(name), naive(name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn common_prefix_and_suffix_count_bytes_alike() {
+        let naive_prefix = |a: &[u8], b: &[u8]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let naive_suffix = |a: &[u8], b: &[u8]| {
+            a.iter()
+                .rev()
+                .zip(b.iter().rev())
+                .take_while(|(x, y)| x == y)
+                .count()
+        };
+        let base = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        for la in 0..base.len() {
+            for diff in 0..=la {
+                let a = &base[..la];
+                let mut b = base.to_vec();
+                if diff < b.len() {
+                    b[diff] = b'!';
+                }
+                assert_eq!(common_prefix(a, &b), naive_prefix(a, &b), "{la} {diff}");
+                let a = &base[base.len() - la..];
+                let mut b = base.to_vec();
+                let at = b.len() - 1 - diff.min(b.len() - 1);
+                b[at] = b'!';
+                assert_eq!(common_suffix(a, &b), naive_suffix(a, &b), "{la} {diff}");
+            }
         }
     }
 
