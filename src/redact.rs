@@ -128,15 +128,10 @@ impl Known {
 const WINDOW: usize = MIN_REMEMBERED;
 /// A piece of a held secret at least this long is redacted wherever it appears on its own (a
 /// token split by a line break or a space in an error body); pieces of at least
-/// `WINDOW + STRIDE - 1` (15) characters are always found.
+/// `2 * WINDOW - 1` characters are always found.
 const MIN_PIECE: usize = 16;
-/// A pass looks up one window of the text in this many (fewer when a form is shorter than
-/// `WINDOW + STRIDE - 1`): every form has its first `STRIDE` windows indexed, and a raw secret
-/// every window, so that no occurrence falls between two looked-up windows.
-const STRIDE: usize = 8;
-/// Bits of a window's fingerprint (the bit set is `2^FP_BITS` bits, 128 KiB, allocated zeroed
-/// at the first insert): sparse even with every window of 256 long secrets indexed.
-const FP_BITS: u32 = 20;
+/// Bits of a window's fingerprint.
+const FP_BITS: u32 = 16;
 const FP_WORDS: usize = 1 << (FP_BITS - 6);
 
 /// One indexed window: the form it comes from and where in it.
@@ -149,12 +144,14 @@ struct Entry {
 }
 
 /// Finds every remembered form in one pass over a text, without keeping a copy of any secret
-/// outside the wiped [`Remembered`] buffers: the first [`STRIDE`] windows of `WINDOW` bytes of
-/// every form (and every window of a raw secret, to find its pieces) are fingerprinted with a
-/// per-process random hash. A pass looks every `STRIDE`-th window of the text up in a bit set
-/// and compares the few candidates with the forms themselves. (Looking up every window instead,
-/// with fewer windows indexed, cost eight times as many lookups per byte of text: the scrub of
-/// every body and of every proxied error was the redactor's largest pass.)
+/// outside the wiped [`Remembered`] buffers: the windows of `WINDOW` bytes that start a form
+/// (and every `WINDOW`-th window of a raw secret, to find its pieces) are fingerprinted with a
+/// per-process random 16-bit hash. A pass looks each window of the text up in a bit set and
+/// compares the few candidates with the forms themselves.
+///
+/// (Indexing overlapping windows would let a pass look up only every eighth window of a text,
+/// but the fingerprints of overlapping windows, chained, identify the secret: they stay in
+/// memory, unwiped, after the secret is forgotten. The windows indexed never overlap.)
 ///
 /// (A multi-pattern automaton such as aho-corasick's was the first choice, but it copies every
 /// pattern into its transition tables, which are freed without being wiped, and it must be
@@ -165,9 +162,7 @@ struct Index {
     buckets: Option<std::collections::HashMap<u32, Vec<Entry>>>,
     /// Random per-process keys of the fingerprint (0 until the first insert).
     keys: (u64, u64),
-    /// The shortest and longest forms indexed so far (bytes): the shortest bounds the stride
-    /// of a pass, the longest how far around a cut a form can reach.
-    shortest: usize,
+    /// The longest form indexed so far (bytes): how far around a cut a form can reach.
     longest: usize,
 }
 
@@ -177,7 +172,6 @@ impl Index {
             bits: None,
             buckets: None,
             keys: (0, 0),
-            shortest: usize::MAX,
             longest: 0,
         }
     }
@@ -191,7 +185,7 @@ impl Index {
         self.buckets.as_ref().is_none_or(|b| b.is_empty())
     }
 
-    /// Indexes `form`: its first `STRIDE` windows; with `pieces`, every window.
+    /// Indexes `form` (its first window; with `pieces`, every `WINDOW`-th window too).
     fn insert(&mut self, form: &Arc<Zeroizing<String>>, pieces: bool) {
         if self.keys.1 == 0 {
             let mut k = [0u8; 16];
@@ -206,15 +200,10 @@ impl Index {
         if bytes.len() < WINDOW {
             return;
         }
-        self.shortest = self.shortest.min(bytes.len());
         self.longest = self.longest.max(bytes.len());
         let pieces = pieces && bytes.len() >= MIN_PIECE;
-        let last = if pieces {
-            bytes.len() - WINDOW
-        } else {
-            (bytes.len() - WINDOW).min(STRIDE - 1)
-        };
-        for offset in 0..=last {
+        let last = if pieces { bytes.len() - WINDOW } else { 0 };
+        for offset in (0..=last).step_by(WINDOW) {
             let h = self.fingerprint(&bytes[offset..]);
             let bits = self.bits.get_or_insert_with(|| {
                 vec![0u64; FP_WORDS]
@@ -244,7 +233,7 @@ impl Index {
         if bytes.len() < WINDOW {
             return;
         }
-        for offset in 0..=bytes.len() - WINDOW {
+        for offset in (0..=bytes.len() - WINDOW).step_by(WINDOW) {
             let h = fingerprint(self.keys, &bytes[offset..]);
             if let Some(list) = buckets.get_mut(&h) {
                 list.retain(|e| !Arc::ptr_eq(&e.form, form));
@@ -268,17 +257,6 @@ impl Index {
         if t.len() < WINDOW {
             return;
         }
-        // Every form has its first `STRIDE` windows indexed (all of them when shorter) and a
-        // raw secret every window: looking up every `STRIDE`-th window of the text finds each
-        // form, and each piece of `WINDOW + STRIDE - 1` bytes. With a form too short for that,
-        // every window of the text is looked up instead, and then only the first window of a
-        // form and every `STRIDE`-th of a secret are needed (the others would find the same
-        // spans again).
-        let stride = if self.shortest >= WINDOW + STRIDE - 1 {
-            STRIDE
-        } else {
-            1
-        };
         // The span covered by the hits pushed so far (merged): a hit inside it adds nothing, and
         // a text that repeats a secret's characters would otherwise push one per window.
         let mut cover = (0usize, 0usize);
@@ -297,7 +275,7 @@ impl Index {
         // The last piece grown (its secret and where that secret would start in the text): the
         // next windows of the same occurrence grow to the same span.
         let mut last_piece: Option<(*const Zeroizing<String>, usize)> = None;
-        for at in (0..=t.len() - WINDOW).step_by(stride) {
+        for at in 0..=t.len() - WINDOW {
             let h = self.fingerprint(&t[at..]);
             if bits[h as usize >> 6] & (1 << (h & 63)) == 0 {
                 continue;
@@ -308,13 +286,7 @@ impl Index {
             for e in list {
                 let form = e.form.as_bytes();
                 let offset = e.offset as usize;
-                if stride == 1 && !offset.is_multiple_of(STRIDE) {
-                    continue;
-                }
                 if !e.piece {
-                    if stride == 1 && offset > 0 {
-                        continue;
-                    }
                     if let Some(start) = at.checked_sub(offset)
                         && t[start..].starts_with(form)
                     {
