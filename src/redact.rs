@@ -132,7 +132,7 @@ const WINDOW: usize = MIN_REMEMBERED;
 const MIN_PIECE: usize = 16;
 /// Bits of a window's fingerprint.
 const FP_BITS: u32 = 16;
-const FP_WORDS: usize = 1 << (FP_BITS - 6);
+const FP_SLOTS: usize = 1 << FP_BITS;
 
 /// One indexed window: the form it comes from and where in it.
 struct Entry {
@@ -157,8 +157,10 @@ struct Entry {
 /// pattern into its transition tables, which are freed without being wiped, and it must be
 /// rebuilt whenever a secret is added: a proxy or a fuzzer adds them all the time.)
 struct Index {
-    /// Bit `h` is set when some entry has fingerprint `h`.
-    bits: Option<Box<[u64; FP_WORDS]>>,
+    /// Slot `h` is true when some entry has fingerprint `h`.
+    /// (A byte per fingerprint, not a bit: testing a byte is a load, testing a bit a
+    /// comparison, which the fuzz build traces at every window of every text.)
+    bits: Option<Box<[bool; FP_SLOTS]>>,
     buckets: Option<std::collections::HashMap<u32, Vec<Entry>>>,
     /// Random per-process keys of the fingerprint (0 until the first insert).
     keys: (u64, u64),
@@ -206,12 +208,12 @@ impl Index {
         for offset in (0..=last).step_by(WINDOW) {
             let h = self.fingerprint(&bytes[offset..]);
             let bits = self.bits.get_or_insert_with(|| {
-                vec![0u64; FP_WORDS]
+                vec![false; FP_SLOTS]
                     .into_boxed_slice()
                     .try_into()
-                    .expect("FP_WORDS words")
+                    .expect("FP_SLOTS slots")
             });
-            bits[h as usize >> 6] |= 1 << (h & 63);
+            bits[h as usize % FP_SLOTS] = true;
             self.buckets
                 .get_or_insert_with(Default::default)
                 .entry(h)
@@ -240,7 +242,7 @@ impl Index {
                 if list.is_empty() {
                     buckets.remove(&h);
                     if let Some(bits) = self.bits.as_mut() {
-                        bits[h as usize >> 6] &= !(1 << (h & 63));
+                        bits[h as usize % FP_SLOTS] = false;
                     }
                 }
             }
@@ -277,7 +279,7 @@ impl Index {
         let mut last_piece: Option<(*const Zeroizing<String>, usize)> = None;
         for at in 0..=t.len() - WINDOW {
             let h = self.fingerprint(&t[at..]);
-            if bits[h as usize >> 6] & (1 << (h & 63)) == 0 {
+            if !bits[h as usize % FP_SLOTS] {
                 continue;
             }
             let Some(list) = buckets.get(&h) else {
