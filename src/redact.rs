@@ -134,6 +134,29 @@ const MIN_PIECE: usize = 16;
 const FP_BITS: u32 = 16;
 const FP_SLOTS: usize = 1 << FP_BITS;
 
+/// Hashes a fingerprint for the index's map: it is random already (under the per-process key),
+/// so one multiplication spreads it; SipHash cost more than the rest of a lookup.
+#[derive(Default)]
+struct FingerprintHasher(u64);
+
+impl std::hash::Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type FingerprintHash = std::hash::BuildHasherDefault<FingerprintHasher>;
+
 /// One indexed window: the form it comes from and where in it.
 struct Entry {
     form: Arc<Zeroizing<String>>,
@@ -161,7 +184,7 @@ struct Index {
     /// (A byte per fingerprint, not a bit: testing a byte is a load, testing a bit a
     /// comparison, which the fuzz build traces at every window of every text.)
     bits: Option<Box<[bool; FP_SLOTS]>>,
-    buckets: Option<std::collections::HashMap<u32, Vec<Entry>>>,
+    buckets: Option<std::collections::HashMap<u32, Vec<Entry>, FingerprintHash>>,
     /// Random per-process keys of the fingerprint (0 until the first insert).
     keys: (u64, u64),
     /// The longest form indexed so far (bytes): how far around a cut a form can reach.
