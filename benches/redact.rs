@@ -1,6 +1,10 @@
 //! In-process figures for the redactor (`redact_body`) on a few realistic bodies: a JSON OAuth
 //! error, a 4 kB HTML error page, and a 12 kB body with a held secret planted in it. A secret is
 //! held (remembered) in each case, as in a process that has read its tokens.
+//!
+//! `cargo bench --features testing --bench redact` (issue 15's figures were taken with
+//! `CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16` to spare the shared
+//! machine a fat-LTO build; before and after built alike).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use kimi_vault::internals::redact_body;
