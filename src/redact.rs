@@ -16,6 +16,7 @@
 //! result is a fixed point of one redaction step (the step is repeated until nothing changes;
 //! should that not happen within a few rounds, the whole text is replaced).
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -129,6 +130,32 @@ const WINDOW: usize = MIN_REMEMBERED;
 /// token split by a line break or a space in an error body); pieces of at least
 /// `2 * WINDOW - 1` characters are always found.
 const MIN_PIECE: usize = 16;
+/// Bits of a window's fingerprint.
+const FP_BITS: u32 = 16;
+const FP_SLOTS: usize = 1 << FP_BITS;
+
+/// Hashes a fingerprint for the index's map: it is random already (under the per-process key),
+/// so one multiplication spreads it; SipHash cost more than the rest of a lookup.
+#[derive(Default)]
+struct FingerprintHasher(u64);
+
+impl std::hash::Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type FingerprintHash = std::hash::BuildHasherDefault<FingerprintHasher>;
 
 /// One indexed window: the form it comes from and where in it.
 struct Entry {
@@ -145,15 +172,23 @@ struct Entry {
 /// per-process random 16-bit hash. A pass looks each window of the text up in a bit set and
 /// compares the few candidates with the forms themselves.
 ///
+/// (Indexing overlapping windows would let a pass look up only every eighth window of a text,
+/// but the fingerprints of overlapping windows, chained, identify the secret: they stay in
+/// memory, unwiped, after the secret is forgotten. The windows indexed never overlap.)
+///
 /// (A multi-pattern automaton such as aho-corasick's was the first choice, but it copies every
 /// pattern into its transition tables, which are freed without being wiped, and it must be
 /// rebuilt whenever a secret is added: a proxy or a fuzzer adds them all the time.)
 struct Index {
-    /// Bit `h` is set when some entry has fingerprint `h`.
-    bits: Option<Box<[u64; 1024]>>,
-    buckets: Option<std::collections::HashMap<u16, Vec<Entry>>>,
+    /// Slot `h` is true when some entry has fingerprint `h`.
+    /// (A byte per fingerprint, not a bit: testing a byte is a load, testing a bit a
+    /// comparison, which the fuzz build traces at every window of every text.)
+    bits: Option<Box<[bool; FP_SLOTS]>>,
+    buckets: Option<std::collections::HashMap<u32, Vec<Entry>, FingerprintHash>>,
     /// Random per-process keys of the fingerprint (0 until the first insert).
     keys: (u64, u64),
+    /// The longest form indexed so far (bytes): how far around a cut a form can reach.
+    longest: usize,
 }
 
 impl Index {
@@ -162,11 +197,17 @@ impl Index {
             bits: None,
             buckets: None,
             keys: (0, 0),
+            longest: 0,
         }
     }
 
-    fn fingerprint(&self, window: &[u8]) -> u16 {
+    fn fingerprint(&self, window: &[u8]) -> u32 {
         fingerprint(self.keys, window)
+    }
+
+    /// True when nothing is indexed.
+    fn is_empty(&self) -> bool {
+        self.buckets.as_ref().is_none_or(|b| b.is_empty())
     }
 
     /// Indexes `form` (its first window; with `pieces`, every `WINDOW`-th window too).
@@ -181,19 +222,21 @@ impl Index {
             );
         }
         let bytes = form.as_bytes();
-        let mut offsets = vec![(0usize, false)];
-        if pieces && bytes.len() >= MIN_PIECE {
-            offsets.extend(
-                (WINDOW..=bytes.len() - WINDOW)
-                    .step_by(WINDOW)
-                    .map(|o| (o, true)),
-            );
-            offsets[0].1 = true;
+        if bytes.len() < WINDOW {
+            return;
         }
-        for (offset, piece) in offsets {
+        self.longest = self.longest.max(bytes.len());
+        let pieces = pieces && bytes.len() >= MIN_PIECE;
+        let last = if pieces { bytes.len() - WINDOW } else { 0 };
+        for offset in (0..=last).step_by(WINDOW) {
             let h = self.fingerprint(&bytes[offset..]);
-            self.bits.get_or_insert_with(|| Box::new([0; 1024]))[usize::from(h >> 6)] |=
-                1 << (h & 63);
+            let bits = self.bits.get_or_insert_with(|| {
+                vec![false; FP_SLOTS]
+                    .into_boxed_slice()
+                    .try_into()
+                    .expect("FP_SLOTS slots")
+            });
+            bits[h as usize % FP_SLOTS] = true;
             self.buckets
                 .get_or_insert_with(Default::default)
                 .entry(h)
@@ -201,7 +244,7 @@ impl Index {
                 .push(Entry {
                     form: Arc::clone(form),
                     offset: offset as u32,
-                    piece,
+                    piece: pieces,
                 });
         }
     }
@@ -212,18 +255,17 @@ impl Index {
             return;
         };
         let bytes = form.as_bytes();
-        let mut offsets = vec![0usize];
-        if bytes.len() >= MIN_PIECE {
-            offsets.extend((WINDOW..=bytes.len() - WINDOW).step_by(WINDOW));
+        if bytes.len() < WINDOW {
+            return;
         }
-        for offset in offsets {
+        for offset in (0..=bytes.len() - WINDOW).step_by(WINDOW) {
             let h = fingerprint(self.keys, &bytes[offset..]);
             if let Some(list) = buckets.get_mut(&h) {
                 list.retain(|e| !Arc::ptr_eq(&e.form, form));
                 if list.is_empty() {
                     buckets.remove(&h);
                     if let Some(bits) = self.bits.as_mut() {
-                        bits[usize::from(h >> 6)] &= !(1 << (h & 63));
+                        bits[h as usize % FP_SLOTS] = false;
                     }
                 }
             }
@@ -243,20 +285,24 @@ impl Index {
         // The span covered by the hits pushed so far (merged): a hit inside it adds nothing, and
         // a text that repeats a secret's characters would otherwise push one per window.
         let mut cover = (0usize, 0usize);
-        let mut push = |hits: &mut Vec<(usize, usize)>, (s, e): (usize, usize)| {
-            if s >= cover.0 && e <= cover.1 {
-                return;
-            }
-            cover = if s <= cover.1 && e >= cover.0 {
-                (s.min(cover.0), e.max(cover.1))
-            } else {
-                (s, e)
+        let push =
+            |cover: &mut (usize, usize), hits: &mut Vec<(usize, usize)>, (s, e): (usize, usize)| {
+                if s >= cover.0 && e <= cover.1 {
+                    return;
+                }
+                *cover = if s <= cover.1 && e >= cover.0 {
+                    (s.min(cover.0), e.max(cover.1))
+                } else {
+                    (s, e)
+                };
+                hits.push((s, e));
             };
-            hits.push((s, e));
-        };
+        // The last piece grown (its secret and where that secret would start in the text): the
+        // next windows of the same occurrence grow to the same span.
+        let mut last_piece: Option<(*const Zeroizing<String>, usize)> = None;
         for at in 0..=t.len() - WINDOW {
             let h = self.fingerprint(&t[at..]);
-            if bits[usize::from(h >> 6)] & (1 << (h & 63)) == 0 {
+            if !bits[h as usize % FP_SLOTS] {
                 continue;
             }
             let Some(list) = buckets.get(&h) else {
@@ -266,26 +312,31 @@ impl Index {
                 let form = e.form.as_bytes();
                 let offset = e.offset as usize;
                 if !e.piece {
-                    if t[at..].starts_with(form) {
-                        push(hits, (at, at + form.len()));
+                    if let Some(start) = at.checked_sub(offset)
+                        && t[start..].starts_with(form)
+                    {
+                        push(&mut cover, hits, (start, start + form.len()));
                     }
                     continue;
                 }
-                if t[at..at + WINDOW] != form[offset..offset + WINDOW] {
+                let occurrence = (Arc::as_ptr(&e.form), at.wrapping_sub(offset));
+                // Whatever this window grows to lies in `[at - offset, at - offset + len)`:
+                // nothing to add when that is covered already (a secret that repeats its
+                // characters has many windows alike).
+                let covered = cover.0 < cover.1
+                    && at >= offset
+                    && at - offset >= cover.0
+                    && at - offset + form.len() <= cover.1;
+                if covered
+                    || last_piece == Some(occurrence)
+                    || t[at..at + WINDOW] != form[offset..offset + WINDOW]
+                {
                     continue;
                 }
+                last_piece = Some(occurrence);
                 // Grow the match both ways as far as text and secret agree.
-                let back = t[..at]
-                    .iter()
-                    .rev()
-                    .zip(form[..offset].iter().rev())
-                    .take_while(|(a, b)| a == b)
-                    .count();
-                let ahead = t[at + WINDOW..]
-                    .iter()
-                    .zip(&form[offset + WINDOW..])
-                    .take_while(|(a, b)| a == b)
-                    .count();
+                let back = common_suffix(&t[..at], &form[..offset]);
+                let ahead = common_prefix(&t[at + WINDOW..], &form[offset + WINDOW..]);
                 let (mut start, mut end) = (at - back, at + WINDOW + ahead);
                 if end - start < MIN_PIECE {
                     continue;
@@ -296,18 +347,56 @@ impl Index {
                 while !text.is_char_boundary(end) {
                     end += 1;
                 }
-                push(hits, (start, end));
+                push(&mut cover, hits, (start, end));
             }
         }
     }
 }
 
-/// A 16-bit fingerprint of the first `WINDOW` bytes of `window` under the per-process `keys`.
-fn fingerprint(keys: (u64, u64), window: &[u8]) -> u16 {
+/// How many bytes `a` and `b` start with alike (compared eight at a time).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let mut n = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let d = u64::from_le_bytes(x.try_into().unwrap_or_default())
+            ^ u64::from_le_bytes(y.try_into().unwrap_or_default());
+        if d != 0 {
+            return n + (d.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + a[n..]
+        .iter()
+        .zip(&b[n..])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// How many bytes `a` and `b` end with alike (compared eight at a time).
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    let mut n = 0;
+    for (x, y) in a.rchunks_exact(8).zip(b.rchunks_exact(8)) {
+        let d = u64::from_le_bytes(x.try_into().unwrap_or_default())
+            ^ u64::from_le_bytes(y.try_into().unwrap_or_default());
+        if d != 0 {
+            return n + (d.leading_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + a[..a.len() - n]
+        .iter()
+        .rev()
+        .zip(b[..b.len() - n].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// A `FP_BITS`-bit fingerprint of the first `WINDOW` bytes of `window` under the per-process
+/// `keys`.
+fn fingerprint(keys: (u64, u64), window: &[u8]) -> u32 {
     let mut w = [0u8; WINDOW];
     w.copy_from_slice(&window[..WINDOW]);
     let x = (u64::from_le_bytes(w) ^ keys.0).wrapping_mul(keys.1);
-    ((x ^ (x >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 48) as u16
+    ((x ^ (x >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FP_BITS)) as u32
 }
 
 /// Remembers `secret` so that [`scrub`] removes it, in every form, from any text. Called by
@@ -451,6 +540,11 @@ fn base64_inner(
 /// Replaces every remembered secret, in every form, in `text` with `[REDACTED]`. Overlapping
 /// matches are merged into one replacement, so that no part of either secret survives.
 pub fn scrub(text: &str) -> String {
+    scrub_cow(text).into_owned()
+}
+
+/// [`scrub`], without a copy when there is nothing to replace.
+fn scrub_cow(text: &str) -> Cow<'_, str> {
     let mut hits: Vec<(usize, usize)> = Vec::new();
     {
         let mut known = known();
@@ -458,7 +552,7 @@ pub fn scrub(text: &str) -> String {
         known.index.find(text, &mut hits);
     }
     if hits.is_empty() {
-        return text.to_owned();
+        return Cow::Borrowed(text);
     }
     hits.sort_unstable();
     let mut out = String::with_capacity(text.len() + hits.len() * REDACTED.len());
@@ -476,17 +570,93 @@ pub fn scrub(text: &str) -> String {
         copied = end;
     }
     out.push_str(&text[copied..]);
-    out
+    Cow::Owned(out)
 }
 
 /// True for names (JSON keys, form fields, headers) whose values are credentials.
 pub fn is_sensitive_key(key: &str) -> bool {
-    // Compared in place, without a lower-cased copy (the name-aware pass asks at every `=`
-    // and `:` of a body).
-    let k = key.as_bytes();
-    SENSITIVE.iter().any(|w| {
-        k.windows(w.len())
-            .any(|window| window.eq_ignore_ascii_case(w.as_bytes()))
+    is_sensitive_name(key.as_bytes())
+}
+
+/// A deterministic automaton (Aho-Corasick, ASCII case folded) that finds any of the
+/// [`SENSITIVE`] fragments in a name.
+///
+/// Hand-built rather than the `aho-corasick` crate's (already in the tree): the names asked
+/// about are short (the name-aware pass asks at every `=` and `:` of a body), so the crate's
+/// per-search set-up (its `Input`, prefilter and match-kind checks) outweighs the scan itself;
+/// and its search loop compares the state at every byte, which the fuzz build's
+/// SanitizerCoverage traces call by call. This one is two table loads per byte, indices masked
+/// into fixed-size tables: no comparison and no bounds check per byte.
+struct NameAutomaton {
+    /// `next[state][class]`, classes 1..=26 the letters (either case), 0 everything else.
+    next: [[u8; 32]; 128],
+    /// True in a state that ends some fragment.
+    accept: [bool; 128],
+}
+
+/// Letter class of a byte: `a`/`A` → 1, …, `z`/`Z` → 26, anything else 0.
+static LETTER: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 26 {
+        t[b'a' as usize + i] = i as u8 + 1;
+        t[b'A' as usize + i] = i as u8 + 1;
+        i += 1;
+    }
+    t
+};
+
+static NAMES: std::sync::LazyLock<NameAutomaton> = std::sync::LazyLock::new(|| {
+    let mut next = [[0u8; 32]; 128];
+    let mut edge = [[false; 32]; 128];
+    let mut accept = [false; 128];
+    let mut states = 1usize;
+    for word in SENSITIVE {
+        let mut s = 0;
+        for &b in word.as_bytes() {
+            let c = usize::from(LETTER[usize::from(b)]);
+            if !edge[s][c] {
+                edge[s][c] = true;
+                next[s][c] = states as u8;
+                states += 1;
+            }
+            s = usize::from(next[s][c]);
+        }
+        accept[s] = true;
+    }
+    assert!(states <= 128, "SENSITIVE fits the automaton");
+    // Breadth first: each state's failure state is shallower, hence complete already.
+    let mut fail = [0u8; 128];
+    let mut queue = VecDeque::new();
+    for c in 0..32 {
+        if edge[0][c] {
+            queue.push_back(next[0][c]);
+        }
+    }
+    while let Some(s) = queue.pop_front() {
+        let s = usize::from(s);
+        accept[s] |= accept[usize::from(fail[s])];
+        for c in 0..32 {
+            let f = next[usize::from(fail[s])][c];
+            if edge[s][c] {
+                let t = next[s][c];
+                fail[usize::from(t)] = f;
+                queue.push_back(t);
+            } else {
+                next[s][c] = f;
+            }
+        }
+    }
+    NameAutomaton { next, accept }
+});
+
+/// [`is_sensitive_key`] on bytes.
+fn is_sensitive_name(name: &[u8]) -> bool {
+    let names = &*NAMES;
+    let mut state = 0usize;
+    name.iter().any(|&b| {
+        state = usize::from(names.next[state & 127][usize::from(LETTER[usize::from(b)]) & 31]);
+        names.accept[state & 127]
     })
 }
 
@@ -496,6 +666,10 @@ pub fn is_sensitive_key(key: &str) -> bool {
 pub fn redact_body(body: &str) -> String {
     let input = bounded_input(body);
     let mut current = step(&input);
+    if current == *input {
+        // A fixed point already (a text redacted before): nothing to verify.
+        return current;
+    }
     for _ in 0..MAX_STEPS {
         let next = step(&current);
         if next == current {
@@ -509,28 +683,142 @@ pub fn redact_body(body: &str) -> String {
 /// Redacts free text (an error message of a foreign library): by name, token-shaped runs, then
 /// every remembered secret. Not cut.
 pub fn redact_text(text: &str) -> String {
-    scrub(&token_runs(&field_pass(text).0))
+    scrub_cow(&token_runs(&field_pass(text).0)).into_owned()
 }
 
+/// Bytes of a text a step looks at first (more when they redact to too little).
+const FIRST_LOOK: usize = 2048;
+/// A look is enough when it redacts to at least this many characters more than are kept: the
+/// cut and whatever decides it then lie well before the end of the part looked at.
+const LOOK_MARGIN: usize = 512;
+
 /// One redaction step; [`redact_body`] repeats it until it changes nothing.
+///
+/// Only the start of a long text can reach the output (a few hundred characters): a step
+/// redacts the first [`FIRST_LOOK`] bytes (cut where no token-shaped run and no remembered
+/// form is split, see [`look_at`]), and looks further only when those redact to too little.
 fn step(text: &str) -> String {
-    let structured = match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(mut value) => {
-            redact_value(&mut value);
-            Some(value.to_string())
+    // Only a text that can be JSON is parsed (a parse that fails at once still costs a
+    // `Value` set-up per step).
+    let structured = if could_be_json(text) {
+        match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(mut value) => {
+                redact_value(&mut value);
+                Some(value.to_string())
+            }
+            Err(_) => None,
         }
-        Err(_) => None,
+    } else {
+        None
     };
     let base = structured.as_deref().unwrap_or(text);
-    let redacted = scrub(&token_runs(&field_pass(base).0));
-    truncate(&redacted, MAX_SNIPPET)
+    let mut want = FIRST_LOOK;
+    loop {
+        let look = look_at(base, want);
+        let redacted = scrub_cow(&token_runs(&field_pass(look).0)).into_owned();
+        if look.len() == base.len() || nth_char(&redacted, MAX_SNIPPET + LOOK_MARGIN).is_some() {
+            return truncate(&redacted, MAX_SNIPPET);
+        }
+        want = want.saturating_mul(4);
+    }
+}
+
+/// Byte index of the character `n` (counted from 0) of `text`, if it has more than `n`.
+fn nth_char(text: &str, n: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    // `need` characters start in `b[at..]` before the one sought; they take at least `need`
+    // bytes, so the next `need` bytes can be counted whole (a table sum: no comparison per
+    // byte) until none is left to skip.
+    let (mut at, mut need) = (0usize, n);
+    while need > 0 {
+        let chunk = b.get(at..at + need)?;
+        need -= chunk
+            .iter()
+            .map(|&c| usize::from(CHAR_START[usize::from(c)]))
+            .sum::<usize>();
+        at += chunk.len();
+    }
+    // `at` follows the last character skipped, or is inside it.
+    while at < b.len() && !text.is_char_boundary(at) {
+        at += 1;
+    }
+    (at < b.len()).then_some(at)
+}
+
+/// True when the first non-blank byte of `text` can start a JSON value.
+fn could_be_json(text: &str) -> bool {
+    text.as_bytes()
+        .iter()
+        .find(|&&b| !JSON_BLANK[usize::from(b)])
+        .is_some_and(|&b| JSON_START[usize::from(b)])
+}
+
+/// The first `want` bytes of `text` or a little more (all of it when shorter), cut neither in a
+/// character, nor in a run of token characters (extended to its end: the run is redacted, or
+/// not, by its whole length), nor in a remembered form or piece of a secret (cut before it).
+fn look_at(text: &str, want: usize) -> &str {
+    if text.len() <= want {
+        return text;
+    }
+    let b = text.as_bytes();
+    let mut cut = want;
+    while !text.is_char_boundary(cut) {
+        cut += 1;
+    }
+    if IS_TOKEN[usize::from(b[cut - 1])] {
+        cut += b[cut..]
+            .iter()
+            .position(|&c| !IS_TOKEN[usize::from(c)])
+            .unwrap_or(b.len() - cut);
+    }
+    let mut known = known();
+    known.index_pending();
+    let index = &known.index;
+    if index.is_empty() {
+        return &text[..cut];
+    }
+    let mut hits = Vec::new();
+    while cut > 0 && cut < text.len() {
+        // A form that contains the cut lies within its length of it.
+        let mut from = cut.saturating_sub(index.longest);
+        while !text.is_char_boundary(from) {
+            from -= 1;
+        }
+        let mut to = cut.saturating_add(index.longest).min(text.len());
+        while !text.is_char_boundary(to) {
+            to += 1;
+        }
+        hits.clear();
+        index.find(&text[from..to], &mut hits);
+        let Some(start) = hits
+            .iter()
+            .filter(|&&(s, e)| from + s < cut && cut < from + e)
+            .map(|&(s, _)| from + s)
+            .min()
+        else {
+            break;
+        };
+        cut = start;
+        // Not in a token-shaped run either: back to its start.
+        if cut > 0 && IS_TOKEN[usize::from(b[cut - 1])] && IS_TOKEN[usize::from(b[cut])] {
+            cut = b[..cut]
+                .iter()
+                .rposition(|&c| !IS_TOKEN[usize::from(c)])
+                .map_or(0, |p| p + 1);
+        }
+    }
+    &text[..cut]
 }
 
 /// The first [`MAX_INPUT`] characters of `body`; when cut, without a trailing beginning of a
 /// remembered secret (which the exact scrubber could no longer recognise).
-fn bounded_input(body: &str) -> std::borrow::Cow<'_, str> {
+fn bounded_input(body: &str) -> Cow<'_, str> {
+    if body.len() <= MAX_INPUT {
+        // No more characters than bytes.
+        return Cow::Borrowed(body);
+    }
     let Some((cut, _)) = body.char_indices().nth(MAX_INPUT) else {
-        return std::borrow::Cow::Borrowed(body);
+        return Cow::Borrowed(body);
     };
     let mut text = &body[..cut];
     let mut known = known();
@@ -544,7 +832,7 @@ fn bounded_input(body: &str) -> std::borrow::Cow<'_, str> {
         }
     }
     text = &text[..keep];
-    std::borrow::Cow::Owned(text.to_owned())
+    Cow::Owned(text.to_owned())
 }
 
 /// Values under sensitive keys of a JSON document become `"[REDACTED]"` (null and booleans
@@ -566,9 +854,80 @@ fn redact_value(value: &mut serde_json::Value) {
     }
 }
 
-fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+/// Byte classes of the passes, looked up rather than compared: a byte loop then has no
+/// comparison per byte for the fuzz build's SanitizerCoverage to trace (a traced comparison
+/// costs a call; they were two thirds of the `redact` fuzz target's instructions).
+const fn byte_class(class: u8) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = match class {
+            // Token characters: what a token (base64, JWT, hex) is made of.
+            0 => {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'=')
+            }
+            1 => b.is_ascii_digit(),
+            2 => b.is_ascii_alphabetic(),
+            // Name characters.
+            3 => b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
+            // Where the name-aware pass may have something to do.
+            4 => matches!(b, b'=' | b':' | b'[' | b'b' | b'B'),
+            // Blanks (spaces and tabs).
+            5 => b == b' ' || b == b'\t',
+            // Bytes that may end an unquoted value: the ASCII delimiters of
+            // `is_value_delimiter`, and every non-ASCII byte (decoded to decide).
+            6 => {
+                b < 0x20
+                    || b >= 0x7f
+                    || matches!(
+                        b,
+                        b' ' | b','
+                            | b';'
+                            | b'&'
+                            | b'"'
+                            | b'\''
+                            | b'<'
+                            | b'>'
+                            | b'('
+                            | b')'
+                            | b'{'
+                            | b'}'
+                            | b'['
+                            | b']'
+                            | b'\\'
+                    )
+            }
+            // JSON's blanks, and the bytes a JSON value can start with.
+            7 => matches!(b, b' ' | b'\t' | b'\n' | b'\r'),
+            8 => matches!(
+                b,
+                b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n'
+            ),
+            9 => b.is_ascii_alphanumeric(),
+            10 => b == b'[',
+            // Bytes that start a UTF-8 character.
+            11 => (b & 0xc0) != 0x80,
+            _ => false,
+        };
+        i += 1;
+    }
+    t
 }
+
+static IS_TOKEN: [bool; 256] = byte_class(0);
+static IS_DIGIT: [bool; 256] = byte_class(1);
+static IS_ALPHA: [bool; 256] = byte_class(2);
+static IS_NAME: [bool; 256] = byte_class(3);
+static MAY_START: [bool; 256] = byte_class(4);
+static IS_BLANK: [bool; 256] = byte_class(5);
+static MAY_END_VALUE: [bool; 256] = byte_class(6);
+static JSON_BLANK: [bool; 256] = byte_class(7);
+static JSON_START: [bool; 256] = byte_class(8);
+static IS_ALNUM: [bool; 256] = byte_class(9);
+static IS_OPEN_BRACKET: [bool; 256] = byte_class(10);
+static CHAR_START: [bool; 256] = byte_class(11);
 
 /// Characters that end an unquoted value.
 fn is_value_delimiter(c: char) -> bool {
@@ -583,10 +942,17 @@ fn is_value_delimiter(c: char) -> bool {
 
 /// End (byte index) of the unquoted value starting at `at`.
 fn run_end(text: &str, at: usize) -> usize {
-    text[at..]
-        .char_indices()
-        .find(|&(_, c)| is_value_delimiter(c))
-        .map_or(text.len(), |(i, _)| at + i)
+    let b = text.as_bytes();
+    let mut i = at;
+    while let Some(p) = b[i..].iter().position(|&c| MAY_END_VALUE[usize::from(c)]) {
+        i += p;
+        let c = text[i..].chars().next().unwrap_or(ELLIPSIS);
+        if is_value_delimiter(c) {
+            return i;
+        }
+        i += c.len_utf8();
+    }
+    text.len()
 }
 
 /// End of the unquoted value starting at `at`; a `:` ending it before a blank (or the end) is
@@ -603,42 +969,40 @@ fn value_end(text: &str, at: usize) -> usize {
 
 /// End of the spaces and tabs starting at `at`.
 fn blanks_end(text: &str, at: usize) -> usize {
-    at + text[at..].len() - text[at..].trim_start_matches([' ', '\t']).len()
+    text.as_bytes()[at..]
+        .iter()
+        .position(|&c| !IS_BLANK[usize::from(c)])
+        .map_or(text.len(), |p| at + p)
 }
 
 /// Where the sensitive name that ends just before the separator at `sep` starts, if there is
 /// one: `name`, `"name"`, `'name'` or `\"name\"`, maybe followed by blanks.
 fn sensitive_name_before(text: &str, sep: usize) -> Option<usize> {
-    let before = &text[..sep];
-    let end = before.trim_end_matches([' ', '\t']).len();
+    let b = text.as_bytes();
+    let end = b[..sep]
+        .iter()
+        .rposition(|&c| !IS_BLANK[usize::from(c)])
+        .map_or(0, |p| p + 1);
     if sep - end > 16 {
         return None;
     }
-    let b = &before[..end];
     let floor = end.saturating_sub(MAX_NAME);
-    if let Some(quote) = b.chars().next_back().filter(|c| *c == '"' || *c == '\'') {
+    let last = *b[..end].last()?;
+    if last == b'"' || last == b'\'' {
         let inner_end = end - 1;
-        let open = b[..inner_end]
-            .char_indices()
-            .rev()
-            .take_while(|&(i, _)| i >= floor)
-            .find(|&(_, c)| c == quote)
-            .map(|(i, _)| i)?;
-        let name = &b[open + 1..inner_end];
-        let start = if b[..open].ends_with('\\') {
+        let open = floor + b[floor..inner_end].iter().rposition(|&c| c == last)?;
+        let start = if open > 0 && b[open - 1] == b'\\' {
             open - 1
         } else {
             open
         };
-        return is_sensitive_key(name).then_some(start);
+        return is_sensitive_name(&b[open + 1..inner_end]).then_some(start);
     }
-    let start = b
-        .char_indices()
-        .rev()
-        .take_while(|&(i, c)| i >= floor && is_name_char(c))
-        .last()
-        .map(|(i, _)| i)?;
-    is_sensitive_key(&b[start..]).then_some(start)
+    let start = b[floor..end]
+        .iter()
+        .rposition(|&c| !IS_NAME[usize::from(c)])
+        .map_or(floor, |p| floor + p + 1);
+    (start < end && is_sensitive_name(&b[start..end])).then_some(start)
 }
 
 /// If `text[at..]` starts with an authorization scheme and blanks, where the credential starts.
@@ -790,42 +1154,50 @@ fn redact_value_at(text: &str, at: usize, out: &mut String) -> usize {
 /// becomes `[REDACTED]`. Returns the text and the spans (byte ranges of the input, from the
 /// name to the end of the value) it redacted, which a cut must not split.
 fn field_pass(text: &str) -> (String, Vec<(usize, usize)>) {
+    field_pass_until(text, text.len())
+}
+
+/// [`field_pass`], starting no name or scheme at or after `limit` (the rest is copied as it
+/// is): what a cut at `limit - MAX_NAME - 20` or before needs to know.
+fn field_pass_until(text: &str, limit: usize) -> (String, Vec<(usize, usize)>) {
+    let b = text.as_bytes();
     let mut out = String::with_capacity(text.len() + 16);
     let mut spans = Vec::new();
     let mut i = 0;
     // Where the last redacted span ended.
     let mut floor = 0;
-    while i < text.len() {
+    while i < limit.min(text.len()) {
         // Only a separator, the start of a marker or of "bearer" can begin anything below:
         // the text up to the next one is copied as it is, in one go.
-        let plain = text.as_bytes()[i..]
+        let plain = b[i..]
             .iter()
-            .position(|b| matches!(b, b'=' | b':' | b'[' | b'b' | b'B'))
-            .unwrap_or(text.len() - i);
+            .position(|&c| MAY_START[usize::from(c)])
+            .unwrap_or(b.len() - i);
         if plain > 0 {
             out.push_str(&text[i..i + plain]);
             i += plain;
             continue;
         }
-        let rest = &text[i..];
-        if rest.starts_with(REDACTED) {
+        let rest = &b[i..];
+        if rest.starts_with(REDACTED.as_bytes()) {
             out.push_str(REDACTED);
             i += REDACTED.len();
             continue;
         }
-        let c = rest.chars().next().expect("not at the end");
+        // One of `=`, `:`, `[`, `b`, `B`: ASCII.
+        let c = b[i];
         let separator = match c {
-            '=' => true,
+            b'=' => true,
             // Not `::` (paths) and not `://` (URLs).
-            ':' => {
-                !rest[1..].starts_with(':')
-                    && !rest[1..].starts_with("//")
-                    && !text[..i].ends_with(':')
+            b':' => {
+                !rest[1..].starts_with(b":")
+                    && !rest[1..].starts_with(b"//")
+                    && b[..i].last() != Some(&b':')
             }
             _ => false,
         };
         if separator && let Some(start) = sensitive_name_before(text, i) {
-            out.push(c);
+            out.push(char::from(c));
             let value = blanks_end(text, i + 1);
             out.push_str(&text[i + 1..value]);
             i = redact_value_at(text, value, &mut out);
@@ -834,14 +1206,10 @@ fn field_pass(text: &str) -> (String, Vec<(usize, usize)>) {
             floor = i;
             continue;
         }
-        let word_start = !text[..i]
-            .chars()
-            .next_back()
-            .is_some_and(|p| p.is_alphanumeric());
-        if word_start
-            && rest
-                .get(..6)
-                .is_some_and(|w| w.eq_ignore_ascii_case("bearer"))
+        if rest
+            .get(..6)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"bearer"))
+            && word_start(text, i)
             && let Some(value) = after_scheme(text, i)
         {
             let end = value_end(text, value);
@@ -862,57 +1230,89 @@ fn field_pass(text: &str) -> (String, Vec<(usize, usize)>) {
                 continue;
             }
         }
-        out.push(c);
-        i += c.len_utf8();
+        out.push(char::from(c));
+        i += 1;
+    }
+    if i < text.len() {
+        out.push_str(&text[i..]);
     }
     (out, spans)
 }
 
-fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | '+' | '/' | '=')
+/// True when no letter or digit (of any script) comes right before `at`.
+fn word_start(text: &str, at: usize) -> bool {
+    let Some(&before) = text.as_bytes()[..at].last() else {
+        return true;
+    };
+    if before.is_ascii() {
+        return !IS_ALNUM[usize::from(before)];
+    }
+    !text[..at]
+        .chars()
+        .next_back()
+        .is_some_and(|p| p.is_alphanumeric())
 }
 
 /// Every run of token characters of at least 24 characters that mixes letters and digits
-/// becomes `[REDACTED]`.
-fn token_runs(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut run_start: Option<usize> = None;
-    let flush = |out: &mut String, run: &str| {
-        let has_digit = run.chars().any(|c| c.is_ascii_digit());
-        let has_alpha = run.chars().any(|c| c.is_ascii_alphabetic());
-        if run.len() >= TOKEN_RUN && has_digit && has_alpha {
-            out.push_str(REDACTED);
-        } else {
-            out.push_str(run);
-        }
-    };
-    for (i, c) in text.char_indices() {
-        if is_token_char(c) {
-            run_start.get_or_insert(i);
-        } else {
-            if let Some(start) = run_start.take() {
-                flush(&mut out, &text[start..i]);
+/// becomes `[REDACTED]`. (Token characters are ASCII: the runs are found byte by byte.)
+fn token_runs(text: &str) -> Cow<'_, str> {
+    let b = text.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = 0;
+    while let Some(skip) = b[i..].iter().position(|&c| IS_TOKEN[usize::from(c)]) {
+        let start = i + skip;
+        i = b[start..]
+            .iter()
+            .position(|&c| !IS_TOKEN[usize::from(c)])
+            .map_or(b.len(), |p| start + p);
+        let run = &b[start..i];
+        if run.len() >= TOKEN_RUN
+            && run.iter().any(|&c| IS_DIGIT[usize::from(c)])
+            && run.iter().any(|&c| IS_ALPHA[usize::from(c)])
+        {
+            if copied == 0 {
+                out.reserve(text.len());
             }
-            out.push(c);
+            out.push_str(&text[copied..start]);
+            out.push_str(REDACTED);
+            copied = i;
         }
     }
-    if let Some(start) = run_start {
-        flush(&mut out, &text[start..]);
+    if copied == 0 {
+        return Cow::Borrowed(text);
     }
-    out
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
 }
 
 /// Cuts `text` to at most `max` characters plus an ellipsis, never inside a redacted pair or a
 /// `[REDACTED]` marker (so that the cut text redacts to itself).
 fn truncate(text: &str, max: usize) -> String {
-    let Some((mut cut, _)) = text.char_indices().nth(max) else {
+    if text.len() <= max {
+        // No more characters than bytes.
+        return text.to_owned();
+    }
+    let Some(mut cut) = nth_char(text, max) else {
         return text.to_owned();
     };
-    let mut spans = field_pass(text).1;
-    spans.extend(
-        text.match_indices(REDACTED)
-            .map(|(at, m)| (at, at + m.len())),
-    );
+    // A span that contains the cut starts before it, with its name at most `MAX_NAME` bytes,
+    // a quote, 16 blanks and a backslash before its separator.
+    let mut spans = field_pass_until(text, cut + MAX_NAME + 20).1;
+    // Markers that could contain the cut (or a cut moved back to a span's start).
+    let b = text.as_bytes();
+    let reach = (cut + REDACTED.len()).min(b.len());
+    let mut at = 0;
+    while let Some(p) = b[at..reach]
+        .iter()
+        .position(|&c| IS_OPEN_BRACKET[usize::from(c)])
+    {
+        let start = at + p;
+        if b[start..].starts_with(REDACTED.as_bytes()) {
+            spans.push((start, start + REDACTED.len()));
+        }
+        at = start + 1;
+    }
     loop {
         let before = cut;
         for &(start, end) in &spans {
@@ -1094,6 +1494,153 @@ mod tests {
             assert!(!once.contains("vvvv"), "{once}");
             assert_eq!(redact_body(&once), once, "pad {pad}");
         }
+    }
+
+    #[test]
+    fn the_name_automaton_finds_what_a_substring_search_finds() {
+        let naive = |name: &str| {
+            let lower = name.to_ascii_lowercase();
+            SENSITIVE.iter().any(|w| lower.contains(w))
+        };
+        let mut names: Vec<String> = [
+            "",
+            "x",
+            "tok",
+            "TOKEN",
+            "refresh_token",
+            "X-Api-Key",
+            "ke",
+            "kEy",
+            "passwd",
+            "pass",
+            "Set-Cookie",
+            "authorization",
+            "auTHcode",
+            "tokentoken",
+            "sessio",
+            "ssession",
+            "credentials",
+            "ENCRYPTED_blob",
+            "accesss",
+            "acces",
+            "the code",
+            "co de",
+            "é-token",
+            r"sec\u0072et",
+            "encrypte",
+            "cookie\u{0}",
+            "tooken",
+            "ttoken",
+            "rrefresh",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Every fragment cut short and grown by one letter, at both ends.
+        for w in SENSITIVE {
+            for c in ['a', 'e', 'k', 's', 't', 'Z'] {
+                names.push(format!("{c}{w}"));
+                names.push(format!("{w}{c}"));
+                names.push(format!("{c}{}", &w[1..]));
+                names.push(format!("{}{c}", &w[..w.len() - 1]));
+            }
+        }
+        for name in &names {
+            assert_eq!(is_sensitive_key(name), naive(name), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn common_prefix_and_suffix_count_bytes_alike() {
+        let naive_prefix = |a: &[u8], b: &[u8]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let naive_suffix = |a: &[u8], b: &[u8]| {
+            a.iter()
+                .rev()
+                .zip(b.iter().rev())
+                .take_while(|(x, y)| x == y)
+                .count()
+        };
+        let base = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        for la in 0..base.len() {
+            for diff in 0..=la {
+                let a = &base[..la];
+                let mut b = base.to_vec();
+                if diff < b.len() {
+                    b[diff] = b'!';
+                }
+                assert_eq!(common_prefix(a, &b), naive_prefix(a, &b), "{la} {diff}");
+                let a = &base[base.len() - la..];
+                let mut b = base.to_vec();
+                let at = b.len() - 1 - diff.min(b.len() - 1);
+                b[at] = b'!';
+                assert_eq!(common_suffix(a, &b), naive_suffix(a, &b), "{la} {diff}");
+            }
+        }
+    }
+
+    #[test]
+    fn nth_char_is_char_indices_nth() {
+        for text in [
+            "",
+            "a",
+            "abc",
+            "é",
+            "aé",
+            "éa",
+            "日本語テキスト",
+            "a\u{10348}b…c",
+        ] {
+            for n in 0..12 {
+                assert_eq!(
+                    nth_char(text, n),
+                    text.char_indices().nth(n).map(|(i, _)| i),
+                    "{text:?} {n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn short_held_secrets_are_found_at_every_offset() {
+        // Shorter forms make the scrubber look at more windows: none falls between two.
+        for secret in ["Shrt8chr", "nine-char", "twelve-chars", "fifteen-chars-x"] {
+            let s = crate::secret::SecretString::from(secret);
+            for pad in 0..20 {
+                let text = format!("{}{} and {}.", "-".repeat(pad), s.expose(), "+".repeat(pad));
+                let out = scrub(&text);
+                assert!(!out.contains(secret), "{pad}: {out}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_long_body_is_redacted_as_a_whole_where_it_is_cut() {
+        let s = crate::secret::SecretString::from("held-secret-across-the-first-look-0123");
+        for pad in FIRST_LOOK - 45..FIRST_LOOK + 5 {
+            // A held secret, a token-shaped run and a keyed value across the first look's end.
+            for (planted, secret) in [
+                (format!(" {} ", s.expose()), s.expose().to_owned()),
+                (
+                    " ab12cd34ef56gh78ij90kl12mn34 ".to_owned(),
+                    "ab12cd34".to_owned(),
+                ),
+                (
+                    " ab12cd34ef56gh78ij90kl12mn34 ".to_owned(),
+                    "mn34".to_owned(),
+                ),
+            ] {
+                let text = format!("{}{planted}{}", "x ".repeat(pad / 2), "y ".repeat(4000));
+                let look = look_at(&text, FIRST_LOOK);
+                assert!(!look.ends_with(&planted[1..planted.len() / 2]), "{pad}");
+                let once = redact_body(&text);
+                assert!(!once.contains(&secret), "{pad}");
+                assert_eq!(redact_body(&once), once);
+            }
+        }
+        // A body whose start redacts to almost nothing is looked at further.
+        let text = format!("token=\"{}\" then the useful part", "v w ".repeat(2000));
+        let once = redact_body(&text);
+        assert!(once.contains("the useful part"), "{once}");
     }
 
     #[test]
