@@ -297,9 +297,11 @@ impl Index {
                 };
                 hits.push((s, e));
             };
-        // The last piece grown (its secret and where that secret would start in the text): the
-        // next windows of the same occurrence grow to the same span.
-        let mut last_piece: Option<(*const Zeroizing<String>, usize)> = None;
+        // The last piece grown (its secret, where that secret would start in the text, and
+        // where the growth stopped): the next windows of the same occurrence inside that
+        // stretch grow to the same span; one past it (after a byte that differs) may start
+        // another piece of the same secret.
+        let mut last_piece: Option<((*const Zeroizing<String>, usize), usize)> = None;
         for at in 0..=t.len() - WINDOW {
             let h = self.fingerprint(&t[at..]);
             if !bits[h as usize % FP_SLOTS] {
@@ -327,17 +329,16 @@ impl Index {
                     && at >= offset
                     && at - offset >= cover.0
                     && at - offset + form.len() <= cover.1;
-                if covered
-                    || last_piece == Some(occurrence)
-                    || t[at..at + WINDOW] != form[offset..offset + WINDOW]
-                {
+                let grown_already =
+                    matches!(last_piece, Some((o, end)) if o == occurrence && at + WINDOW <= end);
+                if covered || grown_already || t[at..at + WINDOW] != form[offset..offset + WINDOW] {
                     continue;
                 }
-                last_piece = Some(occurrence);
                 // Grow the match both ways as far as text and secret agree.
                 let back = common_suffix(&t[..at], &form[..offset]);
                 let ahead = common_prefix(&t[at + WINDOW..], &form[offset + WINDOW..]);
                 let (mut start, mut end) = (at - back, at + WINDOW + ahead);
+                last_piece = Some((occurrence, end));
                 if end - start < MIN_PIECE {
                     continue;
                 }
@@ -1461,6 +1462,27 @@ mod tests {
         }
         // Ordinary words that share a few characters with it stay.
         assert_eq!(scrub("held Refresh letters"), "held Refresh letters");
+    }
+
+    #[test]
+    fn both_sides_of_a_changed_byte_in_a_held_secret_are_found() {
+        // A found review case: after one piece of an occurrence was grown, the windows past a
+        // byte that differs were skipped, so the rest of the secret came out in clear.
+        let raw = "changedByteHeldSecretLettersOnly".to_owned() + "AbcdefghijklmnopQrstuvwxyzTail";
+        let s = crate::secret::SecretString::from(raw.as_str());
+        let secret = s.expose();
+        for changed in [10, 16, 20, 30, 40] {
+            let mut bytes = secret.as_bytes().to_vec();
+            bytes[changed] = b'#';
+            let text = String::from_utf8(bytes).unwrap();
+            let (before, after) = (&secret[..changed], &secret[changed + 1..]);
+            let out = scrub(&format!("said: {text} end"));
+            for side in [before, after] {
+                if side.len() >= MIN_PIECE {
+                    assert!(!out.contains(side), "{changed}: {side} in {out}");
+                }
+            }
+        }
     }
 
     #[test]

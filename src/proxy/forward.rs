@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap};
+use hyper::header::{AUTHORIZATION, CONTENT_LENGTH, HeaderMap, USER_AGENT};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Request, Response};
 
@@ -122,7 +122,13 @@ async fn send(
     let mut headers = HeaderMap::with_capacity(out.client_headers.len() + fixed.len() + 2);
     headers::upstream_request_into(out.client_headers, &mut headers);
     for (name, value) in fixed {
-        headers.insert(name.clone(), value.clone());
+        // The client's own User-Agent goes to Kimi (its coding endpoint tells coding agents
+        // apart by it); ours is only a default.
+        if name == USER_AGENT {
+            headers.entry(USER_AGENT).or_insert_with(|| value.clone());
+        } else {
+            headers.insert(name.clone(), value.clone());
+        }
     }
     headers.insert(AUTHORIZATION, bearer.clone());
     headers.insert(headers::name("x-api-key"), key.clone());

@@ -81,7 +81,7 @@ impl Upstream {
     }
 
     /// The headers every request carries (added after the client's, replacing any of the same
-    /// name).
+    /// name; `User-Agent` only where the client sent none).
     pub(crate) fn fixed_headers(&self) -> &HeaderMap {
         &self.fixed
     }

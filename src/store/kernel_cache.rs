@@ -51,26 +51,36 @@ const MAGIC: &str = "kimi-vault kernel cache v1";
 pub(crate) struct Identity {
     /// Description of the cached key.
     desc: String,
-    /// Description of the generation key.
+    /// Description of the generation key: by service and profile only, not by bus, so that a
+    /// write made on any bus (or with no bus address at all: zbus then falls back to
+    /// `$XDG_RUNTIME_DIR/bus`, the same Secret Service) changes the generation every cached
+    /// copy is checked against.
     gen_desc: String,
     /// SHA-256 of the identity, hex: written in the payload and compared on a hit.
     digest: String,
+    /// False without a bus address: nothing to tell two Secret Services apart by, so nothing is
+    /// cached or served, but writes still change the generation.
+    cacheable: bool,
 }
 
 impl Identity {
-    /// The identity of `service`/`user` on the session bus `bus`; `None` without a bus address
-    /// (nothing to tell two Secret Services apart by: not cached).
+    /// The identity of `service`/`user` on the session bus `bus` (empty when there is no bus
+    /// address: then only invalidated, never cached); `None` for an empty user.
     pub(crate) fn new(service: &str, user: &str, bus: &str) -> Option<Self> {
         use sha2::Digest;
-        if bus.is_empty() || user.is_empty() {
+        if user.is_empty() {
             return None;
         }
-        let mut h = sha2::Sha256::new();
-        for part in ["kimi-vault kernel cache", service, user, bus] {
-            h.update((part.len() as u64).to_le_bytes());
-            h.update(part.as_bytes());
-        }
-        let digest = crate::store::crypto::hex(&h.finalize());
+        let hash = |parts: &[&str]| {
+            let mut h = sha2::Sha256::new();
+            for part in parts {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
+            crate::store::crypto::hex(&h.finalize())
+        };
+        let digest = hash(&["kimi-vault kernel cache", service, user, bus]);
+        let generation = hash(&["kimi-vault kernel cache generation", service, user]);
         // Profile names are short and plain (`check_profile_name`); anything else (another
         // tool's user name) appears only through the hash.
         let shown = if crate::store::check_profile_name(user).is_ok() {
@@ -78,11 +88,11 @@ impl Identity {
         } else {
             "-"
         };
-        let desc = format!("kimi-vault:v1:{shown}:{}", &digest[..16]);
         Some(Identity {
-            gen_desc: format!("{desc}:gen"),
-            desc,
+            desc: format!("kimi-vault:v1:{shown}:{}", &digest[..16]),
+            gen_desc: format!("kimi-vault:v1:{shown}:{}:gen", &generation[..16]),
             digest,
+            cacheable: !bus.is_empty(),
         })
     }
 }
@@ -353,7 +363,7 @@ pub(crate) fn ticket(id: Option<Identity>) -> Option<Ticket> {
     if !FILL.load(std::sync::atomic::Ordering::Relaxed) {
         return None;
     }
-    let id = id?;
+    let id = id.filter(|id| id.cacheable)?;
     #[cfg(target_os = "linux")]
     {
         let ring = sys::ring()?;
@@ -429,8 +439,10 @@ pub(crate) fn invalidate(id: Option<Identity>) {
             return;
         };
         if sys::bump(ring, &id.gen_desc).is_none() {
-            // Cannot change the generation: at least take the cached copy away.
+            // Cannot change the generation: remove it, so that no cached copy matches one
+            // (a lookup without a generation key misses), and take the cached copy away.
             tracing::debug!("kernel keyring cache: the generation could not be changed");
+            sys::invalidate(ring, &id.gen_desc);
         }
         sys::invalidate(ring, &id.desc);
     }
@@ -443,6 +455,9 @@ pub(crate) fn invalidate(id: Option<Identity>) {
 /// The cached credential of `id` when its access token is valid for more than `min_valid`
 /// seconds and it was cached under the current generation. Its refresh token is empty.
 pub(crate) fn lookup(id: &Identity, min_valid: i64) -> Option<Credential> {
+    if !id.cacheable {
+        return None;
+    }
     #[cfg(target_os = "linux")]
     {
         let ring = sys::ring()?;
@@ -617,7 +632,14 @@ mod tests {
         assert_ne!(a.desc, b.desc);
         assert_ne!(a.desc, c.desc);
         assert!(a.desc.starts_with("kimi-vault:v1:work:"));
-        assert!(Identity::new("kimi-vault", "work", "").is_none());
+        // The generation is shared by every bus (a write on one invalidates copies made on
+        // another, or with no bus address at all); without a bus nothing is cached.
+        assert_eq!(a.gen_desc, b.gen_desc);
+        assert_ne!(a.gen_desc, c.gen_desc);
+        let busless = Identity::new("kimi-vault", "work", "").unwrap();
+        assert_eq!(busless.gen_desc, a.gen_desc);
+        assert!(!busless.cacheable && a.cacheable);
+        assert!(lookup(&busless, 0).is_none());
         let other = Identity::new("x", "we:ird\nname", "unix:path=/a").unwrap();
         assert!(other.desc.starts_with("kimi-vault:v1:-:"));
     }

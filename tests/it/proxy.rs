@@ -222,7 +222,7 @@ fn token_injected_in_both_headers_client_credentials_and_hop_by_hop_dropped() {
     let body = r#"{"model":"kimi","messages":[]}"#;
     write!(
         s,
-        "POST /v1/messages?beta=true&x=1 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\nX-Msh-Device-Id: spoofed\r\nCookie: session=abc\r\nProxy-Authorization: Basic Zm9v\r\nConnection: keep-alive, X-Private-Hop\r\nX-Private-Hop: secret-hop\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nanthropic-version: 2023-06-01\r\nanthropic-beta: tools-2024-04-04\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /v1/messages?beta=true&x=1 HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {key}\r\nX-Msh-Device-Id: spoofed\r\nCookie: session=abc\r\nProxy-Authorization: Basic Zm9v\r\nConnection: keep-alive, X-Private-Hop\r\nX-Private-Hop: secret-hop\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nanthropic-version: 2023-06-01\r\nanthropic-beta: tools-2024-04-04\r\nUser-Agent: claude-cli/2.1.197 (external, cli)\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         p.addr(),
         body.len()
     )
@@ -245,6 +245,11 @@ fn token_injected_in_both_headers_client_credentials_and_hop_by_hop_dropped() {
     assert_eq!(r.header("x-api-key"), Some(SEED_ACCESS));
     assert_eq!(r.header("anthropic-version"), Some("2023-06-01"));
     assert_eq!(r.header("anthropic-beta"), Some("tools-2024-04-04"));
+    assert_eq!(
+        r.header("user-agent"),
+        Some("claude-cli/2.1.197 (external, cli)"),
+        "the client's User-Agent is forwarded, not replaced by the proxy's"
+    );
     assert_eq!(
         r.header("x-msh-platform"),
         Some("kimi-vault"),
