@@ -171,11 +171,31 @@ pub(crate) fn wiped_json_line<T: serde::Serialize + ?Sized>(
     value: &T,
     room: usize,
 ) -> serde_json::Result<zeroize::Zeroizing<Vec<u8>>> {
-    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(room));
-    json_to_writer(&mut *line, value)?;
+    let mut line = zeroize::Zeroizing::new(Vec::with_capacity(room.saturating_add(1)));
+    json_to_writer(NoGrow(&mut line), value)?;
     line.push(b'\n');
-    debug_assert!(line.len() <= room, "the room reserved was too small");
     Ok(line)
+}
+
+/// A writer into a `Vec` that fails rather than grow it (growing would leave an unwiped copy
+/// of what was written so far in the freed block).
+struct NoGrow<'a>(&'a mut Vec<u8>);
+
+impl std::io::Write for NoGrow<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // One byte stays free for the newline.
+        if self.0.len() + buf.len() >= self.0.capacity() {
+            return Err(std::io::Error::other(
+                "the room reserved for a secret line was too small",
+            ));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Writes a whole line (a [`wiped_json_line`]) to stdout in one write, flushed.
@@ -398,9 +418,19 @@ mod tests {
             room,
         )
         .unwrap();
-        assert_eq!(line.capacity(), room, "the buffer was not reallocated");
+        assert_eq!(line.capacity(), room + 1, "the buffer was not reallocated");
         assert!(line.ends_with(b"}\n"));
         let back: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(back["access_token"], token.as_str());
+        // Too little room is an error, in release builds too, never a grown (copied) buffer.
+        assert!(
+            super::wiped_json_line(
+                &Secret {
+                    access_token: &token
+                },
+                token.len()
+            )
+            .is_err()
+        );
     }
 }
