@@ -11,7 +11,7 @@ use kimi_vault::store::inspect::{FileProbe, PathCheck, PathKind};
 use kimi_vault::store::{BackendKind, KeyringProbe, LockState};
 use serde::Serialize;
 
-use crate::cli::doctor::{Checks, FILE_FIX, Key, keyring_fix, shown_url, store_name};
+use crate::cli::doctor_checks::{Checks, FILE_FIX, Key, keyring_fix, shown_url, store_name};
 use crate::cli::doctor_clients::Finding;
 use crate::cli::failure::exit;
 use crate::cli::output::{self, outln};

@@ -4,6 +4,7 @@
 mod completions;
 mod config;
 mod doctor;
+mod doctor_checks;
 mod doctor_clients;
 mod doctor_report;
 mod exec_proxy;

@@ -207,8 +207,10 @@ impl Session {
     /// On Linux, with the keyring backend, the token may come from the kernel keyring cache
     /// (store/kernel_cache.rs): that credential's refresh token is then empty.
     pub fn token(&self, min_valid: i64) -> Result<Credential> {
-        if let Some(cred) =
-            crate::store::kernel_cache::serve(&self.inner.vault, &self.inner.profile, min_valid)
+        if let Some(cred) = self
+            .inner
+            .vault
+            .cached_token(&self.inner.profile, min_valid)
         {
             return Ok(cred);
         }

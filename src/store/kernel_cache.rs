@@ -32,9 +32,7 @@
 //! (seccomp in containers: ENOSYS, EPERM, EACCES) the first refusal turns the cache off for the
 //! rest of the process.
 
-use crate::store::backend::BackendKind;
 use crate::store::record::Credential;
-use crate::store::vault::{BackendMode, Vault};
 
 /// The longest a cached token lives in the kernel, whatever its expiry: it bounds how long a
 /// change made behind kimi-vault's back (an item deleted with seahorse, a keyring locked, a
@@ -490,34 +488,19 @@ pub(crate) fn lookup(id: &Identity, min_valid: i64) -> Option<Credential> {
     }
 }
 
-/// For [`Session::token`](crate::session::Session::token): the profile's access token from the
-/// kernel keyring cache, when the keyring is the backend `vault` would read it from and the
-/// token is valid for more than `min_valid` seconds. The credential has no refresh token: it
-/// is only for handing the access token out.
-pub(crate) fn serve(vault: &Vault, profile: &str, min_valid: i64) -> Option<Credential> {
+/// The cached credential of `id` for a process that asks for a token to hand out (`token`,
+/// `exec`, `usage`, `models`: [`Vault::cached_token`](crate::store::Vault)); a miss makes this
+/// process's Secret Service reads fill the cache. Its refresh token is empty.
+pub(crate) fn serve(id: Option<Identity>, min_valid: i64) -> Option<Credential> {
     if !cfg!(target_os = "linux") {
         return None;
     }
-    let from_keyring = match vault.mode() {
-        BackendMode::File => false,
-        BackendMode::Keyring => true,
-        BackendMode::Auto => {
-            crate::store::index::lookup(vault.paths(), profile) == Some(BackendKind::Keyring)
-        }
-    };
-    if !from_keyring {
-        return None;
-    }
-    let id = crate::store::keyring::cache_identity(profile)?;
-    let Some(cred) = lookup(&id, min_valid) else {
+    let id = id?;
+    let cred = lookup(&id, min_valid);
+    if cred.is_none() {
         FILL.store(true, std::sync::atomic::Ordering::Relaxed);
-        return None;
-    };
-    tracing::info!(
-        "OS keyring: entry {}/{profile} served from the kernel keyring cache",
-        crate::store::keyring::SERVICE
-    );
-    Some(cred)
+    }
+    cred
 }
 
 #[cfg(test)]

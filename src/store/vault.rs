@@ -245,6 +245,29 @@ impl Vault {
         status
     }
 
+    /// For [`Session::token`](crate::session::Session::token): the profile's access token from
+    /// the kernel keyring cache, when the keyring is the backend this vault would read it from
+    /// and the token is valid for more than `min_valid` seconds. The credential has no refresh
+    /// token: it is only for handing the access token out.
+    pub(crate) fn cached_token(&self, profile: &str, min_valid: i64) -> Option<Credential> {
+        let from_keyring = match self.mode() {
+            BackendMode::File => false,
+            BackendMode::Keyring => true,
+            BackendMode::Auto => index::lookup(self.paths(), profile) == Some(BackendKind::Keyring),
+        };
+        if !from_keyring {
+            return None;
+        }
+        let cred = crate::store::kernel_cache::serve(
+            crate::store::keyring::cache_identity(profile),
+            min_valid,
+        )?;
+        tracing::info!(
+            "OS keyring: entry {SERVICE}/{profile} served from the kernel keyring cache"
+        );
+        Some(cred)
+    }
+
     /// The backend a write would go to, and why (for `status` and `doctor`).
     pub fn write_target(&self, profile: &str) -> (BackendKind, BackendReason) {
         match self.mode {
