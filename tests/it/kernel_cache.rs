@@ -4,43 +4,9 @@
 //! must work; the cache-specific checks are then reported as not made (never a silent pass).
 
 use crate::common::*;
+use crate::keyring::{keyring_entry, keyring_session, kr_cmd, unique};
 use linux_keyutils::{Key, KeyRing, KeyRingIdentifier};
 use predicates::prelude::*;
-
-/// As in keyring.rs: these tests need scripts/test.sh's Secret Service.
-fn keyring_session() -> bool {
-    let ok = std::env::var("KIMI_VAULT_TEST_KEYRING").as_deref() == Ok("1");
-    assert!(
-        ok,
-        "no Secret Service: this test needs the D-Bus session and unlocked gnome-keyring that \
-         scripts/test.sh sets up (it sets KIMI_VAULT_TEST_KEYRING=1)"
-    );
-    ok
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}-{}", std::process::id())
-}
-
-/// The binary in the test's D-Bus session, in `keyring` mode unless `mode` says otherwise.
-fn kr_cmd(env: &TestEnv, mode: &str) -> assert_cmd::Command {
-    let mut c = env.std_cmd();
-    c.env("KIMI_VAULT_BACKEND", mode);
-    for var in ["DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR"] {
-        if let Some(v) = std::env::var_os(var) {
-            c.env(var, v);
-        }
-    }
-    assert_cmd::Command::from_std(c)
-}
-
-fn keyring_entry(profile: &str) -> keyring_core::Entry {
-    static INIT: std::sync::Once = std::sync::Once::new();
-    INIT.call_once(|| {
-        keyring_core::set_default_store(zbus_secret_service_keyring_store::Store::new().unwrap())
-    });
-    keyring_core::Entry::new("kimi-vault", profile).unwrap()
-}
 
 /// Stores `cred` in the Secret Service behind kimi-vault's back (no cache is touched).
 fn put_behind_the_back(profile: &str, cred: &kimi_vault::store::Credential) {

@@ -8,7 +8,7 @@ use predicates::prelude::*;
 /// The Secret Service tests are `#[ignore = "needs a Secret Service…"]`; run without one (with
 /// `--include-ignored` outside scripts/test.sh) they fail here rather than pass having tested
 /// nothing.
-fn keyring_session() -> bool {
+pub(crate) fn keyring_session() -> bool {
     let ok = std::env::var("KIMI_VAULT_TEST_KEYRING").as_deref() == Ok("1");
     assert!(
         ok,
@@ -18,7 +18,7 @@ fn keyring_session() -> bool {
     ok
 }
 
-fn unique(name: &str) -> String {
+pub(crate) fn unique(name: &str) -> String {
     format!("{name}-{}", std::process::id())
 }
 
@@ -34,11 +34,12 @@ fn kr_std_cmd(env: &TestEnv, mode: &str) -> std::process::Command {
     c
 }
 
-fn kr_cmd(env: &TestEnv, mode: &str) -> assert_cmd::Command {
+/// [`kr_std_cmd`] for assert_cmd (also kernel_cache.rs's).
+pub(crate) fn kr_cmd(env: &TestEnv, mode: &str) -> assert_cmd::Command {
     assert_cmd::Command::from_std(kr_std_cmd(env, mode))
 }
 
-fn keyring_entry(profile: &str) -> keyring_core::Entry {
+pub(crate) fn keyring_entry(profile: &str) -> keyring_core::Entry {
     static INIT: std::sync::Once = std::sync::Once::new();
     INIT.call_once(|| {
         keyring_core::set_default_store(zbus_secret_service_keyring_store::Store::new().unwrap())
