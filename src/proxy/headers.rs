@@ -92,23 +92,18 @@ fn reflects(name: &str, value: &HeaderValue, tokens: &[&TokenForms]) -> bool {
 }
 
 /// Kimi's headers as they go back to the client, without any that carries one of `tokens`
-/// (the tokens injected into the request) in any of its forms. A copy, for the fuzz target and
-/// tests: the proxy filters in place ([`client_response_in_place`]).
+/// (the tokens injected into the request) in any of its forms: a filtered copy, for the fuzz
+/// target and tests, made by the very filter the proxy runs ([`client_response_in_place`]).
 #[cfg(any(test, fuzzing, feature = "testing"))]
 pub(crate) fn client_response(headers: &HeaderMap, tokens: &[&TokenForms]) -> HeaderMap {
-    let connection = connection_values(headers);
-    let mut out = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let n = name.as_str();
-        if !dropped_name(n, RESPONSE_DROPPED, false, &connection) && !reflects(n, value, tokens) {
-            out.append(name.clone(), value.clone());
-        }
-    }
+    let mut out = headers.clone();
+    client_response_in_place(&mut out, tokens);
     out
 }
 
-/// [`client_response`] in place, on Kimi's own map: the usual response loses a hop-by-hop
-/// header or none and nothing is copied; a map with a reflected token is rebuilt.
+/// Kimi's headers filtered for the client in place, on Kimi's own map (see
+/// [`client_response`]): the usual response loses a hop-by-hop header or none and nothing is
+/// copied; a map with a reflected token is rebuilt.
 pub(crate) fn client_response_in_place(headers: &mut HeaderMap, tokens: &[&TokenForms]) {
     let mut gone: Vec<HeaderName> = Vec::new();
     let mut reflected = false;
