@@ -395,7 +395,7 @@ pub(crate) fn fill(ticket: Option<Ticket>, cred: &Credential) {
     #[cfg(target_os = "linux")]
     {
         // The kernel's timeout runs on the real clock.
-        let left = cred.expires_at - real_now();
+        let left = cred.expires_at - crate::clock::real_now_unix_ms().div_euclid(1000);
         if left <= 0 {
             return;
         }
@@ -414,15 +414,6 @@ pub(crate) fn fill(ticket: Option<Ticket>, cred: &Credential) {
     {
         let _ = (ticket, cred);
     }
-}
-
-/// Unix seconds on the real clock (not the tests' fixed one).
-#[cfg(target_os = "linux")]
-fn real_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Called around every write and delete of the entry: no cached copy made before this call is
